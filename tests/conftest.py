@@ -1,0 +1,131 @@
+"""Database fixtures shared by every test.
+
+The PostgreSQL server is the one named by PGWARDEN_TEST_DATABASE_URL (CI points it at the
+machine's server), else an embedded one started in .tmp/. A migrated template database is built
+once per session with pytest-postgresql's janitor, and each test gets a fresh copy of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from tests.support.listen import EventListener
+
+ROOT = Path(__file__).resolve().parent.parent
+_copies = itertools.count()
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def with_database(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+class PostgresServer:
+    """Connection facts of the server the tests use."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+        self.host = query.get("host") or parts.hostname or "127.0.0.1"
+        self.port = parts.port or 5432
+        self.user = parts.username or "postgres"
+        self.password = parts.password or ""
+
+    def janitor(self, dbname: str, template: str | None = None, as_template: bool = False) -> DatabaseJanitor:
+        return DatabaseJanitor(
+            user=self.user,
+            host=self.host,
+            port=self.port,
+            dbname=dbname,
+            template_dbname=template,
+            as_template=as_template,
+            password=self.password,
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    url = os.environ.get("PGWARDEN_TEST_DATABASE_URL")
+    if url:
+        yield PostgresServer(url)
+        return
+    from db.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(ROOT / ".tmp" / "test-data")
+    try:
+        yield PostgresServer(embedded.url)
+    finally:
+        embedded.stop()
+
+
+def _migrate_template(url: str) -> None:
+    import asyncio
+
+    from db import migrate
+    from pgwarden.tokens import ensure_signing_keys
+
+    migrate.upgrade(url)
+
+    async def keys() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await ensure_signing_keys(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(keys())
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: PostgresServer) -> Iterator[str]:
+    """Name of a migrated template database (with a signing key pair)."""
+    name = f"pgwarden_template_{os.getpid()}"
+    janitor = pg_server.janitor(name, as_template=True)
+    janitor.drop()
+    janitor.init()
+    try:
+        _migrate_template(with_database(pg_server.url, name))
+        yield name
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
+    """URL of a fresh, migrated database for this test alone."""
+    name = f"pgwarden_test_{os.getpid()}_{next(_copies)}"
+    with pg_server.janitor(name, template=pg_template):
+        yield with_database(pg_server.url, name)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain SQL session on the test database, as an admin's psql would be."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def events(database_url: str) -> AsyncIterator[EventListener]:
+    """A LISTEN connection that collects every published event."""
+    listener = await EventListener.connect(database_url)
+    try:
+        yield listener
+    finally:
+        await listener.close()
