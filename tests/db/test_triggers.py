@@ -1,0 +1,340 @@
+"""Every change to a vault row leaves the database as exactly one correct event, after commit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import asyncpg
+import pytest
+
+from db.events import PushType
+from tests.support.listen import EventListener
+
+DEVICE = "4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11"
+
+
+async def new_user(db: asyncpg.Connection, email: str | None = None) -> str:
+    email = email or f"{uuid.uuid4().hex[:8]}@example.com"
+    user_id = await db.fetchval(
+        "INSERT INTO users (email, password_hash, key) VALUES ($1, 'hash', 'key') RETURNING id::text", email
+    )
+    return user_id
+
+
+async def acting(db: asyncpg.Connection, device: str | None = DEVICE) -> asyncpg.transaction.Transaction:
+    """Open a transaction that names the acting device, as the API does."""
+    tx = db.transaction()
+    await tx.start()
+    if device is not None:
+        await db.execute("SELECT set_config('pgwarden.context_id', $1, true)", device)
+    return tx
+
+
+async def revision(db: asyncpg.Connection, user_id: str) -> datetime:
+    return await db.fetchval("SELECT revision_date FROM users WHERE id = $1", uuid.UUID(user_id))
+
+
+async def insert_cipher(db: asyncpg.Connection, user_id: str, folder: str | None = None) -> str:
+    folders = json.dumps({user_id: folder} if folder else {})
+    return await db.fetchval(
+        "INSERT INTO ciphers (user_id, type, data, folders) VALUES ($1, 1, '{\"name\": \"2.x|y|z\"}', $2)"
+        " RETURNING id::text",
+        uuid.UUID(user_id),
+        folders,
+    )
+
+
+async def insert_folder(db: asyncpg.Connection, user_id: str) -> str:
+    return await db.fetchval(
+        "INSERT INTO folders (user_id, name) VALUES ($1, '2.f|o|l') RETURNING id::text", uuid.UUID(user_id)
+    )
+
+
+# --- one operation, one event, after commit -------------------------------------------------
+
+
+async def test_cipher_create_is_one_event_after_commit(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    tx = await acting(db)
+    cipher = await insert_cipher(db, user)
+    await events.nothing()  # not before COMMIT
+    await tx.commit()
+
+    [event] = await events.exactly(1)
+    stored = await db.fetchval("SELECT revision_date FROM ciphers WHERE id = $1", uuid.UUID(cipher))
+    assert event.type is PushType.SYNC_CIPHER_CREATE
+    assert (event.user_id, event.org_id, event.item_id, event.context_id) == (user, None, cipher, DEVICE)
+    assert event.date == stored
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("UPDATE ciphers SET data = '{\"name\": \"2.new|y|z\"}' WHERE id = $1", PushType.SYNC_CIPHER_UPDATE),
+        ("UPDATE ciphers SET deleted_date = now() WHERE id = $1", PushType.SYNC_CIPHER_UPDATE),
+        ("UPDATE ciphers SET deleted_date = NULL WHERE id = $1", PushType.SYNC_CIPHER_UPDATE),
+        ("UPDATE ciphers SET favorites = jsonb_build_object(user_id::text, true) WHERE id = $1",
+         PushType.SYNC_CIPHER_UPDATE),
+        ("DELETE FROM ciphers WHERE id = $1", PushType.SYNC_LOGIN_DELETE),
+    ],
+    ids=["edit", "soft-delete", "restore", "favorite", "hard-delete"],
+)
+async def test_cipher_change_is_one_event_of_its_type(
+    db: asyncpg.Connection, events: EventListener, statement: str, expected: PushType
+) -> None:
+    user = await new_user(db)
+    cipher = await insert_cipher(db, user)
+    await events.exactly(1)
+    before = await revision(db, user)
+
+    tx = await acting(db)
+    await db.execute(statement, uuid.UUID(cipher))
+    await tx.commit()
+
+    [event] = await events.exactly(1)
+    assert event.type is expected
+    assert (event.user_id, event.item_id, event.context_id) == (user, cipher, DEVICE)
+    assert await revision(db, user) > before
+
+
+async def test_cipher_edit_moves_its_revision_date_forward(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    cipher = await insert_cipher(db, user)
+    created = await events.next()
+    await db.execute("UPDATE ciphers SET reprompt = 1 WHERE id = $1", uuid.UUID(cipher))
+    updated = await events.next()
+    assert updated.date > created.date
+
+
+async def test_move_to_folder_is_a_cipher_update(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    folder = await insert_folder(db, user)
+    cipher = await insert_cipher(db, user)
+    await events.exactly(2)
+
+    await db.execute(
+        "UPDATE ciphers SET folders = jsonb_build_object($2::text, $3::text) WHERE id = $1",
+        uuid.UUID(cipher), user, folder,
+    )
+    [event] = await events.exactly(1)
+    assert (event.type, event.item_id) == (PushType.SYNC_CIPHER_UPDATE, cipher)
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("UPDATE folders SET name = '2.new|o|l' WHERE id = $1", PushType.SYNC_FOLDER_UPDATE),
+        ("DELETE FROM folders WHERE id = $1", PushType.SYNC_FOLDER_DELETE),
+    ],
+    ids=["rename", "delete"],
+)
+async def test_folder_change_is_one_event_of_its_type(
+    db: asyncpg.Connection, events: EventListener, statement: str, expected: PushType
+) -> None:
+    user = await new_user(db)
+    tx = await acting(db)
+    folder = await insert_folder(db, user)
+    await tx.commit()
+    [created] = await events.exactly(1)
+    assert (created.type, created.item_id, created.context_id) == (PushType.SYNC_FOLDER_CREATE, folder, DEVICE)
+
+    tx = await acting(db)
+    await db.execute(statement, uuid.UUID(folder))
+    await tx.commit()
+    [event] = await events.exactly(1)
+    assert (event.type, event.user_id, event.item_id, event.context_id) == (expected, user, folder, DEVICE)
+
+
+async def test_deleting_a_folder_makes_its_items_folderless(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    folder = await insert_folder(db, user)
+    cipher = await insert_cipher(db, user, folder=folder)
+    other = await insert_cipher(db, user)
+    await events.exactly(3)
+
+    await db.execute("DELETE FROM folders WHERE id = $1", uuid.UUID(folder))
+
+    deleted, moved = await events.exactly(2)
+    assert (deleted.type, deleted.item_id) == (PushType.SYNC_FOLDER_DELETE, folder)
+    assert (moved.type, moved.item_id) == (PushType.SYNC_CIPHER_UPDATE, cipher)
+    placements = dict(await db.fetch("SELECT id::text, folders FROM ciphers"))
+    assert placements == {cipher: "{}", other: "{}"}
+
+
+@pytest.mark.parametrize("push_type", [PushType.SYNC_VAULT, PushType.SYNC_SETTINGS, PushType.LOG_OUT])
+async def test_sync_row_publishes_its_own_type(
+    db: asyncpg.Connection, events: EventListener, push_type: PushType
+) -> None:
+    user = await new_user(db)
+    before = await revision(db, user)
+    tx = await acting(db)
+    await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", uuid.UUID(user), push_type)
+    await tx.commit()
+
+    [event] = await events.exactly(1)
+    assert (event.type, event.user_id, event.item_id, event.context_id) == (push_type, user, None, DEVICE)
+    assert await revision(db, user) > before
+
+
+async def test_sync_row_with_explicit_null_context(db: asyncpg.Connection, events: EventListener) -> None:
+    """An admin deauthorizing sessions: LogOut for every device, the acting one included."""
+    user = await new_user(db)
+    tx = await acting(db)
+    await db.execute(
+        "INSERT INTO sync_events (user_id, push_type, context_id) VALUES ($1, 11, NULL)", uuid.UUID(user)
+    )
+    await tx.commit()
+    [event] = await events.exactly(1)
+    assert (event.type, event.context_id) == (PushType.LOG_OUT, None)
+
+
+async def test_old_sync_rows_are_pruned(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    await db.execute(
+        "INSERT INTO sync_events (user_id, push_type, created_at) VALUES ($1, 5, now() - interval '40 days')",
+        uuid.UUID(user),
+    )
+    await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 10)", uuid.UUID(user))
+    assert await db.fetchval("SELECT array_agg(push_type) FROM sync_events") == [10]
+
+
+# --- transactions ---------------------------------------------------------------------------
+
+
+async def test_rollback_publishes_nothing_and_keeps_revision(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    before = await revision(db, user)
+    tx = await acting(db)
+    await insert_folder(db, user)
+    await insert_cipher(db, user)
+    await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 11)", uuid.UUID(user))
+    await tx.rollback()
+
+    await events.nothing(within=0.5)
+    assert await revision(db, user) == before
+
+
+async def test_plain_sql_session_notifies_with_null_context(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    cipher = await insert_cipher(db, user)  # autocommit, no set_config: an admin's psql
+    [event] = await events.exactly(1)
+    assert (event.item_id, event.context_id) == (cipher, None)
+
+
+async def test_context_is_transaction_local(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    tx = await acting(db)
+    await insert_folder(db, user)
+    await tx.commit()
+    await insert_folder(db, user)  # a later transaction on the same session names no device
+    first, second = await events.exactly(2)
+    assert (first.context_id, second.context_id) == (DEVICE, None)
+
+
+async def test_oversized_context_is_published_as_null(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    tx = await acting(db, device="d" * 10_000)
+    await insert_folder(db, user)
+    await tx.commit()
+    [event] = await events.exactly(1)
+    assert event.context_id is None
+
+
+async def test_revision_date_moves_forward_with_every_change(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    seen = [await revision(db, user)]
+    folder = await insert_folder(db, user)
+    seen.append(await revision(db, user))
+    cipher = await insert_cipher(db, user, folder=folder)
+    seen.append(await revision(db, user))
+    for statement in (
+        "UPDATE ciphers SET reprompt = 1 WHERE id = $1",
+        "UPDATE ciphers SET deleted_date = now() WHERE id = $1",
+        "DELETE FROM ciphers WHERE id = $1",
+    ):
+        await db.execute(statement, uuid.UUID(cipher))
+        seen.append(await revision(db, user))
+    await db.execute("DELETE FROM folders WHERE id = $1", uuid.UUID(folder))
+    seen.append(await revision(db, user))
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    await events.exactly(6)
+
+
+# --- statement granularity ------------------------------------------------------------------
+
+
+async def test_import_like_insert_is_one_sync_vault(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    tx = await acting(db)
+    # an import writes folders and items in separate statements: still one SyncVault
+    await db.execute(
+        "INSERT INTO folders (user_id, name) SELECT $1, 'f' || n FROM generate_series(1, 20) n", uuid.UUID(user)
+    )
+    await db.execute(
+        "INSERT INTO ciphers (user_id, type, data) SELECT $1, 1, '{}' FROM generate_series(1, 500)",
+        uuid.UUID(user),
+    )
+    await tx.commit()
+    [event] = await events.exactly(1)
+    assert (event.type, event.user_id, event.item_id, event.context_id) == (PushType.SYNC_VAULT, user, None, DEVICE)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ciphers SET folders = '{}' WHERE user_id = ANY($1::uuid[])",
+        "UPDATE ciphers SET deleted_date = now() WHERE user_id = ANY($1::uuid[])",
+        "DELETE FROM ciphers WHERE user_id = ANY($1::uuid[])",
+    ],
+    ids=["bulk-move", "bulk-soft-delete", "bulk-delete"],
+)
+async def test_bulk_statement_is_one_sync_ciphers_per_user(
+    db: asyncpg.Connection, events: EventListener, statement: str
+) -> None:
+    users = sorted([await new_user(db), await new_user(db)])
+    bystander = await new_user(db)
+    for user in [*users, bystander]:
+        for _ in range(3):
+            await insert_cipher(db, user)
+    await events.exactly(9)
+
+    await db.execute(statement, users)
+
+    received = await events.exactly(2)
+    assert sorted(e.user_id for e in received) == users
+    assert {(e.type, e.item_id) for e in received} == {(PushType.SYNC_CIPHERS, None)}
+
+
+async def test_statement_touching_nothing_publishes_nothing(db: asyncpg.Connection, events: EventListener) -> None:
+    user = await new_user(db)
+    before = await revision(db, user)
+    await db.execute("UPDATE ciphers SET reprompt = 1 WHERE user_id = $1", uuid.UUID(user))
+    await db.execute("DELETE FROM folders WHERE user_id = $1", uuid.UUID(user))
+    await events.nothing()
+    assert await revision(db, user) == before
+
+
+async def test_item_changing_owner_is_deleted_for_one_and_created_for_the_other(
+    db: asyncpg.Connection, events: EventListener
+) -> None:
+    giver, taker = await new_user(db), await new_user(db)
+    cipher = await insert_cipher(db, giver)
+    await events.exactly(1)
+    await db.execute("UPDATE ciphers SET user_id = $2 WHERE id = $1", uuid.UUID(cipher), uuid.UUID(taker))
+    received = {(e.user_id, e.type) for e in await events.exactly(2)}
+    assert received == {(giver, PushType.SYNC_LOGIN_DELETE), (taker, PushType.SYNC_CIPHER_CREATE)}
+
+
+async def test_payload_stays_small_whatever_the_data(db: asyncpg.Connection) -> None:
+    """Encrypted data can be megabytes; the event never carries it."""
+    user = await new_user(db)
+    payloads: list[str] = []
+    await db.add_listener("pgwarden_events", lambda *args: payloads.append(args[3]))
+    await db.execute(
+        "INSERT INTO ciphers (user_id, type, data) VALUES ($1, 1, jsonb_build_object('notes', repeat('x', 2000000)))",
+        uuid.UUID(user),
+    )
+    await db.execute("SELECT 1")  # let the notification arrive on this connection
+    assert len(payloads) == 1 and len(payloads[0].encode()) < 1000
