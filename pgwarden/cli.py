@@ -25,7 +25,7 @@ def _migrate(config: Config, args: argparse.Namespace) -> int:
             migrate.downgrade(url, args.downgrade)
         else:
             migrate.upgrade(url)
-            asyncio.run(_ensure_keys(url))
+            asyncio.run(ensure_signing_keys_at(url))
         log.info("database at revision %s", migrate.current_revision(url))
     finally:
         if embedded:
@@ -33,7 +33,8 @@ def _migrate(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _ensure_keys(url: str) -> None:
+async def ensure_signing_keys_at(url: str) -> None:
+    """Make the token signing key pair if the database has none (see pgwarden.tokens)."""
     import asyncpg
 
     from pgwarden.tokens import ensure_signing_keys
