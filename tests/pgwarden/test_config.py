@@ -1,0 +1,41 @@
+"""Settings: read from the environment, validated, and documented in the README."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgwarden.config import Config, ConfigError, redact_dsn
+from tests.conftest import ROOT
+
+
+def test_defaults_match_the_seed_setup() -> None:
+    config = Config.from_env({})
+    assert (config.api_port, config.websocket_port, config.websocket_enabled) == (80, 3012, True)
+    assert config.database_url is None and config.signups_allowed is True
+
+
+def test_values_are_cast_from_text() -> None:
+    config = Config.from_env(
+        {"WEBSOCKET_ENABLED": "false", "API_PORT": "8080", "SIGNUPS_ALLOWED": "0", "DOMAIN": "https://v.example/"}
+    )
+    assert (config.websocket_enabled, config.api_port, config.signups_allowed) == (False, 8080, False)
+    assert config.token_issuer == "https://v.example|login"
+
+
+def test_every_bad_value_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"API_PORT": "eighty", "WEBSOCKET_PORT": "70000", "WEBSOCKET_ENABLED": "maybe"})
+    message = str(caught.value)
+    assert "API_PORT" in message and "WEBSOCKET_PORT" in message and "WEBSOCKET_ENABLED" in message
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, default, _ in Config.reference():
+        shown = f"`{default}`" if default else "(unset)"
+        assert f"| `{name}` | {shown} |" in readme, f"README lacks {name} (default {default})"
+
+
+def test_redact_dsn_hides_the_password_only() -> None:
+    assert redact_dsn("postgresql://app:s3cret@db:5432/vault") == "postgresql://app:***@db:5432/vault"
+    assert redact_dsn("postgresql://app@db/vault") == "postgresql://app@db/vault"
