@@ -1,0 +1,148 @@
+"""A small Bitwarden client for tests: registers, logs in, and does the client-side crypto.
+
+It speaks to a running API over real HTTP (httpx) as the official clients do: the same
+headers, the same form-encoded token request, the same EncStrings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from vaultapi.clientcrypto import AccountKeys, SymmetricKey, make_account_keys, master_key, master_password_hash, unlock_user_key
+
+__all__ = ["BitwardenClient", "TEST_ITERATIONS"]
+
+#: fewer KDF rounds than a real account (600000) keep tests quick; still above the server minimum
+TEST_ITERATIONS = 100_000
+CLI_DEVICE_TYPE = 25  # LinuxCLI
+
+
+class BitwardenClient:
+    """One device of one user. `device` is its device identifier (the events' ContextId)."""
+
+    def __init__(self, base_url: str, *, device: str | None = None, device_type: int = CLI_DEVICE_TYPE) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.device = device or str(uuid.uuid4())
+        self.device_type = device_type
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=30)
+        self.email: str | None = None
+        self.password: str | None = None
+        self.iterations = TEST_ITERATIONS
+        self.user_key: SymmetricKey | None = None
+        self.tokens: dict[str, Any] = {}
+
+    async def __aenter__(self) -> BitwardenClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # ---- account -----------------------------------------------------------------------
+
+    def _device_headers(self) -> dict[str, str]:
+        return {
+            "Device-Type": str(self.device_type),
+            "Bitwarden-Client-Name": "cli",
+            "Bitwarden-Client-Version": "2026.9.0",
+            "Device-Identifier": self.device,
+        }
+
+    async def register(self, email: str, password: str, name: str | None = None,
+                       iterations: int = TEST_ITERATIONS) -> AccountKeys:
+        """Create the account through the legacy register route; raises on a non-2xx reply."""
+        keys = make_account_keys(email, password, iterations)
+        response = await self.http.post("/identity/accounts/register", headers=self._device_headers(), json={
+            "email": email, "name": name, "masterPasswordHash": keys.master_password_hash,
+            "masterPasswordHint": None, "key": keys.key, "kdf": 0, "kdfIterations": iterations,
+            "keys": {"publicKey": keys.public_key, "encryptedPrivateKey": keys.encrypted_private_key},
+        })
+        response.raise_for_status()
+        self.email, self.password, self.iterations = email, password, iterations
+        return keys
+
+    def password_hash(self, password: str | None = None) -> str:
+        password = password if password is not None else self.password
+        return master_password_hash(master_key(password, self.email, self.iterations), password)
+
+    async def request_token(self, password: str | None = None) -> httpx.Response:
+        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data={
+            "grant_type": "password", "username": self.email, "password": self.password_hash(password),
+            "scope": "api offline_access", "client_id": "cli", "deviceType": str(self.device_type),
+            "deviceIdentifier": self.device, "deviceName": "linux",
+        })
+
+    async def login(self, email: str | None = None, password: str | None = None) -> dict[str, Any]:
+        """Log in with the password grant and unlock the user key; returns the token reply."""
+        if email is not None:
+            self.email = email
+        if password is not None:
+            self.password = password
+        prelogin = await self.http.post("/identity/accounts/prelogin/password", json={"email": self.email})
+        prelogin.raise_for_status()
+        self.iterations = prelogin.json()["kdfSettings"]["iterations"]
+        response = await self.request_token()
+        response.raise_for_status()
+        self.tokens = response.json()
+        self.user_key = unlock_user_key(self.password, self.email, self.iterations, self.tokens["Key"])
+        return self.tokens
+
+    async def refresh(self) -> httpx.Response:
+        response = await self.http.post("/identity/connect/token", headers=self._device_headers(), data={
+            "grant_type": "refresh_token", "client_id": "cli", "refresh_token": self.tokens["refresh_token"],
+        })
+        if response.status_code == 200:
+            self.tokens = {**self.tokens, **response.json()}
+        return response
+
+    @property
+    def access_token(self) -> str:
+        return self.tokens["access_token"]
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {**self._device_headers(), "Authorization": f"Bearer {self.access_token}"}
+
+    # ---- API calls -----------------------------------------------------------------------
+
+    async def call(self, method: str, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        headers = {**self.auth_headers, **kwargs.pop("headers", {})}
+        return await self.http.request(method, path, json=json, headers=headers, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.call("GET", path, **kwargs)
+
+    async def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return await self.call("POST", path, json, **kwargs)
+
+    async def put(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return await self.call("PUT", path, json, **kwargs)
+
+    async def delete(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return await self.call("DELETE", path, json, **kwargs)
+
+    # ---- crypto --------------------------------------------------------------------------
+
+    def encrypt(self, text: str) -> str:
+        assert self.user_key is not None, "log in first"
+        return self.user_key.encrypt_text(text)
+
+    def decrypt(self, enc_string: str) -> str:
+        assert self.user_key is not None, "log in first"
+        return self.user_key.decrypt_text(enc_string)
+
+    def login_item(self, name: str, username: str = "alice", password: str = "s3cret",
+                   folder_id: str | None = None) -> dict[str, Any]:
+        """A login item as the clients send it, its text fields encrypted under the user key."""
+        return {
+            "type": 1, "folderId": folder_id, "organizationId": None, "name": self.encrypt(name),
+            "notes": None, "favorite": False, "reprompt": 0, "fields": None, "passwordHistory": None,
+            "login": {"username": self.encrypt(username), "password": self.encrypt(password),
+                      "uris": [{"uri": self.encrypt("https://example.com"), "match": None}],
+                      "totp": None, "passwordRevisionDate": None},
+        }

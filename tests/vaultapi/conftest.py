@@ -1,0 +1,79 @@
+"""Fixtures that run the real API app on a local port against the test database."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from pgwarden.config import Config
+from tests.support.bwclient import BitwardenClient
+from vaultapi.app import create_app
+
+PASSWORD = "correct horse battery staple"
+
+
+@asynccontextmanager
+async def running_api(database_url: str, **settings: Any) -> AsyncIterator[str]:
+    """Serve a fresh app on 127.0.0.1 (a free port) for the duration; yields its base URL."""
+    max_body_size = settings.pop("max_body_size", None)
+    config = Config(database_url=database_url, domain="https://vault.test", **settings)
+    app = create_app(config, **({"max_body_size": max_body_size} if max_body_size else {}))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = await app.create_server(sock=sock, access_log=False)
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    await server.start_serving()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await server.before_stop()
+        await server.close()
+        await server.after_stop()
+        sock.close()
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[str]:
+    async with running_api(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def new_client(api: str) -> AsyncIterator[Callable[..., BitwardenClient]]:
+    """A factory of clients (devices) for the API; closes them all at the end."""
+    made: list[BitwardenClient] = []
+
+    def make(**kwargs: Any) -> BitwardenClient:
+        client = BitwardenClient(api, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.aclose()
+
+
+async def registered(new_client: Callable[..., BitwardenClient], email: str, name: str) -> BitwardenClient:
+    client = new_client()
+    await client.register(email, PASSWORD, name=name)
+    await client.login()
+    return client
+
+
+@pytest.fixture
+async def alice(new_client: Callable[..., BitwardenClient]) -> BitwardenClient:
+    """A registered, logged-in user."""
+    return await registered(new_client, "alice@example.com", "Alice")
+
+
+@pytest.fixture
+async def bob(new_client: Callable[..., BitwardenClient]) -> BitwardenClient:
+    """Another user, for the cross-user cases."""
+    return await registered(new_client, "bob@example.com", "Bob")

@@ -1,0 +1,1 @@
+"""The REST API the official Bitwarden clients log into and sync with."""

@@ -1,0 +1,79 @@
+"""The Sanic app: blueprints, the database pool, token keys and error handling.
+
+`create_app` builds an app and touches nothing until the server starts: the pool and the
+signing keys are set up in before_server_start and released in after_server_stop. Each app gets
+a unique name, so several can live in one process (tests run two replicas side by side).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+from sanic import Sanic
+
+from pgwarden.config import Config, redact_dsn
+from pgwarden.tokens import TokenIssuer, TokenVerifier, ensure_signing_keys
+from vaultapi.database import open_pool
+from vaultapi.errors import handle_error
+from vaultapi.routes import accounts, ciphers, devices, folders, identity, notifications, settings, sync
+from vaultapi.routes import config as server_config
+
+__all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: the largest request body accepted (a big import fits); larger ones get a 413
+MAX_BODY_SIZE = 32 * 1024 * 1024
+#: seconds a registration (email verification) token stays valid
+REGISTRATION_TOKEN_LIFETIME = 3600
+
+_app_numbers = itertools.count(1)
+
+
+def create_app(config: Config, database_url: str | None = None, *, max_body_size: int = MAX_BODY_SIZE) -> Sanic:
+    database_url = database_url or config.database_url
+    if not database_url:
+        raise ValueError("create_app needs a database URL")
+    app = Sanic(f"pgwarden_api_{next(_app_numbers)}")
+    app.config.REQUEST_MAX_SIZE = max_body_size
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.MOTD = False
+    app.ctx.config = config
+    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, notifications):
+        app.blueprint(area.bp)
+    app.error_handler.add(Exception, handle_error)
+
+    @app.before_server_start
+    async def open_database(app: Sanic) -> None:
+        app.ctx.pool = await open_pool(database_url)
+        async with app.ctx.pool.acquire() as conn:
+            keys = await ensure_signing_keys(conn)
+        app.ctx.issuer = TokenIssuer(keys.private_key_pem, config.token_issuer, config.access_token_lifetime)
+        app.ctx.verifier = TokenVerifier(keys.public_key_pem, config.token_issuer)
+        register_issuer = f"{config.domain.rstrip('/')}|register"
+        app.ctx.registration_issuer = TokenIssuer(keys.private_key_pem, register_issuer, REGISTRATION_TOKEN_LIFETIME)
+        app.ctx.registration_verifier = TokenVerifier(keys.public_key_pem, register_issuer)
+
+    @app.after_server_stop
+    async def close_database(app: Sanic) -> None:
+        await app.ctx.pool.close()
+
+    return app
+
+
+def serve(config: Config) -> int:
+    """Run the API in this process until interrupted (`pgwarden api`)."""
+    from db.embedded import resolve_database_url
+
+    database_url, embedded = resolve_database_url(config.database_url, config.data_folder)
+    try:
+        app = create_app(config, database_url)
+        log.info("API listening on http://%s:%d, database %s",
+                 config.api_address, config.api_port, redact_dsn(database_url))
+        app.run(host=config.api_address, port=config.api_port, single_process=True,
+                access_log=False, motd=False)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0

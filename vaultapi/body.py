@@ -1,0 +1,113 @@
+"""Typed, case-insensitive access to a JSON request body.
+
+The clients send camelCase, some older ones PascalCase; ASP.NET binds either, so lookups here
+ignore case. Every accessor raises a 400 :class:`ApiError` naming the field when the value is
+missing or of the wrong type.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sanic import Request
+
+from vaultapi.errors import ApiError
+
+__all__ = ["Body", "parse_uuid"]
+
+_MISSING = object()
+
+
+def parse_uuid(value: Any, field: str) -> uuid.UUID:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ApiError(f"{field} is not a valid id.", field=field)
+
+
+class Body:
+    """A JSON object from a request, read field by field."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.raw = data
+        self._lower = {key.lower(): value for key, value in data.items()}
+
+    @classmethod
+    def of(cls, request: Request) -> Body:
+        try:
+            data = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError("The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ApiError("The request body must be a JSON object.")
+        return cls(data)
+
+    def has(self, name: str) -> bool:
+        return name.lower() in self._lower
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._lower.get(name.lower(), default)
+
+    def _value(self, name: str, required: bool) -> Any:
+        value = self._lower.get(name.lower(), _MISSING)
+        if value is _MISSING or value is None:
+            if required:
+                raise ApiError(f"The {name} field is required.", field=name)
+            return None
+        return value
+
+    def str(self, name: str, *, required: bool = False, max_length: int = 100_000) -> str | None:
+        value = self._value(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ApiError(f"{name} must be a string.", field=name)
+        if required and not value.strip():
+            raise ApiError(f"The {name} field is required.", field=name)
+        if len(value) > max_length:
+            raise ApiError(f"{name} is longer than {max_length} characters.", field=name)
+        return value
+
+    def int(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
+        value = self._value(name, required)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ApiError(f"{name} must be an integer.", field=name)
+        return value
+
+    def bool(self, name: str, *, default: bool = False) -> bool:
+        value = self._value(name, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ApiError(f"{name} must be true or false.", field=name)
+        return value
+
+    def uuid(self, name: str, *, required: bool = False) -> uuid.UUID | None:
+        value = self._value(name, required)
+        return None if value is None else parse_uuid(value, name)
+
+    def object(self, name: str, *, required: bool = False) -> Body | None:
+        value = self._value(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ApiError(f"{name} must be an object.", field=name)
+        return Body(value)
+
+    def list(self, name: str, *, required: bool = False) -> list[Any] | None:
+        value = self._value(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise ApiError(f"{name} must be a list.", field=name)
+        return value
+
+    def uuid_list(self, name: str) -> list[uuid.UUID]:
+        values = self.list(name, required=True) or []
+        return [parse_uuid(value, name) for value in values]

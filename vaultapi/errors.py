@@ -1,0 +1,91 @@
+"""Errors answered in the Bitwarden shape, and the handler that maps every failure to one.
+
+A handler raises :class:`ApiError` (or :class:`GrantError` on the token endpoint); everything
+else that can go wrong (unknown routes, oversized bodies, a database that is down) is mapped
+here too, so a client always gets JSON it can show, never a bare 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from sanic import Request
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse, json
+
+__all__ = ["ApiError", "GrantError", "NotFound", "Unauthorized", "error_json", "handle_error"]
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """Raised when a request cannot be served; the message is shown to the user."""
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.message}"
+
+    def body(self) -> dict[str, Any]:
+        return error_json(self.message, self.field)
+
+
+class NotFound(ApiError):
+    """Raised when an id names nothing the caller owns (unknown and foreign ids look alike)."""
+
+    status = 404
+
+    def __init__(self, what: str = "Resource") -> None:
+        super().__init__(f"{what} not found.")
+
+
+class Unauthorized(ApiError):
+    """Raised when the access token is missing, invalid, expired or revoked."""
+
+    status = 401
+
+
+class GrantError(ApiError):
+    """Raised by the token endpoint; answered in the OAuth shape the clients parse."""
+
+    def __init__(self, description: str, error: str = "invalid_grant") -> None:
+        super().__init__(description)
+        self.error = error
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": self.error,
+            "error_description": self.message,
+            "ErrorModel": {"Message": self.message, "Object": "error"},
+        }
+
+
+def error_json(message: str, field: str | None = None) -> dict[str, Any]:
+    return {
+        "message": message,
+        "validationErrors": {field: [message]} if field else None,
+        "object": "error",
+    }
+
+
+async def handle_error(request: Request, exception: Exception) -> HTTPResponse:
+    if isinstance(exception, ApiError):
+        return json(exception.body(), status=exception.status)
+    if isinstance(exception, SanicException):
+        # routing and protocol errors: 404, 405, 413, malformed requests
+        status = exception.status_code if 400 <= exception.status_code < 600 else 400
+        return json(error_json(str(exception) or "Bad request."), status=status)
+    if isinstance(exception, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)):
+        log.error("database unavailable: %s", exception)
+        return json(error_json("The service is temporarily unavailable."), status=503)
+    log.exception("unexpected error on %s %s", request.method, request.path, exc_info=exception)
+    return json(error_json("An unexpected error occurred."), status=500)

@@ -1,0 +1,1 @@
+"""One module per table: its JSON wire shape and its queries."""

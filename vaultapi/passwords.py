@@ -1,0 +1,29 @@
+"""The master password hash a client sends, hashed again before it is stored (argon2id).
+
+Hashing is slow on purpose, so it runs in a worker thread to keep the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+__all__ = ["hash_password", "verify_password"]
+
+_hasher = PasswordHasher()
+
+
+async def hash_password(master_password_hash: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, master_password_hash)
+
+
+async def verify_password(stored: str, master_password_hash: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(stored, master_password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)

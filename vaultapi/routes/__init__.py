@@ -1,0 +1,1 @@
+"""One Sanic blueprint per area of the Bitwarden API."""
