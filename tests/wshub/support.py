@@ -1,0 +1,177 @@
+"""What the hub tests share: a hub running in the test's event loop, users with tokens, and a
+raw SignalR client on the `websockets` library that decodes frames independently of wshub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import msgpack
+import websockets
+from sanic import Sanic
+
+from pgwarden.config import Config
+from pgwarden.tokens import TokenIssuer
+from wshub.app import HubTuning, create_app
+from wshub.ingress import IngressTuning
+
+__all__ = ["FAST", "HubClient", "RunningHub", "HubUser", "create_user", "decode_frames", "free_port", "hub_config",
+           "issuer_for", "start_hub"]
+
+FAST = HubTuning(
+    ping_interval=60.0,
+    ingress=IngressTuning(probe_interval=0.3, probe_timeout=1.0, gap_margin=timedelta(seconds=2),
+                          backoff_initial=0.05, backoff_max=0.5),
+    shutdown_grace=1.0,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def hub_config(**overrides: Any) -> Config:
+    values = {"domain": "https://vault.test", "hub_handshake_timeout": 15}
+    values.update(overrides)
+    return Config(**values)
+
+
+@dataclass
+class RunningHub:
+    app: Sanic
+    server: Any
+    port: int
+    config: Config
+
+    @property
+    def base(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def ws_url(self, path: str = "/notifications/hub", **query: str) -> str:
+        params = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"ws://{self.base}{path}" + (f"?{params}" if params else "")
+
+    async def stop(self) -> None:
+        await self.server.before_stop()
+        self.server.close()
+        await self.server.wait_closed()
+        await self.server.after_stop()
+
+
+async def start_hub(database_url: str, config: Config | None = None, tuning: HubTuning = FAST) -> RunningHub:
+    config = config or hub_config()
+    app = create_app(config, database_url, tuning=tuning)
+    app.config.TOUCHUP = False  # Sanic's code rewriting works once per process, and tests start many apps
+    port = free_port()
+    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
+                                     access_log=False)
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    return RunningHub(app, server, port, config)
+
+
+@dataclass
+class HubUser:
+    id: str
+    issuer: TokenIssuer
+    security_stamp: str
+
+    def token(self, device: str | None = None, **claims: Any) -> str:
+        body = {"sub": self.id, "email": f"{self.id}@example.com", "email_verified": True, "name": "Test",
+                "premium": True, "device": device or str(uuid.uuid4()), "sstamp": self.security_stamp,
+                "client_id": "web", "scope": ["api", "offline_access"], "amr": ["Application"]}
+        body.update(claims)
+        return self.issuer.issue(body)
+
+
+async def issuer_for(db: asyncpg.Connection, config: Config) -> TokenIssuer:
+    private_pem = await db.fetchval("SELECT private_key_pem FROM signing_keys")
+    return TokenIssuer(private_pem, config.token_issuer, 3600)
+
+
+async def create_user(db: asyncpg.Connection, issuer: TokenIssuer) -> HubUser:
+    row = await db.fetchrow(
+        # untouched for an hour: only what a test does to it counts as a change
+        "INSERT INTO users (email, password_hash, key, revision_date) VALUES ($1, 'x', 'k', now() - interval '1 hour')"
+        " RETURNING id::text, security_stamp::text",
+        f"{uuid.uuid4()}@example.com")
+    return HubUser(row["id"], issuer, row["security_stamp"])
+
+
+def decode_frames(data: bytes | str, protocol: str) -> list[Any]:
+    """SignalR messages in one frame, decoded with msgpack/json directly (not wshub.codec)."""
+    if protocol == "json":
+        assert isinstance(data, str), "JSON protocol messages travel in text frames"
+        parts = data.split("\x1e")
+        assert parts[-1] == "", "every JSON message ends with the record separator"
+        return [json.loads(part) for part in parts[:-1]]
+    assert isinstance(data, bytes), "MessagePack protocol messages travel in binary frames"
+    messages, at = [], 0
+    while at < len(data):
+        length, shift = 0, 0
+        while True:
+            byte = data[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        messages.append(msgpack.unpackb(data[at:at + length], timestamp=3))
+        at += length
+    return messages
+
+
+class HubClient:
+    """A raw SignalR client: handshake, then decoded messages as lists (msgpack) or dicts (json)."""
+
+    def __init__(self, ws: websockets.ClientConnection, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self._pending: list[Any] = []
+
+    @classmethod
+    async def connect(cls, url: str, protocol: str = "messagepack", **kwargs: Any) -> HubClient:
+        ws = await websockets.connect(url, max_size=None, **kwargs)
+        await ws.send(json.dumps({"protocol": protocol, "version": 1}) + "\x1e")
+        reply = await asyncio.wait_for(ws.recv(), 5)
+        assert reply == "{}\x1e", reply
+        return cls(ws, protocol)
+
+    async def message(self, timeout: float = 5.0) -> Any:
+        while not self._pending:
+            self._pending += decode_frames(await asyncio.wait_for(self.ws.recv(), timeout), self.protocol)
+        return self._pending.pop(0)
+
+    async def notification(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next ReceiveMessage argument, skipping pings."""
+        while True:
+            message = await self.message(timeout)
+            if self._type(message) == 1:
+                target, arguments = (message[3], message[4]) if self.protocol == "messagepack" else (
+                    message["target"], message["arguments"])
+                assert target == "ReceiveMessage", target
+                assert len(arguments) == 1
+                return arguments[0]
+
+    async def nothing(self, within: float = 0.4) -> None:
+        """Assert no notification arrives within a short wait (pings are fine)."""
+        try:
+            argument = await self.notification(within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected notification: {argument}")
+
+    def _type(self, message: Any) -> int:
+        return message[0] if self.protocol == "messagepack" else message["type"]
+
+    async def close(self) -> None:
+        await self.ws.close()

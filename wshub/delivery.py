@@ -1,0 +1,72 @@
+"""Routing one event to the connections that should see it.
+
+Each event is decoded once and each frame encoded at most once per hub protocol, however many
+connections receive it. Sending only queues (see connection.py), so delivery never waits on a
+client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from db.events import Event, PushType
+from wshub.codec import Invocation, Message
+from wshub.connection import CloseCode, Connection
+from wshub.metrics import HubMetrics
+from wshub.notifications import auth_request_response, receive_message
+from wshub.registry import Registry
+
+__all__ = ["Delivery", "EncodedOnce"]
+
+log = logging.getLogger(__name__)
+
+
+class EncodedOnce:
+    """A message and its encodings, made on first use per protocol."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self._frames: dict[str, bytes | str] = {}
+
+    def for_connection(self, connection: Connection) -> bytes | str:
+        frame = self._frames.get(connection.protocol.name)
+        if frame is None:
+            frame = self._frames[connection.protocol.name] = connection.protocol.encode(self.message)
+        return frame
+
+
+class Delivery:
+    def __init__(self, registry: Registry, metrics: HubMetrics) -> None:
+        self.registry = registry
+        self.metrics = metrics
+
+    def deliver(self, event: Event) -> int:
+        """Queue the event for every recipient connection; returns how many were queued."""
+        queued = 0
+        if event.user_id is not None:
+            recipients = self.registry.of_user(event.user_id)
+            queued += self._send(recipients, receive_message(event))
+            if event.type == PushType.LOG_OUT:
+                self._log_out(recipients, event)
+        else:
+            # Organization-wide events need the membership tables, which do not exist yet.
+            log.debug("no recipients known for organization event %s", event)
+        if event.type == PushType.AUTH_REQUEST_RESPONSE and event.item_id is not None:
+            queued += self._send(self.registry.waiting_for(event.item_id), auth_request_response(event))
+        if queued:
+            self.metrics.event_latency.observe(max(0.0, time.time() - event.date.timestamp()))
+        return queued
+
+    @staticmethod
+    def _send(connections: frozenset[Connection], message: Invocation) -> int:
+        encoded = EncodedOnce(message)
+        return sum(connection.send(encoded.for_connection(connection)) for connection in connections)
+
+    @staticmethod
+    def _log_out(connections: frozenset[Connection], event: Event) -> None:
+        # The acting device keeps its session; every other one was deauthorized. Closing them
+        # after the LogOut was sent stops vault events reaching a session that should have none.
+        for connection in connections:
+            if connection.device != event.context_id:
+                connection.close_when_sent(CloseCode.POLICY, "logged out")

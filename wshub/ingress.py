@@ -1,0 +1,153 @@
+"""The LISTEN side: one dedicated PostgreSQL connection per hub process, kept alive.
+
+A lost link (network, server restart, ``pg_terminate_backend``) is noticed at once when the
+server says so (termination listener) and within a probe interval when it goes silent (a
+``SELECT`` with a timeout). The listener then reconnects with backoff and closes the gap: every
+connected user whose revision date moved since the last moment the link was known good (minus a
+margin for transactions that were open then) gets one SyncVault, so their clients re-check and
+converge. Users untouched by the gap hear nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from db.events import CHANNEL, Event, EventError, PushType, decode_event
+
+__all__ = ["Ingress", "IngressTuning"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngressTuning:
+    probe_interval: float = 2.0
+    probe_timeout: float = 2.0
+    #: Transactions open this long before the gap may commit inside it with older dates.
+    gap_margin: timedelta = timedelta(seconds=10)
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+
+
+class Ingress:
+    """Feeds every event on :data:`CHANNEL` to ``on_event``; runs until cancelled."""
+
+    def __init__(
+        self,
+        database_url: str,
+        on_event: Callable[[Event], object],
+        connected_users: Callable[[], list[str]],
+        *,
+        tuning: IngressTuning = IngressTuning(),
+        on_reconnect: Callable[[], None] = lambda: None,
+        on_bad_event: Callable[[EventError], None] = lambda error: None,
+    ) -> None:
+        self.database_url = database_url
+        self.on_event = on_event
+        self.connected_users = connected_users
+        self.tuning = tuning
+        self.on_reconnect = on_reconnect
+        self.on_bad_event = on_bad_event
+        self.backend_pid: int | None = None
+        self.connected = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        #: Database time up to which every committed event is known to have arrived.
+        self._good_until: datetime | None = None
+
+    async def connect(self) -> None:
+        """Open the LISTEN connection (retrying with backoff); the first call starts clean."""
+        delay = self.tuning.backoff_initial
+        while True:
+            try:
+                await self._open()
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                log.warning("LISTEN connection failed (%s); retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.tuning.backoff_max)
+
+    async def run(self) -> None:
+        """Probe the link; on loss, reconnect and recover the gap. Call after ``connect``."""
+        while True:
+            await self._watch()
+            self.connected.clear()
+            await self._discard()
+            log.warning("LISTEN connection lost; reconnecting")
+            await self.connect()
+            self.on_reconnect()
+
+    async def close(self) -> None:
+        await self._discard()
+
+    # -- private ------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        conn = await asyncio.wait_for(asyncpg.connect(self.database_url), self.tuning.probe_timeout * 5)
+        try:
+            await conn.execute("SET application_name = 'pgwarden-hub-listen'")
+            self._lost = asyncio.Event()
+            lost = self._lost
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(CHANNEL, self._received)
+            # Listening first, then looking back: a change committed from here on arrives live.
+            now = await conn.fetchval("SELECT clock_timestamp()")
+            if self._good_until is not None:
+                await self._recover(conn, self._good_until - self.tuning.gap_margin)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
+        self._good_until = now
+        self.backend_pid = conn.get_server_pid()
+        self.connected.set()
+
+    async def _recover(self, conn: asyncpg.Connection, since: datetime) -> None:
+        users = self.connected_users()
+        if not users:
+            return
+        rows = await conn.fetch(
+            "SELECT id::text AS id, revision_date FROM users WHERE id = ANY($1::uuid[]) AND revision_date > $2",
+            users, since)
+        log.info("LISTEN gap since %s: %d of %d connected users changed", since, len(rows), len(users))
+        for row in rows:
+            self.on_event(Event(PushType.SYNC_VAULT, row["id"], None, None, row["revision_date"], None))
+
+    async def _watch(self) -> None:
+        """Returns when the link is lost."""
+        assert self._conn is not None
+        while not self._lost.is_set():
+            try:
+                await asyncio.wait_for(self._lost.wait(), self.tuning.probe_interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                now = await asyncio.wait_for(self._conn.fetchval("SELECT clock_timestamp()"),
+                                             self.tuning.probe_timeout)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                log.warning("LISTEN probe failed: %r", error)
+                return
+            # Notifications are delivered in order before the reply: all up to now arrived.
+            self._good_until = now
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    def _received(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        try:
+            event = decode_event(payload)
+        except EventError as error:
+            log.error("%s", error)
+            self.on_bad_event(error)
+            return
+        self.on_event(event)

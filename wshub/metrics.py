@@ -1,0 +1,39 @@
+"""The hub's Prometheus metrics, kept in a registry of their own per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "HubMetrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Seconds from the event's date in PostgreSQL to its frames being queued: milliseconds matter.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "pgwarden_hub_connections", "Open connections past their handshake.", ["hub"],
+            registry=self.registry)
+        self.events_in = Counter(
+            "pgwarden_hub_events", "Events received on the LISTEN connection.", registry=self.registry)
+        self.messages_out = Counter(
+            "pgwarden_hub_messages_sent", "SignalR messages written to client sockets (notifications and pings).", registry=self.registry)
+        self.dropped = Counter(
+            "pgwarden_hub_dropped_connections", "Connections the hub closed, by reason.", ["reason"],
+            registry=self.registry)
+        self.refused = Counter(
+            "pgwarden_hub_refused_connections", "Connection attempts refused, by reason.", ["reason"],
+            registry=self.registry)
+        self.listen_reconnects = Counter(
+            "pgwarden_hub_listen_reconnects", "Times the LISTEN connection was re-established.",
+            registry=self.registry)
+        self.event_latency = Histogram(
+            "pgwarden_hub_event_latency_seconds", "From an event's date in PostgreSQL to delivery.",
+            buckets=_LATENCY_BUCKETS, registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
