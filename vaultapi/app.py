@@ -39,6 +39,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     app.config.REQUEST_MAX_SIZE = max_body_size
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
+    # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
+    app.config.TOUCHUP = False
     app.ctx.config = config
     for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, notifications):
         app.blueprint(area.bp)

@@ -77,3 +77,13 @@ async def alice(new_client: Callable[..., BitwardenClient]) -> BitwardenClient:
 async def bob(new_client: Callable[..., BitwardenClient]) -> BitwardenClient:
     """Another user, for the cross-user cases."""
     return await registered(new_client, "bob@example.com", "Bob")
+
+
+async def user_id_of(client: BitwardenClient) -> str:
+    return (await client.get("/api/accounts/profile")).json()["id"]
+
+
+def assert_event(event: Any, push_type: int, user_id: str, item_id: str | None, context: str | None) -> None:
+    """One published event: its type, whose it is, what it names, and the acting device."""
+    assert (int(event.type), event.user_id, event.item_id, event.context_id) == (
+        push_type, user_id, item_id, context), event

@@ -6,6 +6,7 @@ The encrypted fields are the client's business: they are kept as the JSON the cl
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ import asyncpg
 from vaultapi.body import Body
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
+from vaultapi.models import folders
 
 __all__ = [
     "CipherInput",
@@ -101,7 +103,8 @@ def cipher_json(row: asyncpg.Record, user_id: uuid.UUID) -> dict[str, Any]:
         "type": row["type"],
         **{field: data.get(field) for field in _COMMON_FIELDS},
         **{field: data.get(field) for field in TYPE_FIELDS.values()},
-        "data": {**(type_data or {}), **{field: data.get(field) for field in _COMMON_FIELDS}},
+        # The legacy flat view, as a JSON string: the clients' SDK refuses an object here.
+        "data": json.dumps({**(type_data or {}), **{field: data.get(field) for field in _COMMON_FIELDS}}),
         "key": row["key"],
         "reprompt": row["reprompt"],
         "attachments": None,
@@ -146,5 +149,5 @@ async def require_all(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: u
 
 
 async def check_folder(conn: Conn, folder_id: uuid.UUID | None, user_id: uuid.UUID) -> None:
-    if folder_id is not None and await find_by_id_and_user(conn, folder_id, user_id) is None:
+    if folder_id is not None and await folders.find_by_id_and_user(conn, folder_id, user_id) is None:
         raise ApiError("Invalid folder.", field="folderId")
