@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.processes import ManagedProcess, wait_until
-from tests.support.tls import TestCertificates
+from tests.support.tls import TlsFiles
 from tests.support.tools import require_tool
 
 __all__ = ["DEPLOY", "PROXIES", "ProxySettings", "render_nginx", "start_proxy"]
@@ -28,7 +28,7 @@ class ProxySettings:
     domain: str
     http_port: int
     https_port: int
-    certs: TestCertificates
+    certs: TlsFiles
     api: tuple[str, ...]  # host:port of each API replica
     hub: tuple[str, ...]  # host:port of each hub replica
 

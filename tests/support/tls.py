@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["TestCertificates", "make_certificates"]
+__all__ = ["TlsFiles", "make_certificates"]
 
 
 @dataclass(frozen=True)
-class TestCertificates:
+class TlsFiles:
     ca_cert: Path  # PEM of the CA: what clients trust
     cert: Path  # PEM of the server certificate
     key: Path  # PEM of its private key
@@ -41,7 +41,7 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_certificates(folder: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> TestCertificates:
+def make_certificates(folder: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> TlsFiles:
     """A new CA and a server certificate for `hosts` (names and IP addresses), written to `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc) - timedelta(minutes=5)
@@ -93,7 +93,7 @@ def make_certificates(folder: Path, hosts: tuple[str, ...] = ("localhost", "127.
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    paths = TestCertificates(
+    paths = TlsFiles(
         ca_cert=folder / "ca.pem",
         cert=folder / "server.pem",
         key=folder / "server-key.pem",

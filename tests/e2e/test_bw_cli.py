@@ -1,0 +1,154 @@
+"""The official `bw` CLI 2026.9.0 against pgwarden through the nginx example, TLS with a test CA.
+
+One story, as a user lives it: an operator creates the account with `pgwarden user create`;
+the CLI logs in, syncs, and creates, edits, deletes, restores and purges. After each command the
+database holds the change and published its event with the CLI's device as context; a second
+CLI session (another device) sees the same vault after `bw sync`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from db.events import PushType
+from tests.support.bwcli import Bw, encode
+from tests.support.listen import EventListener
+from tests.support.processes import free_port
+from tests.support.proxy import ProxySettings, start_proxy
+from tests.support.stack import Stack
+from tests.support.tls import TlsFiles
+
+pytestmark = pytest.mark.external
+
+EMAIL = "Carol@Example.com"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def server(module_database_url: str, certs: TlsFiles, logs: Path) -> Iterator[str]:
+    """The public URL of one API and one hub behind nginx; the account already exists."""
+    settings_ports = free_port(), free_port()
+    domain = f"https://localhost:{settings_ports[1]}"
+    stack = Stack(module_database_url, domain, logs).start(apis=1, hubs=1)
+    settings = ProxySettings("localhost", *settings_ports, certs,
+                             api=(stack.apis[0].address,), hub=(stack.hubs[0].address,))
+    proxy = start_proxy("nginx", settings, logs / "nginx")
+    try:
+        created = subprocess.run(
+            [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", EMAIL,
+             "--password", PASSWORD, "--name", "Carol"],
+            env={"DATABASE_URL": module_database_url, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=120,
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        yield settings.url
+    finally:
+        proxy.stop()
+        stack.stop()
+
+
+@pytest.fixture
+async def events(module_database_url: str) -> AsyncIterator[EventListener]:
+    listener = await EventListener.connect(module_database_url)
+    try:
+        yield listener
+    finally:
+        await listener.close()
+
+
+@pytest.fixture
+async def sql(module_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(module_database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def login_item(bw: Bw, name: str, folder_id: str) -> dict[str, Any]:
+    """`bw get template item` filled in as a user would."""
+    item = await bw.json("get", "template", "item")
+    login = await bw.json("get", "template", "item.login")
+    return {**item, "name": name, "notes": "created by the e2e test", "folderId": folder_id,
+            "login": {**login, "username": "carol", "password": "hunter2", "uris": [], "totp": None}}
+
+
+def names(items: list[dict[str, Any]]) -> list[str]:
+    return sorted(item["name"] for item in items)
+
+
+async def test_bw_cli_lives_a_vault_through_the_proxy(
+    server: str, certs: TlsFiles, logs: Path, events: EventListener, sql: asyncpg.Connection
+) -> None:
+    laptop, phone = Bw(logs / "bw-laptop", certs), Bw(logs / "bw-phone", certs)
+
+    await laptop.login(server, EMAIL, PASSWORD)
+    device = laptop.device_identifier()
+    user_id = str(await sql.fetchval("SELECT id FROM users WHERE email = lower($1)", EMAIL))
+    assert await sql.fetchval(
+        "SELECT count(*) FROM devices WHERE user_id = $1 AND identifier = $2", user_id, device) == 1
+    await laptop.run("sync")
+    assert await laptop.json("list", "items") == []
+
+    folder = await laptop.json("create", "folder", encode({"name": "Work"}))
+    assert folder["name"] == "Work"
+    row = await sql.fetchrow("SELECT user_id, name FROM folders WHERE id = $1", folder["id"])
+    assert str(row["user_id"]) == user_id
+    assert row["name"].startswith("2.") and "Work" not in row["name"]  # stored encrypted
+    event = await events.next()
+    assert (event.type, event.item_id, event.user_id, event.context_id) == (
+        PushType.SYNC_FOLDER_CREATE, folder["id"], user_id, device)
+
+    created = await laptop.json("create", "item", encode(await login_item(laptop, "Mail", folder["id"])))
+    assert (created["name"], created["folderId"], created["login"]["username"]) == ("Mail", folder["id"], "carol")
+    row = await sql.fetchrow("SELECT user_id, folders, deleted_date FROM ciphers WHERE id = $1", created["id"])
+    assert str(row["user_id"]) == user_id and row["deleted_date"] is None
+    assert folder["id"] in row["folders"]
+    event = await events.next()
+    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_CREATE, created["id"], device)
+
+    edited = await laptop.json("edit", "item", created["id"], encode({**created, "name": "Mail (work)"}))
+    assert edited["name"] == "Mail (work)"
+    event = await events.next()
+    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
+
+    # A second device sees the vault as the first one left it.
+    await phone.login(server, EMAIL, PASSWORD)
+    assert phone.device_identifier() != device
+    await phone.run("sync")
+    seen = await phone.json("list", "items")
+    assert names(seen) == ["Mail (work)"]
+    assert seen[0]["folderId"] == folder["id"] and seen[0]["login"]["password"] == "hunter2"
+    assert [f["name"] for f in await phone.json("list", "folders") if f["id"]] == ["Work"]
+
+    await laptop.run("delete", "item", created["id"])
+    assert await sql.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is not None
+    event = await events.next()
+    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
+    await phone.run("sync")
+    assert await phone.json("list", "items") == []
+    assert names(await phone.json("list", "items", "--trash")) == ["Mail (work)"]
+
+    await laptop.run("restore", "item", created["id"])
+    assert await sql.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is None
+    event = await events.next()
+    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
+    await phone.run("sync")
+    assert names(await phone.json("list", "items")) == ["Mail (work)"]
+
+    await laptop.run("delete", "item", created["id"], "--permanent")
+    assert await sql.fetchval("SELECT count(*) FROM ciphers WHERE id = $1", created["id"]) == 0
+    event = await events.next()
+    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_LOGIN_DELETE, created["id"], device)
+    await phone.run("sync")
+    assert await phone.json("list", "items") == []
+    assert await phone.json("list", "items", "--trash") == []
+    assert await laptop.json("list", "items") == []
+    await events.nothing()
