@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.conftest import PostgresServer, with_database
+from tests.support.listen import EventListener
 from tests.support.processes import RUNNING
 from tests.support.tls import TlsFiles, make_certificates
 
@@ -29,6 +31,26 @@ def module_database_url(pg_server: PostgresServer, pg_template: str) -> Iterator
     name = f"pgwarden_e2e_{os.getpid()}_{next(_databases)}"
     with pg_server.janitor(name, template=pg_template):
         yield with_database(pg_server.url, name)
+
+
+@pytest.fixture
+async def sql(module_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain SQL session on the module's database, as an admin's psql would be."""
+    conn = await asyncpg.connect(module_database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def events(module_database_url: str) -> AsyncIterator[EventListener]:
+    """Every event the module's database publishes from now on."""
+    listener = await EventListener.connect(module_database_url)
+    try:
+        yield listener
+    finally:
+        await listener.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,24 +52,6 @@ def server(module_database_url: str, certs: TlsFiles, logs: Path) -> Iterator[st
     finally:
         proxy.stop()
         stack.stop()
-
-
-@pytest.fixture
-async def events(module_database_url: str) -> AsyncIterator[EventListener]:
-    listener = await EventListener.connect(module_database_url)
-    try:
-        yield listener
-    finally:
-        await listener.close()
-
-
-@pytest.fixture
-async def sql(module_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(module_database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def login_item(bw: Bw, name: str, folder_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ headers, the same form-encoded token request, the same EncStrings.
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from typing import Any
 
@@ -23,11 +24,13 @@ CLI_DEVICE_TYPE = 25  # LinuxCLI
 class BitwardenClient:
     """One device of one user. `device` is its device identifier (the events' ContextId)."""
 
-    def __init__(self, base_url: str, *, device: str | None = None, device_type: int = CLI_DEVICE_TYPE) -> None:
+    def __init__(self, base_url: str, *, device: str | None = None, device_type: int = CLI_DEVICE_TYPE,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.base_url = base_url.rstrip("/")
         self.device = device or str(uuid.uuid4())
         self.device_type = device_type
-        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=30)
+        # verify: the TLS trust for an https base_url (the end-to-end tests' own CA)
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=30, verify=verify)
         self.email: str | None = None
         self.password: str | None = None
         self.iterations = TEST_ITERATIONS
