@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from tests.support.bwclient import BitwardenClient
 from vaultapi.app import create_app
 
 PASSWORD = "correct horse battery staple"
+ROOT_DIR = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager

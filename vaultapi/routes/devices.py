@@ -18,7 +18,7 @@ bp = Blueprint("devices", url_prefix="/api/devices")
 
 def _email_from_base64url(text: str) -> str:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError):
         raise ApiError("X-Request-Email is not base64url-encoded.") from None
 
