@@ -110,9 +110,11 @@ def _announce(config: Config, embedded_folder: str | None) -> None:
         lines.append("  notifications hub:  off (WEBSOCKET_ENABLED=false)")
     if embedded_folder:
         lines.append(f"  database:           embedded PostgreSQL in {embedded_folder}")
+    if "DOMAIN" in os.environ:
+        lines += ["In a Bitwarden client choose 'self-hosted' and enter the server URL", f"  {config.domain}"]
+    else:
+        lines += ["Set DOMAIN to the https:// URL of your proxy: clients enter it as the server URL."]
     lines += [
-        "In a Bitwarden client choose 'self-hosted' and enter the server URL",
-        f"  {config.domain}",
         "Clients require https: put a TLS reverse proxy in front (see deploy/) that sends",
         "/notifications/hub and /notifications/anonymous-hub to the hub and the rest to the API.",
         "Press Ctrl-C to stop.",

@@ -1,0 +1,106 @@
+"""`pgwarden up` from a clean data folder: embedded database, API and hub, clean stop, data kept."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.support.bwclient import BitwardenClient
+from tests.support.processes import ManagedProcess, free_port, wait_until
+
+EMAIL = "up@example.com"
+PASSWORD = "correct horse battery staple"
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_up(data: Path, api_port: int, hub_port: int, log: Path) -> ManagedProcess:
+    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+    env.update(
+        DATA_FOLDER=str(data),
+        API_ADDRESS="127.0.0.1",
+        API_PORT=str(api_port),
+        WEBSOCKET_ADDRESS="127.0.0.1",
+        WEBSOCKET_PORT=str(hub_port),
+        DOMAIN=f"http://127.0.0.1:{api_port}",
+    )
+    up = ManagedProcess("up", [sys.executable, "-m", "pgwarden.cli", "up"], log, env=env)
+    for port in (api_port, hub_port):
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/alive"), f"/alive on {port}", timeout=90, alive=up)
+    return up
+
+
+def terminate(up: ManagedProcess) -> int:
+    """SIGTERM to the supervisor alone, as a service manager sends it; its exit code."""
+    os.kill(up.process.pid, signal.SIGTERM)
+    try:
+        return up.process.wait(60)
+    finally:
+        up.stop()
+
+
+def postgres_running_in(data: Path) -> bool:
+    found = subprocess.run(["pgrep", "-f", f"postgres.*-D {data / 'postgres'}"], capture_output=True)
+    return found.returncode == 0
+
+
+async def hub_handshake(api_port: int, hub_port: int, register: bool) -> str:
+    async with BitwardenClient(f"http://127.0.0.1:{api_port}") as client:
+        if register:
+            await client.register(EMAIL, PASSWORD)
+        await client.login(EMAIL, PASSWORD)
+        url = f"ws://127.0.0.1:{hub_port}/notifications/hub?access_token={client.access_token}"
+        async with websockets.connect(url) as ws:
+            await ws.send('{"protocol":"json","version":1}\x1e')
+            return await asyncio.wait_for(ws.recv(), 10)
+
+
+async def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log = tmp_path / "up.log"
+
+    api_port, hub_port = free_port(), free_port()
+    up = start_up(data, api_port, hub_port, log)
+    assert await hub_handshake(api_port, hub_port, register=True) == "{}\x1e"
+    assert terminate(up) == 0, up.tail()
+    assert not answers(f"http://127.0.0.1:{api_port}/alive")
+    assert not answers(f"http://127.0.0.1:{hub_port}/alive")
+    assert not postgres_running_in(data), "the embedded database is stopped too"
+    assert "stopped" in log.read_text()
+
+    # A second start finds the same cluster: the account made above still logs in.
+    api_port, hub_port = free_port(), free_port()
+    up = start_up(data, api_port, hub_port, log)
+    assert await hub_handshake(api_port, hub_port, register=False) == "{}\x1e"
+    assert terminate(up) == 0, up.tail()
+    assert not postgres_running_in(data)
+
+
+def test_up_restarts_a_child_that_dies(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    api_port, hub_port = free_port(), free_port()
+    up = start_up(data, api_port, hub_port, tmp_path / "up.log")
+    try:
+        found = subprocess.run(["pgrep", "-P", str(up.process.pid), "-f", "pgwarden.cli hub"],
+                               capture_output=True, text=True)
+        hub_pid = int(found.stdout.split()[0])
+        os.kill(hub_pid, signal.SIGKILL)
+        wait_until(lambda: not answers(f"http://127.0.0.1:{hub_port}/alive"), "the hub to go", timeout=10)
+        wait_until(lambda: answers(f"http://127.0.0.1:{hub_port}/alive"), "the hub to come back", timeout=30,
+                   alive=up)
+        assert "hub exited" in up.tail(200)
+    finally:
+        assert terminate(up) == 0, up.tail()
