@@ -84,6 +84,9 @@ async def handle_error(request: Request, exception: Exception) -> HTTPResponse:
         # routing and protocol errors: 404, 405, 413, malformed requests
         status = exception.status_code if 400 <= exception.status_code < 600 else 400
         return json(error_json(str(exception) or "Bad request."), status=status)
+    if isinstance(exception, asyncpg.DataError):
+        # values PostgreSQL cannot hold: NUL characters, numbers out of a column's range
+        return json(error_json("The request holds a value that cannot be stored."), status=400)
     if isinstance(exception, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)):
         log.error("database unavailable: %s", exception)
         return json(error_json("The service is temporarily unavailable."), status=503)

@@ -82,3 +82,13 @@ async def test_folders_need_a_valid_token(api: str, alice: BitwardenClient) -> N
     assert reply.status_code == 401 and reply.json()["object"] == "error"
     forged = await alice.http.get("/api/folders", headers={"Authorization": "Bearer abc.def.ghi"})
     assert forged.status_code == 401
+
+
+async def test_values_postgres_cannot_hold_are_400(alice: BitwardenClient, events) -> None:
+    assert (await alice.post("/api/folders", {"name": "nul\u0000byte"})).status_code == 400
+    item = {**alice.login_item("x"), "notes": "nul\u0000byte"}
+    assert (await alice.post("/api/ciphers", item)).status_code == 400
+    alice.device_type = 99_999_999
+    overflow = await alice.request_token()
+    assert overflow.status_code == 400
+    await events.nothing()
