@@ -1,0 +1,162 @@
+"""docker-compose.yml: valid for docker-compose, and its parts work when run as plain processes.
+
+No Docker engine runs here, so the services are exercised as what they are: the migrate job,
+two API replicas and a hub started with the environment compose gives them, and Caddy with the
+compose Caddyfile routing to them over TLS from its own local CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import websockets
+import yaml
+
+from tests.conftest import ROOT
+from tests.support.bwclient import BitwardenClient
+from tests.support.processes import ManagedProcess, free_port, wait_until
+from tests.support.stack import Replica, start_replica
+from tests.support.tools import require_tool
+
+EMAIL = "compose@example.com"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    """The compose file as docker-compose itself resolves it."""
+    done = subprocess.run(
+        [require_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "DOMAIN": "https://localhost"},
+    )
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_compose_has_the_documented_shape(compose: dict) -> None:
+    services = compose["services"]
+    assert set(services) == {"postgres", "migrate", "api-1", "api-2", "hub", "caddy"}
+    assert services["migrate"]["command"] == ["pgwarden", "migrate"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("api-1", "api-2"):
+        assert services[name]["command"] == ["pgwarden", "api"]
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["hub"]["command"] == ["pgwarden", "hub"]
+    for name in ("postgres", "api-1", "api-2", "hub"):
+        assert "healthcheck" in services[name], name
+        assert services[name]["restart"] == "unless-stopped", name
+    assert "pgdata:/var/lib/postgresql/data:rw" in services["postgres"]["volumes"]
+    assert "pgdata" in compose["volumes"]
+
+
+def _service_env(compose: dict, name: str, database_url: str) -> dict[str, str]:
+    env = {key: str(value) for key, value in compose["services"][name]["environment"].items()}
+    env["DATABASE_URL"] = database_url  # the test database stands in for the postgres service
+    return env
+
+
+async def test_compose_parts_as_processes_serve_a_client(
+    compose: dict, module_database_url: str, logs: Path, tmp_path: Path
+) -> None:
+    https_port = free_port()
+    domain = f"https://localhost:{https_port}"
+
+    migrate = subprocess.run(
+        [sys.executable, "-m", "pgwarden.cli", *compose["services"]["migrate"]["command"][1:]],
+        env={**_service_env(compose, "migrate", module_database_url), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+
+    apis: list[Replica] = []
+    parts: list[ManagedProcess] = []
+    try:
+        for index, name in enumerate(("api-1", "api-2"), start=1):
+            env = _service_env(compose, name, module_database_url) | {"DOMAIN": domain}
+            apis.append(start_replica("api", module_database_url, domain, logs, index, extra_env=env))
+            parts.append(apis[-1].process)
+        hub_env = _service_env(compose, "hub", module_database_url) | {"DOMAIN": domain}
+        hub = start_replica("hub", module_database_url, domain, logs, 1, extra_env=hub_env)
+        parts.append(hub.process)
+
+        caddy = ManagedProcess(
+            "caddy",
+            [require_tool("caddy"), "run", "--config", str(ROOT / "deploy/compose/Caddyfile"), "--adapter",
+             "caddyfile"],
+            logs / "compose-caddy.log",
+            env={
+                "DOMAIN": domain,
+                "PGWARDEN_HTTPS_PORT": str(https_port),
+                "PGWARDEN_HTTP_PORT": str(free_port()),
+                "PGWARDEN_CADDY_ADMIN": "off",
+                "PGWARDEN_API": " ".join(api.address for api in apis),
+                "PGWARDEN_HUB": hub.address,
+                "XDG_DATA_HOME": str(tmp_path / "caddy-data"),
+                "XDG_CONFIG_HOME": str(tmp_path / "caddy-config"),
+            },
+        )
+        parts.append(caddy)
+        root_ca = tmp_path / "caddy-data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+        trust = await asyncio.to_thread(_caddy_trust, root_ca, https_port, caddy)
+
+        async with BitwardenClient(domain, verify=trust) as client:
+            await client.register(EMAIL, PASSWORD)
+            await client.login()
+            negotiate = await client.post("/notifications/hub/negotiate")
+            assert negotiate.status_code == 200 and negotiate.json()["connectionId"]
+
+            hub_url = f"wss://localhost:{https_port}/notifications/hub?access_token={client.access_token}"
+            async with websockets.connect(hub_url, ssl=trust) as ws:
+                await ws.send('{"protocol":"json","version":1}\x1e')
+                assert await asyncio.wait_for(ws.recv(), 10) == "{}\x1e"
+
+                created = await client.post("/api/folders", {"name": client.encrypt("Work")})
+                assert created.status_code == 200
+                message = await _next_invocation(ws)
+                assert message["target"] == "ReceiveMessage"
+                [argument] = message["arguments"]
+                assert argument["Type"] == 7 and argument["ContextId"] == client.device
+                assert argument["Payload"]["Id"] == created.json()["id"]
+
+            # One replica gone: the other serves the same token, so clients do not notice.
+            apis[0].process.stop()
+            for _ in range(4):
+                assert (await client.get("/api/sync")).status_code == 200
+    finally:
+        for part in reversed(parts):
+            part.stop()
+
+
+def _caddy_trust(root_ca: Path, port: int, caddy: ManagedProcess) -> ssl.SSLContext:
+    """A client TLS context trusting Caddy's local CA, once Caddy serves with it."""
+    def serving() -> bool:
+        if not root_ca.exists():
+            return False
+        context = ssl.create_default_context(cafile=str(root_ca))
+        try:
+            import socket
+
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost"):
+                    return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    wait_until(serving, "Caddy to serve TLS from its local CA", timeout=30, alive=caddy)
+    return ssl.create_default_context(cafile=str(root_ca))
+
+
+async def _next_invocation(ws: websockets.ClientConnection) -> dict:
+    """The next JSON-protocol invocation, skipping pings."""
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), 10)
+        for record in filter(None, frame.split("\x1e")):
+            message = json.loads(record)
+            if message.get("type") == 1:
+                return message
