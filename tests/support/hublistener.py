@@ -28,14 +28,16 @@ class HubListener:
         self.log = log
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.states: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        #: When the last message next() returned arrived: epoch milliseconds, clock of this machine.
+        self.received_at = 0.0
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def node(cls, server_url: str, certs: TlsFiles, logs: Path) -> HubListener:
+    async def node(cls, server_url: str, certs: TlsFiles, logs: Path,
+                   name: str = "node-signalr") -> HubListener:
         package("@microsoft/signalr")
         package("@microsoft/signalr-protocol-msgpack")
-        return await cls._spawn("node-signalr", [node(), str(JS / "signalr-listen.mjs"), server_url],
-                                certs, logs)
+        return await cls._spawn(name, [node(), str(JS / "signalr-listen.mjs"), server_url], certs, logs)
 
     @classmethod
     async def browser(cls, server_url: str, certs: TlsFiles, logs: Path) -> HubListener:
@@ -77,9 +79,10 @@ class HubListener:
             raise AssertionError(f"{self.name} did not connect: {state}")
 
     async def next(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The next ReceiveMessage argument, with `receivedAt` (epoch ms) added."""
+        """The argument of the next ReceiveMessage, as the client decoded it."""
         event = await asyncio.wait_for(self.messages.get(), timeout)
-        return {**event["arguments"][0], "receivedAt": event["receivedAt"]}
+        self.received_at = event["receivedAt"]
+        return dict(event["arguments"][0])
 
     async def nothing(self, timeout: float = 1.0) -> None:
         """Assert no message arrives within `timeout` seconds."""

@@ -102,7 +102,7 @@ def _command(kind: str, settings: ProxySettings, workdir: Path) -> tuple[list[st
 
 
 def _serves_tls(settings: ProxySettings) -> bool:
-    context = ssl.create_default_context(cafile=str(settings.certs.ca_cert))
+    context = settings.certs.client_context()
     try:
         with socket.create_connection(("127.0.0.1", settings.https_port), timeout=1) as raw:
             with context.wrap_socket(raw, server_hostname=settings.domain):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,6 +30,10 @@ class TlsFiles:
     key: Path  # PEM of its private key
     combined: Path  # certificate then key in one file (HAProxy's crt)
     spki_sha256: str  # base64 SHA-256 of the server's public key (Chromium's allow list)
+
+    def client_context(self) -> ssl.SSLContext:
+        """What a Python client verifies the test servers with: the test CA alone."""
+        return ssl.create_default_context(cafile=str(self.ca_cert))
 
 
 def _name(common_name: str) -> x509.Name:

@@ -3,9 +3,11 @@
 //
 //   node browser-listen.mjs <server url> <server key SPKI sha256> <profile dir> [screenshot.png]
 //
-// The page is served at <server url>/e2e/ from this folder and node_modules, as the web vault is
-// served by the vault's own host; the WebSocket goes to the real server. Chromium trusts the
-// test server's key by its SPKI hash alone (it only honours that with its own --user-data-dir).
+// The page and the SignalR bundles are served from this folder and node_modules by a small
+// local web server on loopback (as a locally hosted web vault would be); the page's WebSocket
+// goes to the real server. Chromium trusts the test server's key by its SPKI hash alone (it
+// honours that only with its own --user-data-dir).
+import { createServer } from "node:http";
 import { dirname, join } from "node:path";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -26,6 +28,15 @@ const files = {
   ],
 };
 
+// Loopback page, loopback server: Chromium's local-network-access checks let it through.
+const pages = createServer(async (request, response) => {
+  const file = files[new URL(request.url, "http://localhost").pathname.slice(1)];
+  if (!file) return response.writeHead(404).end("not found");
+  response.writeHead(200, { "Content-Type": file[1] }).end(await readFile(file[0]));
+});
+await new Promise((resolve) => pages.listen(0, "127.0.0.1", resolve));
+const pageUrl = `http://localhost:${pages.address().port}/listen.html?server=${encodeURIComponent(base)}`;
+
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
@@ -39,13 +50,7 @@ const page = context.pages()[0] || (await context.newPage());
 page.on("console", (message) => process.stderr.write(`[page ${message.type()}] ${message.text()}\n`));
 page.on("pageerror", (error) => process.stderr.write(`[page error] ${error}\n`));
 await page.exposeFunction("report", (line) => emit(JSON.parse(line)));
-await page.route(`${base}/e2e/*`, async (route) => {
-  const name = new URL(route.request().url()).pathname.split("/").pop();
-  const file = files[name];
-  if (!file) return route.fulfill({ status: 404, body: "not found" });
-  return route.fulfill({ status: 200, contentType: file[1], body: await readFile(file[0]) });
-});
-await page.goto(`${base}/e2e/listen.html`).catch(fail);
+await page.goto(pageUrl).catch(fail);
 
 let stopping = false;
 readCommands({
@@ -56,6 +61,7 @@ readCommands({
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true }).catch(() => {});
     await page.evaluate(() => window.stopHub()).catch(() => {});
     await context.close();
+    pages.close();
     process.exit(0);
   },
 });
