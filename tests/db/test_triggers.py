@@ -281,6 +281,18 @@ async def test_import_like_insert_is_one_sync_vault(db: asyncpg.Connection, even
     assert (event.type, event.user_id, event.item_id, event.context_id) == (PushType.SYNC_VAULT, user, None, DEVICE)
 
 
+async def test_bulk_transaction_publishes_bulk_events_only(db: asyncpg.Connection, events: EventListener) -> None:
+    """An import of a single item is still an import: one SyncVault, no item event."""
+    user = await new_user(db)
+    tx = await acting(db)
+    await db.execute("SELECT set_config('pgwarden.bulk', 'on', true)")
+    await insert_folder(db, user)
+    await insert_cipher(db, user)
+    await tx.commit()
+    [event] = await events.exactly(1)
+    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_VAULT, None, DEVICE)
+
+
 @pytest.mark.parametrize(
     "statement",
     [

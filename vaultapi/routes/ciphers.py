@@ -234,6 +234,8 @@ async def import_ciphers(request: Request) -> HTTPResponse:
         relations[item] = folder
 
     async with write(request.app.ctx.pool, caller.device) as conn:
+        # however few items come, the triggers publish one SyncVault, not an item's event
+        await conn.execute("SELECT set_config('pgwarden.bulk', 'on', true)")
         # a folder sent with the id of one of the user's folders is that folder, not a copy
         existing = {str(row["id"]) for row in await folders.find_by_user(conn, caller.user_id)}
         folder_ids: list[str] = []
@@ -268,8 +270,8 @@ async def import_ciphers(request: Request) -> HTTPResponse:
                     AS c(type smallint, data jsonb, key text, reprompt smallint, folders jsonb, favorites jsonb)
                 """,
                 caller.user_id, rows)
-        # the bulk inserts publish this same SyncVault; identical notifications in one
-        # transaction are delivered once, and an import of one item still syncs everything
+        # the inserts publish this same SyncVault (identical notifications in one transaction
+        # are delivered once); this row publishes it when the import was empty
         await conn.execute(
             "INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", caller.user_id, PushType.SYNC_VAULT)
     return empty(status=200)

@@ -59,21 +59,24 @@ def upgrade() -> None:
         $$;
 
         -- Publishes one statement's changes: the item's own event when a recipient has one
-        -- change, else one bulk_type event for that recipient.
+        -- change, else one bulk_type event for that recipient. A transaction that sets
+        -- pgwarden.bulk to 'on' (an import, even of one item) gets bulk events only.
         CREATE FUNCTION pgwarden_publish(changes pgwarden_change[], bulk_type integer)
         RETURNS void LANGUAGE plpgsql AS $$
         DECLARE
             context text := pgwarden_context_id();
+            bulk_only boolean := coalesce(current_setting('pgwarden.bulk', true) = 'on', false);
         BEGIN
             PERFORM pgwarden_touch_users(ARRAY(
                 SELECT DISTINCT c.user_id FROM unnest(changes) c WHERE c.user_id IS NOT NULL));
             PERFORM pgwarden_notify(
-                        CASE WHEN g.n = 1 THEN g.push_type ELSE bulk_type END,
+                        CASE WHEN g.single THEN g.push_type ELSE bulk_type END,
                         g.user_id, g.org_id,
-                        CASE WHEN g.n = 1 THEN g.item_id END,
-                        CASE WHEN g.n = 1 THEN g.date ELSE now() END,
+                        CASE WHEN g.single THEN g.item_id END,
+                        CASE WHEN g.single THEN g.date ELSE now() END,
                         context)
-               FROM (SELECT c.user_id, c.org_id, count(*) AS n, min(c.push_type) AS push_type,
+               FROM (SELECT c.user_id, c.org_id, count(*) = 1 AND NOT bulk_only AS single,
+                            min(c.push_type) AS push_type,
                             (array_agg(c.item_id))[1] AS item_id, max(c.date) AS date
                        FROM unnest(changes) c
                       GROUP BY c.user_id, c.org_id) g
