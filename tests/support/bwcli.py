@@ -17,7 +17,7 @@ from typing import Any
 from tests.support.nodejs import node, node_env, package
 from tests.support.tls import TlsFiles
 
-__all__ = ["Bw", "BwError"]
+__all__ = ["Bw", "BwError", "encode"]
 
 
 class BwError(AssertionError):

@@ -55,11 +55,7 @@ class ProxySettings:
 
 def render_nginx(template: str, values: dict[str, str]) -> str:
     """envsubst limited to the PGWARDEN_* names, as the nginx image's template step does."""
-    def value(match: re.Match[str]) -> str:
-        return values[match.group(1)]
-
-    rendered = re.sub(r"\$\{(PGWARDEN_[A-Z_]+)\}", value, template)
-    return rendered
+    return re.sub(r"\$\{(PGWARDEN_[A-Z_]+)\}", lambda match: values[match.group(1)], template)
 
 
 def _nginx_main(workdir: Path, site: Path) -> str:
