@@ -8,6 +8,7 @@ missing or of the wrong type.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -18,6 +19,8 @@ from vaultapi.errors import ApiError
 __all__ = ["Body", "parse_uuid"]
 
 _MISSING = object()
+#: a JSON escape of a UTF-16 surrogate: paired it is an emoji, alone it is no text at all
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def parse_uuid(value: Any, field: str) -> uuid.UUID:
@@ -38,9 +41,14 @@ class Body:
 
     @classmethod
     def of(cls, request: Request) -> Body:
+        body = request.body or b"null"
         try:
-            data = json.loads(request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+            data = json.loads(body)
+            if _SURROGATE_ESCAPE.search(body):
+                # a lone surrogate can be neither stored nor hashed: refuse it here, not deep inside
+                json.dumps(data, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):
+            # ValueError covers bad UTF-8 and lone surrogates; RecursionError, absurd nesting
             raise ApiError("The request body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise ApiError("The request body must be a JSON object.")
