@@ -15,9 +15,12 @@ from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-__all__ = ["ApiError", "GrantError", "NotFound", "Unauthorized", "error_json", "handle_error"]
+__all__ = ["TOKEN_PATH", "ApiError", "GrantError", "NotFound", "Unauthorized", "error_json", "handle_error"]
 
 log = logging.getLogger(__name__)
+
+#: the OAuth token endpoint, whose errors take the OAuth shape
+TOKEN_PATH = "/identity/connect/token"
 
 
 class ApiError(Exception):
@@ -57,8 +60,8 @@ class Unauthorized(ApiError):
 class GrantError(ApiError):
     """Raised by the token endpoint; answered in the OAuth shape the clients parse."""
 
-    def __init__(self, description: str, error: str = "invalid_grant") -> None:
-        super().__init__(description)
+    def __init__(self, description: str, error: str = "invalid_grant", *, status: int | None = None) -> None:
+        super().__init__(description, status=status)
         self.error = error
 
     def body(self) -> dict[str, Any]:
@@ -78,17 +81,25 @@ def error_json(message: str, field: str | None = None) -> dict[str, Any]:
 
 
 async def handle_error(request: Request, exception: Exception) -> HTTPResponse:
+    error = _as_api_error(request, exception)
+    if request.path == TOKEN_PATH and not isinstance(error, GrantError):
+        # the clients read only error/error_description from the token endpoint, whatever failed
+        error = GrantError(error.message, "invalid_request", status=error.status)
+    return json(error.body(), status=error.status)
+
+
+def _as_api_error(request: Request, exception: Exception) -> ApiError:
     if isinstance(exception, ApiError):
-        return json(exception.body(), status=exception.status)
+        return exception
     if isinstance(exception, SanicException):
         # routing and protocol errors: 404, 405, 413, malformed requests
         status = exception.status_code if 400 <= exception.status_code < 600 else 400
-        return json(error_json(str(exception) or "Bad request."), status=status)
+        return ApiError(str(exception) or "Bad request.", status=status)
     if isinstance(exception, asyncpg.DataError):
         # values PostgreSQL cannot hold: NUL characters, numbers out of a column's range
-        return json(error_json("The request holds a value that cannot be stored."), status=400)
+        return ApiError("The request holds a value that cannot be stored.")
     if isinstance(exception, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)):
         log.error("database unavailable: %s", exception)
-        return json(error_json("The service is temporarily unavailable."), status=503)
+        return ApiError("The service is temporarily unavailable.", status=503)
     log.exception("unexpected error on %s %s", request.method, request.path, exc_info=exception)
-    return json(error_json("An unexpected error occurred."), status=500)
+    return ApiError("An unexpected error occurred.", status=500)

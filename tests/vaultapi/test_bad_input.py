@@ -98,3 +98,20 @@ async def test_lone_surrogate_in_a_password_hash_is_400(alice: BitwardenClient, 
     await events.next()
     assert (await vault_bytes(alice))[0] != before[0]
     await events.nothing()
+
+
+async def test_token_endpoint_answers_every_error_in_the_oauth_shape(alice: BitwardenClient, db) -> None:
+    devices_before = await db.fetchval("SELECT count(*) FROM devices")
+    form = {"grant_type": "password", "username": alice.email, "password": alice.password_hash(),
+            "scope": "api offline_access", "client_id": "cli", "deviceType": "25",
+            "deviceIdentifier": "fresh-device", "deviceName": "linux"}
+    for changed in ({"username": "a\x00b"}, {"deviceIdentifier": "nul\x00"}, {"deviceType": "99999999"},
+                    {"deviceName": "\x00"}, {"refresh_token": "\x00", "grant_type": "refresh_token"}):
+        reply = await alice.http.post(TOKEN_PATH, data={**form, **changed})
+        assert reply.status_code == 400, changed
+        assert_error_shape(reply)
+    oversized = await send(alice, "POST", TOKEN_PATH, b"grant_type=password&" + b"x" * MAX_BODY,
+                           "application/x-www-form-urlencoded", auth=False)
+    assert oversized.status_code == 413
+    assert_error_shape(oversized)
+    assert await db.fetchval("SELECT count(*) FROM devices") == devices_before

@@ -12,7 +12,7 @@ from pgwarden.tokens import TokenError
 from vaultapi.auth import access_claims, hash_refresh_token, new_refresh_token
 from vaultapi.body import Body
 from vaultapi.database import write
-from vaultapi.errors import ApiError, GrantError
+from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
 from vaultapi.models import devices, users
 from vaultapi.passwords import verify_password
 from vaultapi.registration import KDF_PBKDF2, Registration, register
@@ -58,7 +58,7 @@ def _form(request: Request, name: str, *, required: bool = True, max_length: int
     return value
 
 
-@bp.post("/identity/connect/token")
+@bp.post(TOKEN_PATH)
 async def token(request: Request) -> HTTPResponse:
     grant_type = _form(request, "grant_type")
     if grant_type == "password":
