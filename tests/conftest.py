@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -103,12 +104,19 @@ def pg_template(pg_server: PostgresServer) -> Iterator[str]:
         janitor.drop()
 
 
-@pytest.fixture
-def database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
-    """URL of a fresh, migrated database for this test alone."""
+@contextmanager
+def template_copy(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
+    """URL of a fresh copy of the migrated template, dropped on exit."""
     name = f"pgwarden_test_{os.getpid()}_{next(_copies)}"
     with pg_server.janitor(name, template=pg_template):
         yield with_database(pg_server.url, name)
+
+
+@pytest.fixture
+def database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
+    """URL of a fresh, migrated database for this test alone (tests/e2e: for its module)."""
+    with template_copy(pg_server, pg_template) as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,20 +3,14 @@ logs of every process a failed test started, shown in its report."""
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from tests.conftest import PostgresServer, with_database
-from tests.support.listen import EventListener
+from tests.conftest import PostgresServer, template_copy
 from tests.support.processes import RUNNING
 from tests.support.tls import TlsFiles, make_certificates
-
-_databases = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -26,31 +20,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest.fixture(scope="module")
-def module_database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
-    """A fresh migrated database shared by the tests of one module (one stack per module)."""
-    name = f"pgwarden_e2e_{os.getpid()}_{next(_databases)}"
-    with pg_server.janitor(name, template=pg_template):
-        yield with_database(pg_server.url, name)
-
-
-@pytest.fixture
-async def sql(module_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A plain SQL session on the module's database, as an admin's psql would be."""
-    conn = await asyncpg.connect(module_database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def events(module_database_url: str) -> AsyncIterator[EventListener]:
-    """Every event the module's database publishes from now on."""
-    listener = await EventListener.connect(module_database_url)
-    try:
-        yield listener
-    finally:
-        await listener.close()
+def database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
+    """One migrated database shared by the tests of a module (one stack per module); the
+    `db` and `events` fixtures of tests/conftest.py follow it."""
+    with template_copy(pg_server, pg_template) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,11 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def server(module_database_url: str, certs: TlsFiles, logs: Path) -> Iterator[str]:
+def server(database_url: str, certs: TlsFiles, logs: Path) -> Iterator[str]:
     """The public URL of one API and one hub behind nginx; the account already exists."""
     settings_ports = free_port(), free_port()
     domain = f"https://localhost:{settings_ports[1]}"
-    stack = Stack(module_database_url, domain, logs).start(apis=1, hubs=1)
+    stack = Stack(database_url, domain, logs).start(apis=1, hubs=1)
     settings = ProxySettings("localhost", *settings_ports, certs,
                              api=(stack.apis[0].address,), hub=(stack.hubs[0].address,))
     proxy = start_proxy("nginx", settings, logs / "nginx")
@@ -44,7 +44,7 @@ def server(module_database_url: str, certs: TlsFiles, logs: Path) -> Iterator[st
         created = subprocess.run(
             [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", EMAIL,
              "--password", PASSWORD, "--name", "Carol"],
-            env={"DATABASE_URL": module_database_url, "PATH": "/usr/bin:/bin"},
+            env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
             capture_output=True, text=True, timeout=120,
         )
         assert created.returncode == 0, created.stdout + created.stderr
@@ -67,21 +67,21 @@ def names(items: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_bw_cli_lives_a_vault_through_the_proxy(
-    server: str, certs: TlsFiles, logs: Path, events: EventListener, sql: asyncpg.Connection
+    server: str, certs: TlsFiles, logs: Path, events: EventListener, db: asyncpg.Connection
 ) -> None:
     laptop, phone = Bw(logs / "bw-laptop", certs), Bw(logs / "bw-phone", certs)
 
     await laptop.login(server, EMAIL, PASSWORD)
     device = laptop.device_identifier()
-    user_id = str(await sql.fetchval("SELECT id FROM users WHERE email = lower($1)", EMAIL))
-    assert await sql.fetchval(
+    user_id = str(await db.fetchval("SELECT id FROM users WHERE email = lower($1)", EMAIL))
+    assert await db.fetchval(
         "SELECT count(*) FROM devices WHERE user_id = $1 AND identifier = $2", user_id, device) == 1
     await laptop.run("sync")
     assert await laptop.json("list", "items") == []
 
     folder = await laptop.json("create", "folder", encode({"name": "Work"}))
     assert folder["name"] == "Work"
-    row = await sql.fetchrow("SELECT user_id, name FROM folders WHERE id = $1", folder["id"])
+    row = await db.fetchrow("SELECT user_id, name FROM folders WHERE id = $1", folder["id"])
     assert str(row["user_id"]) == user_id
     assert row["name"].startswith("2.") and "Work" not in row["name"]  # stored encrypted
     event = await events.next()
@@ -90,7 +90,7 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
 
     created = await laptop.json("create", "item", encode(await login_item(laptop, "Mail", folder["id"])))
     assert (created["name"], created["folderId"], created["login"]["username"]) == ("Mail", folder["id"], "carol")
-    row = await sql.fetchrow("SELECT user_id, folders, deleted_date FROM ciphers WHERE id = $1", created["id"])
+    row = await db.fetchrow("SELECT user_id, folders, deleted_date FROM ciphers WHERE id = $1", created["id"])
     assert str(row["user_id"]) == user_id and row["deleted_date"] is None
     assert folder["id"] in row["folders"]
     event = await events.next()
@@ -111,7 +111,7 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
     assert [f["name"] for f in await phone.json("list", "folders") if f["id"]] == ["Work"]
 
     await laptop.run("delete", "item", created["id"])
-    assert await sql.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is not None
+    assert await db.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is not None
     event = await events.next()
     assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
     await phone.run("sync")
@@ -119,14 +119,14 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
     assert names(await phone.json("list", "items", "--trash")) == ["Mail (work)"]
 
     await laptop.run("restore", "item", created["id"])
-    assert await sql.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is None
+    assert await db.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is None
     event = await events.next()
     assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
     await phone.run("sync")
     assert names(await phone.json("list", "items")) == ["Mail (work)"]
 
     await laptop.run("delete", "item", created["id"], "--permanent")
-    assert await sql.fetchval("SELECT count(*) FROM ciphers WHERE id = $1", created["id"]) == 0
+    assert await db.fetchval("SELECT count(*) FROM ciphers WHERE id = $1", created["id"]) == 0
     event = await events.next()
     assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_LOGIN_DELETE, created["id"], device)
     await phone.run("sync")

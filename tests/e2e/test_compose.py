@@ -62,14 +62,14 @@ def _service_env(compose: dict, name: str, database_url: str) -> dict[str, str]:
 
 
 async def test_compose_parts_as_processes_serve_a_client(
-    compose: dict, module_database_url: str, logs: Path, tmp_path: Path
+    compose: dict, database_url: str, logs: Path, tmp_path: Path
 ) -> None:
     https_port = free_port()
     domain = f"https://localhost:{https_port}"
 
     migrate = subprocess.run(
         [sys.executable, "-m", "pgwarden.cli", *compose["services"]["migrate"]["command"][1:]],
-        env={**_service_env(compose, "migrate", module_database_url), "PATH": "/usr/bin:/bin"},
+        env={**_service_env(compose, "migrate", database_url), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
@@ -78,11 +78,11 @@ async def test_compose_parts_as_processes_serve_a_client(
     parts: list[ManagedProcess] = []
     try:
         for index, name in enumerate(("api-1", "api-2"), start=1):
-            env = _service_env(compose, name, module_database_url) | {"DOMAIN": domain}
-            apis.append(start_replica("api", module_database_url, domain, logs, index, extra_env=env))
+            env = _service_env(compose, name, database_url) | {"DOMAIN": domain}
+            apis.append(start_replica("api", database_url, domain, logs, index, extra_env=env))
             parts.append(apis[-1].process)
-        hub_env = _service_env(compose, "hub", module_database_url) | {"DOMAIN": domain}
-        hub = start_replica("hub", module_database_url, domain, logs, 1, extra_env=hub_env)
+        hub_env = _service_env(compose, "hub", database_url) | {"DOMAIN": domain}
+        hub = start_replica("hub", database_url, domain, logs, 1, extra_env=hub_env)
         parts.append(hub.process)
 
         caddy = ManagedProcess(

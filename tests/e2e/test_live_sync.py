@@ -47,16 +47,16 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(module_database_url: str, certs: TlsFiles, logs: Path) -> Iterator[Deployment]:
+def deployment(database_url: str, certs: TlsFiles, logs: Path) -> Iterator[Deployment]:
     http_port, https_port = free_port(), free_port()
-    stack = Stack(module_database_url, f"https://localhost:{https_port}", logs).start(apis=2, hubs=2)
+    stack = Stack(database_url, f"https://localhost:{https_port}", logs).start(apis=2, hubs=2)
     settings = ProxySettings("localhost", http_port, https_port, certs,
                              api=tuple(r.address for r in stack.apis), hub=tuple(r.address for r in stack.hubs))
     proxy = start_proxy("caddy", settings, logs / "caddy")
     try:
         created = subprocess.run(
             [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", EMAIL, "--password", PASSWORD],
-            env={"DATABASE_URL": module_database_url, "PATH": "/usr/bin:/bin"},
+            env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
             capture_output=True, text=True, timeout=120)
         assert created.returncode == 0, created.stdout + created.stderr
         yield Deployment(stack, settings)
@@ -153,7 +153,7 @@ async def test_cli_changes_reach_node_and_browser_clients_which_fetch_and_decryp
 
 @pytest.mark.parametrize("kind", PROXIES)
 async def test_proxy_example_carries_the_hub_websocket_and_the_rest_api(
-    kind: str, deployment: Deployment, certs: TlsFiles, logs: Path, sql: asyncpg.Connection
+    kind: str, deployment: Deployment, certs: TlsFiles, logs: Path, db: asyncpg.Connection
 ) -> None:
     # Caddy fronts every replica already; Traefik gets every replica too, the examples that take
     # one API and one hub get a pair that varies from proxy to proxy.
@@ -176,7 +176,7 @@ async def test_proxy_example_carries_the_hub_websocket_and_the_rest_api(
         await listener.connect(client.access_token)  # WebSocket through this proxy
 
         user_id = sync.json()["profile"]["id"]
-        folder_id = await sql.fetchval(
+        folder_id = await db.fetchval(
             "INSERT INTO folders (user_id, name) VALUES ($1, $2) RETURNING id", user_id, client.encrypt(kind))
         message = await listener.next()
         assert (message["Type"], message["Payload"]["Id"]) == (7, str(folder_id))

@@ -26,10 +26,10 @@ pytestmark = pytest.mark.external
 
 
 @pytest.fixture(scope="module")
-def server(module_database_url: str, certs: TlsFiles, logs: Path) -> Iterator[str]:
+def server(database_url: str, certs: TlsFiles, logs: Path) -> Iterator[str]:
     """The public URL of one API and one hub behind HAProxy."""
     http_port, https_port = free_port(), free_port()
-    stack = Stack(module_database_url, f"https://localhost:{https_port}", logs).start(apis=1, hubs=1)
+    stack = Stack(database_url, f"https://localhost:{https_port}", logs).start(apis=1, hubs=1)
     settings = ProxySettings("localhost", http_port, https_port, certs,
                              api=(stack.apis[0].address,), hub=(stack.hubs[0].address,))
     proxy = start_proxy("haproxy", settings, logs / "haproxy")
@@ -54,15 +54,15 @@ async def account(server: str, certs: TlsFiles, name: str) -> BitwardenClient:
     return client
 
 
-async def user_id(sql: asyncpg.Connection, client: BitwardenClient) -> str:
-    return str(await sql.fetchval("SELECT id FROM users WHERE email = $1", client.email))
+async def user_id(db: asyncpg.Connection, client: BitwardenClient) -> str:
+    return str(await db.fetchval("SELECT id FROM users WHERE email = $1", client.email))
 
 
 async def test_official_client_receives_each_committed_change_of_its_user_only(
-    server: str, certs: TlsFiles, logs: Path, sql: asyncpg.Connection
+    server: str, certs: TlsFiles, logs: Path, db: asyncpg.Connection
 ) -> None:
     alice, bob = await account(server, certs, "alice"), await account(server, certs, "bob")
-    alice_id, bob_id = await user_id(sql, alice), await user_id(sql, bob)
+    alice_id, bob_id = await user_id(db, alice), await user_id(db, bob)
     alice_hub = await HubListener.node(server, certs, logs, "alice-signalr")
     bob_hub = await HubListener.node(server, certs, logs, "bob-signalr")
     try:
@@ -70,9 +70,9 @@ async def test_official_client_receives_each_committed_change_of_its_user_only(
         await bob_hub.connect(bob.access_token)
 
         # An admin's session that names itself: its context id reaches the client.
-        async with sql.transaction():
-            await sql.execute("SELECT set_config('pgwarden.context_id', 'admin-console', true)")
-            folder = await sql.fetchrow(
+        async with db.transaction():
+            await db.execute("SELECT set_config('pgwarden.context_id', 'admin-console', true)")
+            folder = await db.fetchrow(
                 "INSERT INTO folders (user_id, name) VALUES ($1, $2) RETURNING id, revision_date",
                 alice_id, alice.encrypt("From SQL"))
         assert await alice_hub.next() == {
@@ -82,7 +82,7 @@ async def test_official_client_receives_each_committed_change_of_its_user_only(
         }
 
         # No context: ContextId is nil, so every device of the user acts on it.
-        cipher = await sql.fetchrow(
+        cipher = await db.fetchrow(
             "INSERT INTO ciphers (user_id, type, data) VALUES ($1, 1, $2::jsonb) RETURNING id, revision_date",
             alice_id, f'{{"name": "{alice.encrypt("Mail")}"}}')
         assert await alice_hub.next() == {
@@ -91,32 +91,32 @@ async def test_official_client_receives_each_committed_change_of_its_user_only(
                         "CollectionIds": None, "RevisionDate": js_date(cipher["revision_date"])},
         }
 
-        soft_deleted = await sql.fetchval(
+        soft_deleted = await db.fetchval(
             "UPDATE ciphers SET deleted_date = now() WHERE id = $1 RETURNING revision_date", cipher["id"])
         message = await alice_hub.next()
         assert (message["Type"], message["Payload"]["Id"], message["Payload"]["RevisionDate"]) == (
             0, str(cipher["id"]), js_date(soft_deleted))
 
-        await sql.execute("DELETE FROM ciphers WHERE id = $1", cipher["id"])
+        await db.execute("DELETE FROM ciphers WHERE id = $1", cipher["id"])
         message = await alice_hub.next()
         assert (message["Type"], message["Payload"]["Id"]) == (2, str(cipher["id"]))
 
         # A user-level event: full sync.
-        await sql.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 5)", alice_id)
+        await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 5)", alice_id)
         message = await alice_hub.next()
         assert message["Type"] == 5 and message["Payload"]["UserId"] == alice_id
         assert set(message["Payload"]) == {"UserId", "Date"}
 
         # A rolled-back change tells nobody anything.
-        transaction = sql.transaction()
+        transaction = db.transaction()
         await transaction.start()
-        await sql.execute("INSERT INTO folders (user_id, name) VALUES ($1, $2)", alice_id, alice.encrypt("x"))
+        await db.execute("INSERT INTO folders (user_id, name) VALUES ($1, $2)", alice_id, alice.encrypt("x"))
         await transaction.rollback()
         await alice_hub.nothing()
 
         # Bob heard none of Alice's changes, and Alice hears none of his.
         await bob_hub.nothing(0.1)
-        bob_folder = await sql.fetchval(
+        bob_folder = await db.fetchval(
             "INSERT INTO folders (user_id, name) VALUES ($1, $2) RETURNING id", bob_id, bob.encrypt("Bob's"))
         message = await bob_hub.next()
         assert (message["Type"], message["Payload"]["Id"], message["Payload"]["UserId"]) == (
