@@ -149,5 +149,6 @@ async def require_all(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: u
 
 
 async def check_folder(conn: Conn, folder_id: uuid.UUID | None, user_id: uuid.UUID) -> None:
-    if folder_id is not None and await folders.find_by_id_and_user(conn, folder_id, user_id) is None:
+    """The folder an item is placed in is the caller's, and stays until the write commits."""
+    if folder_id is not None and await folders.find_by_id_and_user(conn, folder_id, user_id, keep=True) is None:
         raise ApiError("Invalid folder.", field="folderId")

@@ -237,7 +237,7 @@ async def import_ciphers(request: Request) -> HTTPResponse:
         # however few items come, the triggers publish one SyncVault, not an item's event
         await conn.execute("SELECT set_config('pgwarden.bulk', 'on', true)")
         # a folder sent with the id of one of the user's folders is that folder, not a copy
-        existing = {str(row["id"]) for row in await folders.find_by_user(conn, caller.user_id)}
+        existing = {str(row["id"]) for row in await folders.find_by_user(conn, caller.user_id, keep=True)}
         folder_ids: list[str] = []
         new_folders: list[dict[str, str]] = []
         for folder in folder_bodies:
