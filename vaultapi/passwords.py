@@ -10,6 +10,8 @@ later needs no migration.
 from __future__ import annotations
 
 import asyncio
+import functools
+import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,10 +25,17 @@ async def hash_password(master_password_hash: str) -> str:
     return await asyncio.to_thread(_hasher.hash, master_password_hash)
 
 
-async def verify_password(stored: str, master_password_hash: str) -> bool:
+@functools.cache
+def _stand_in_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe())
+
+
+async def verify_password(stored: str | None, master_password_hash: str) -> bool:
+    """Whether the hash matches; for an unknown account (stored None) the same work is done
+    against a stand-in, so the time taken does not tell which emails have accounts."""
     def check() -> bool:
         try:
-            return _hasher.verify(stored, master_password_hash)
+            return _hasher.verify(stored or _stand_in_hash(), master_password_hash) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 

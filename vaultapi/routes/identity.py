@@ -81,7 +81,7 @@ async def _password_grant(request: Request) -> HTTPResponse:
 
     pool = request.app.ctx.pool
     user = await users.find_by_email(pool, email)
-    if user is None or not await verify_password(user["password_hash"], password):
+    if not await verify_password(user["password_hash"] if user else None, password) or user is None:
         raise GrantError(_WRONG_PASSWORD)
     refresh_token = new_refresh_token()
     await devices.sign_in(pool, user["id"], identifier, device_type, name, hash_refresh_token(refresh_token))
