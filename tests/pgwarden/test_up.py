@@ -104,3 +104,19 @@ def test_up_restarts_a_child_that_dies(tmp_path: Path) -> None:
         assert "hub exited" in up.tail(200)
     finally:
         assert terminate(up) == 0, up.tail()
+
+
+def test_up_refuses_an_api_port_in_use_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+        env.update(DATA_FOLDER=str(tmp_path / "data"), API_ADDRESS="127.0.0.1", API_PORT=str(port))
+        done = subprocess.run([sys.executable, "-m", "pgwarden.cli", "up"], env=env, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"127.0.0.1:{port} is already in use; set API_PORT" in done.stderr
+    assert not (tmp_path / "data").exists(), "nothing was started"
