@@ -115,7 +115,10 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             task.cancel()
         await asyncio.gather(*app.ctx.tasks, return_exceptions=True)
         await app.ctx.ingress.close()
-        await app.ctx.pool.close()
+        try:
+            await asyncio.wait_for(app.ctx.pool.close(), tuning.shutdown_grace)
+        except TimeoutError:  # a dead link would wait forever for a goodbye
+            app.ctx.pool.terminate()
 
     return app
 

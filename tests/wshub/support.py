@@ -22,7 +22,7 @@ from wshub.app import HubTuning, create_app
 from wshub.ingress import IngressTuning
 
 __all__ = ["FAST", "HubClient", "RunningHub", "HubUser", "create_user", "decode_frames", "free_port", "hub_config",
-           "issuer_for", "start_hub"]
+           "issuer_for", "start_hub", "TcpProxy"]
 
 FAST = HubTuning(
     ping_interval=60.0,
@@ -175,3 +175,59 @@ class HubClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+class TcpProxy:
+    """A TCP relay to PostgreSQL whose links a test can silence, as a dead network would."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter, asyncio.Event]] = []
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def url_for(self, database_url: str) -> str:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(database_url)
+        netloc = parts.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+    def silence(self) -> None:
+        """Existing links stop carrying bytes, without closing: a half-open connection."""
+        for _, _, live in self._links:
+            live.clear()
+        self._links.clear()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for client, upstream, _ in self._links:
+            client.close()
+            upstream.close()
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        live = asyncio.Event()
+        live.set()
+        self._links.append((client_writer, upstream_writer, live))
+        await asyncio.gather(self._pipe(client_reader, upstream_writer, live),
+                             self._pipe(upstream_reader, client_writer, live), return_exceptions=True)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, live: asyncio.Event) -> None:
+        try:
+            while data := await reader.read(65536):
+                if not live.is_set():
+                    return  # swallowed, and the link stays open
+                writer.write(data)
+                await writer.drain()
+        finally:
+            if live.is_set():
+                writer.close()

@@ -1,0 +1,160 @@
+"""From a SQL commit to the right sockets: every connection of the user, nobody else."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.wshub.support import HubClient
+
+CONTEXT = "4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11"
+
+
+async def test_commit_reaches_every_connection_of_the_user_with_the_exact_message(db, make_user, connect) -> None:
+    user, other = await make_user(), await make_user()
+    acting = await connect(user, "messagepack", device=CONTEXT)
+    phone = await connect(user, "messagepack")
+    browser = await connect(user, "json")
+    stranger = await connect(other, "messagepack")
+    async with db.transaction():
+        await db.execute("SELECT set_config('pgwarden.context_id', $1, true)", CONTEXT)
+        cipher_id, revision = await db.fetchrow(
+            "INSERT INTO ciphers (user_id, type, data) VALUES ($1, 1, '{}') RETURNING id::text, revision_date",
+            user.id)
+    expected = {"ContextId": CONTEXT, "Type": 1,
+                "Payload": {"Id": cipher_id, "UserId": user.id, "OrganizationId": None, "CollectionIds": None,
+                            "RevisionDate": revision}}
+    # the acting device gets it too: clients drop their own by ContextId
+    assert await acting.notification() == expected
+    assert await phone.notification() == expected
+    json_date = revision.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert await browser.notification() == {**expected, "Payload": {**expected["Payload"], "RevisionDate": json_date}}
+    await stranger.nothing()
+
+
+async def test_rollback_delivers_nothing(db, make_user, connect) -> None:
+    user = await make_user()
+    client = await connect(user)
+    transaction = db.transaction()
+    await transaction.start()
+    await db.execute("INSERT INTO folders (user_id, name) VALUES ($1, 'x')", user.id)
+    await transaction.rollback()
+    await client.nothing()
+
+
+async def test_bulk_statement_delivers_one_event(db, make_user, connect) -> None:
+    user = await make_user()
+    client = await connect(user)
+    await db.execute("INSERT INTO ciphers (user_id, type, data) SELECT $1, 1, '{}' FROM generate_series(1, 50)",
+                     user.id)
+    notification = await client.notification()
+    assert notification["Type"] == 5 and notification["Payload"]["UserId"] == user.id
+    assert set(notification["Payload"]) == {"UserId", "Date"}
+    await client.nothing()
+
+
+async def test_log_out_closes_the_other_sessions_after_telling_them(db, make_user, connect) -> None:
+    user = await make_user()
+    acting = await connect(user, device="device-a")
+    other = await connect(user, device="device-b")
+    async with db.transaction():
+        await db.execute("SELECT set_config('pgwarden.context_id', 'device-a', true)")
+        await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 11)", user.id)
+    for client in (acting, other):
+        notification = await client.notification()
+        assert notification["Type"] == 11 and notification["ContextId"] == "device-a"
+    with pytest.raises(Exception):
+        await other.message(5)
+    assert other.ws.close_code == 1008 and other.ws.close_reason == "logged out"
+    folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", user.id)
+    assert (await acting.notification())["Payload"]["Id"] == folder
+
+
+_plan = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["folder", "cipher", "settings"])),
+                 min_size=1, max_size=12)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(connections=st.lists(st.integers(0, 3), min_size=4, max_size=4), plan=_plan)
+async def test_many_users_each_connection_gets_exactly_its_users_events_in_order(
+        db, make_user, connect, connections, plan) -> None:
+    users = [await make_user() for _ in range(4)]
+    clients = {i: [await connect(users[i], "messagepack" if n % 2 else "json") for n in range(count)]
+               for i, count in enumerate(connections)}
+    expected: dict[int, list[tuple[int, str | None]]] = {i: [] for i in range(4)}
+    for who, change in plan:
+        user = users[who]
+        if change == "folder":
+            item = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", user.id)
+            expected[who].append((7, item))
+        elif change == "cipher":
+            item = await db.fetchval(
+                "INSERT INTO ciphers (user_id, type, data) VALUES ($1, 1, '{}') RETURNING id::text", user.id)
+            expected[who].append((1, item))
+        else:
+            await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 10)", user.id)
+            expected[who].append((10, None))
+    for who, user_clients in clients.items():
+        for client in user_clients:
+            received = []
+            for _ in expected[who]:
+                notification = await client.notification()
+                assert notification["Payload"]["UserId"] == users[who].id
+                received.append((notification["Type"], notification["Payload"].get("Id")))
+            assert received == expected[who]
+    await asyncio.gather(*(c.nothing(0.2) for user_clients in clients.values() for c in user_clients))
+    for user_clients in clients.values():
+        for client in user_clients:
+            await client.close()
+
+
+async def test_a_stalled_client_does_not_delay_a_healthy_one(start, db, make_user) -> None:
+    hub = await start(hub_send_queue=128)
+    user = await make_user()
+    healthy = await HubClient.connect(hub.ws_url(access_token=user.token()))
+    stalled = await _stalled_client(hub.base, user.token())
+    dropped = hub.app.ctx.metrics.dropped.labels("too_far_behind")
+    # Commits of 100 distinct ~450-byte events until the stalled client's socket buffers and
+    # queue are full (a few MB on loopback): the healthy client must get every batch meanwhile.
+    batches = 0
+    while dropped._value.get() == 0:
+        assert batches < 300, "the stalled client was never cut loose"
+        async with db.transaction():
+            await db.execute("SELECT set_config('pgwarden.context_id', $1, true)", "c" * 255)
+            await db.execute(
+                "INSERT INTO sync_events (user_id, push_type, item_id)"
+                " SELECT $1, 12, gen_random_uuid() FROM generate_series(1, 100)", uuid.UUID(user.id))
+        for _ in range(100):
+            assert (await healthy.notification())["Type"] == 12
+        batches += 1
+    # the stalled one was cut loose to reconnect and sync; the healthy one stays
+    assert len(hub.app.ctx.registry) == 1
+    await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 10)", uuid.UUID(user.id))
+    assert (await healthy.notification())["Type"] == 10
+    stalled.close()
+    await healthy.close()
+
+
+async def _stalled_client(base: str, token: str) -> socket.socket:
+    """A client that completes the upgrade and the handshake, then never reads again."""
+    host, port = base.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    sock.sendall((f"GET /notifications/hub?access_token={token} HTTP/1.1\r\nHost: {base}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    loop = asyncio.get_running_loop()
+    upgrade = await loop.run_in_executor(None, sock.recv, 4096)
+    assert upgrade.startswith(b"HTTP/1.1 101 "), upgrade
+    handshake = b'{"protocol":"messagepack","version":1}\x1e'
+    sock.sendall(bytes([0x81, 0x80 | len(handshake)]) + b"\x00\x00\x00\x00" + handshake)  # zero mask
+    reply = await loop.run_in_executor(None, sock.recv, 4096)
+    assert reply == b"\x81\x03{}\x1e", reply  # then it never reads again
+    return sock

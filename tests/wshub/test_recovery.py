@@ -1,0 +1,157 @@
+"""A lost LISTEN connection: detected, re-established, and the gap closed with SyncVault nudges."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from db import migrate
+from tests.wshub.support import HubClient, TcpProxy, create_user, hub_config, issuer_for, start_hub
+
+
+async def _wait_for(condition, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def _drain(client: HubClient) -> list[dict]:
+    """Every notification until the client has been quiet for a moment."""
+    received = []
+    while True:
+        try:
+            received.append(await client.notification(0.6))
+        except TimeoutError:
+            return received
+
+
+def _covered(received: list[dict], items: list[str]) -> bool:
+    """Each change arrived as its own event, or a SyncVault told the client to re-check."""
+    if any(n["Type"] == 5 for n in received):
+        return True
+    return set(items) <= {n["Payload"].get("Id") for n in received}
+
+
+async def test_terminated_listen_connection_recovers_and_closes_the_gap(start, db, make_user) -> None:
+    hub = await start()
+    ingress = hub.app.ctx.ingress
+    active = [await make_user() for _ in range(2)]
+    idle = await make_user()
+    clients = {u.id: await HubClient.connect(hub.ws_url(access_token=u.token())) for u in [*active, idle]}
+    made: dict[str, list[str]] = {u.id: [] for u in active}
+    stop = asyncio.Event()
+
+    async def keep_changing() -> None:
+        writer = await asyncpg.connect(hub.app.ctx.ingress.database_url)
+        try:
+            while not stop.is_set():
+                for user in active:
+                    made[user.id].append(await writer.fetchval(
+                        "INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", user.id))
+                await asyncio.sleep(0.01)
+        finally:
+            await writer.close()
+
+    changing = asyncio.create_task(keep_changing())
+    await asyncio.sleep(0.2)
+    old_pid = ingress.backend_pid
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+    await _wait_for(lambda: ingress.connected.is_set() and ingress.backend_pid != old_pid)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await changing
+
+    assert hub.app.ctx.metrics.listen_reconnects._value.get() == 1
+    for user in active:
+        received = await _drain(clients[user.id])
+        assert _covered(received, made[user.id]), (len(made[user.id]), received[-3:])
+    await clients[idle.id].nothing()
+    # and live delivery goes on over the new connection
+    folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", idle.id)
+    assert (await clients[idle.id].notification())["Payload"]["Id"] == folder
+    for client in clients.values():
+        await client.close()
+
+
+async def test_silent_link_is_detected_by_the_probe_and_the_gap_nudges_only_changed_users(
+        database_url, pg_server, db, make_user) -> None:
+    proxy = await TcpProxy(pg_server.host, pg_server.port).start()
+    hub = await start_hub(proxy.url_for(database_url))
+    try:
+        ingress = hub.app.ctx.ingress
+        changed, untouched = await make_user(), await make_user()
+        changed_client = await HubClient.connect(hub.ws_url(access_token=changed.token()))
+        second_device = await HubClient.connect(hub.ws_url(access_token=changed.token()), "json")
+        untouched_client = await HubClient.connect(hub.ws_url(access_token=untouched.token()))
+        # the network drops the hub's links without a word: no FIN, no error, only silence
+        proxy.silence()
+        await db.execute("INSERT INTO folders (user_id, name) VALUES ($1, 'x')", changed.id)
+        revision = await db.fetchval("SELECT revision_date FROM users WHERE id = $1", changed.id)
+        await _wait_for(lambda: hub.app.ctx.metrics.listen_reconnects._value.get() == 1)
+        nudge = {"ContextId": None, "Type": 5, "Payload": {"UserId": changed.id, "Date": revision}}
+        assert await _drain(changed_client) == [nudge]
+        json_date = revision.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert await _drain(second_device) == [{**nudge, "Payload": {"UserId": changed.id, "Date": json_date}}]
+        await untouched_client.nothing()
+        assert ingress.connected.is_set()
+        for client in (changed_client, second_device, untouched_client):
+            await client.close()
+    finally:
+        await hub.stop()
+        await proxy.close()
+
+
+@pytest.fixture
+async def private_postgres(tmp_path: Path) -> AsyncIterator[tuple[object, str]]:
+    """A throwaway PostgreSQL of our own to restart (never the shared one)."""
+    from pgserver import get_server
+
+    server = await asyncio.to_thread(get_server, tmp_path / "pg", cleanup_mode="delete")
+    url = server.get_uri("postgres")
+    await asyncio.to_thread(migrate.upgrade, url)
+    conn = await asyncpg.connect(url)
+    try:
+        from pgwarden.tokens import ensure_signing_keys
+
+        await ensure_signing_keys(conn)
+    finally:
+        await conn.close()
+    try:
+        yield server, url
+    finally:
+        await asyncio.to_thread(server.cleanup)
+
+
+async def test_postgres_restart_is_survived(private_postgres) -> None:
+    from pgserver._commands import pg_ctl
+
+    server, url = private_postgres
+    hub = await start_hub(url)
+    try:
+        db = await asyncpg.connect(url)
+        issuer = await issuer_for(db, hub_config())
+        changed, untouched, later = [await create_user(db, issuer) for _ in range(3)]
+        clients = {u.id: await HubClient.connect(hub.ws_url(access_token=u.token())) for u in (changed, untouched, later)}
+        # a change right before the server goes down: its event may or may not make it out
+        before = await db.fetchval(
+            "INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", changed.id)
+        await db.close()
+        await asyncio.to_thread(pg_ctl, ["-w", "-m", "fast", "restart"], pgdata=server.pgdata,
+                                user=server.system_user)
+        ingress = hub.app.ctx.ingress
+        await _wait_for(lambda: hub.app.ctx.metrics.listen_reconnects._value.get() == 1, timeout=30)
+        assert ingress.connected.is_set()
+        assert _covered(await _drain(clients[changed.id]), [before])
+        await clients[untouched.id].nothing()
+        db = await asyncpg.connect(url)
+        folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", later.id)
+        await db.close()
+        assert (await clients[later.id].notification())["Payload"]["Id"] == folder
+        for client in clients.values():
+            await client.close()
+    finally:
+        await hub.stop()
