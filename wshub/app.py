@@ -26,8 +26,10 @@ from typing import Any
 
 import asyncpg
 from sanic import Blueprint, Request, Sanic
+from sanic.exceptions import WebsocketClosed
 from sanic.response import HTTPResponse, json, raw, text
 from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.exceptions import ConnectionClosed
 
 from pgwarden.config import Config, redact_dsn
 from pgwarden.tokens import TokenVerifier, load_public_key
@@ -46,6 +48,7 @@ __all__ = ["HubTuning", "create_app", "serve"]
 log = logging.getLogger("wshub")
 
 _app_numbers = itertools.count(1)
+_DATABASE_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,9 @@ async def _admit(request: Request) -> HTTPResponse | None:
             log.info("refused hub connection from %s: %s", _peer(request), error.reason)
             metrics.refused.labels("unauthorized").inc()
             return json({"message": "Unauthorized", "object": "error"}, status=401)
+        except _DATABASE_DOWN as error:
+            log.warning("cannot check a hub token: database unavailable (%s)", error)
+            return _refuse(metrics, 503, "unavailable", "temporarily unavailable")
         request.ctx.principal = principal
         user_id = principal.user_id
     reason = app.ctx.registry.refusal(_peer(request), user_id)
@@ -200,6 +206,8 @@ async def _run(request: Request, ws: WebsocketImplProtocol, hub: str, **identity
     try:
         await serve_connection(ws, protocol, remainder, connection, app.ctx.registry,
                                config.hub_max_message_size, lambda label: metrics.refused.labels(label).inc())
+    except (ConnectionClosed, WebsocketClosed):
+        pass  # the client went away: an ordinary end
     finally:
         gauge.dec()
 
@@ -218,6 +226,8 @@ async def _negotiate(request: Request) -> HTTPResponse:
     except AuthError as error:
         log.info("refused negotiate from %s: %s", _peer(request), error.reason)
         return json({"message": "Unauthorized", "object": "error"}, status=401)
+    except _DATABASE_DOWN:
+        return json({"message": "temporarily unavailable", "object": "error"}, status=503)
     transports = []
     if app.ctx.config.websocket_enabled:
         transports = [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]

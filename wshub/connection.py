@@ -108,7 +108,7 @@ class Connection:
 
     def abort(self, code: int, reason: str) -> None:
         """Close now, without waiting on the socket: the way out for a client that stopped reading."""
-        if self._writer is not None and self._writer.done() and self.closing:
+        if self.closing:
             return
         self.closing = True
         log.info("closing %r: %s", self, reason)

@@ -67,6 +67,7 @@ class Delivery:
     def _log_out(connections: frozenset[Connection], event: Event) -> None:
         # The acting device keeps its session; every other one was deauthorized. Closing them
         # after the LogOut was sent stops vault events reaching a session that should have none.
+        # No context (a stamp reset, an admin's deauthorization) means every session goes.
         for connection in connections:
-            if connection.device != event.context_id:
+            if event.context_id is None or connection.device != event.context_id:
                 connection.close_when_sent(CloseCode.POLICY, "logged out")

@@ -77,7 +77,10 @@ class Ingress:
     async def run(self) -> None:
         """Probe the link; on loss, reconnect and recover the gap. Call after ``connect``."""
         while True:
-            await self._watch()
+            try:
+                await self._watch()
+            except Exception:  # never let the one LISTEN task die: reconnect instead
+                log.exception("LISTEN watch failed")
             self.connected.clear()
             await self._discard()
             log.warning("LISTEN connection lost; reconnecting")

@@ -197,7 +197,8 @@ class TcpProxy:
         parts = urlsplit(database_url)
         netloc = parts.netloc.rsplit("@", 1)
         host = f"127.0.0.1:{self.port}"
-        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("host="))
+        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host, query=query))
 
     def silence(self) -> None:
         """Existing links stop carrying bytes, without closing: a half-open connection."""
@@ -213,7 +214,11 @@ class TcpProxy:
             upstream.close()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        host, port = self.target
+        if host.startswith("/"):  # an embedded server listens on a Unix socket only
+            upstream_reader, upstream_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        else:
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
         live = asyncio.Event()
         live.set()
         self._links.append((client_writer, upstream_writer, live))

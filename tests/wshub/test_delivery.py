@@ -75,6 +75,18 @@ async def test_log_out_closes_the_other_sessions_after_telling_them(db, make_use
     assert (await acting.notification())["Payload"]["Id"] == folder
 
 
+async def test_log_out_without_a_context_closes_every_session(db, make_user, connect) -> None:
+    user = await make_user()
+    devices = [await connect(user, device="device-a"), await connect(user, device="device-b")]
+    await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 11)", user.id)
+    for client in devices:
+        notification = await client.notification()
+        assert notification["Type"] == 11 and notification["ContextId"] is None
+        with pytest.raises(Exception):
+            await client.message(5)
+        assert client.ws.close_code == 1008 and client.ws.close_reason == "logged out"
+
+
 _plan = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["folder", "cipher", "settings"])),
                  min_size=1, max_size=12)
 
