@@ -19,6 +19,7 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from tests.support.listen import EventListener
+from tests.support.processes import RUNNING
 
 ROOT = Path(__file__).resolve().parent.parent
 _copies = itertools.count()
@@ -137,3 +138,21 @@ async def events(database_url: str) -> AsyncIterator[EventListener]:
         yield listener
     finally:
         await listener.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_process_outlives_the_run() -> Iterator[None]:
+    """Stop whatever a failed test left running (servers, proxies, clients)."""
+    yield
+    for process in reversed(list(RUNNING)):
+        process.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test's report shows the logs of the processes still running."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for process in RUNNING:
+            report.sections.append((f"log of {process.name} ({process.log})", process.tail()))

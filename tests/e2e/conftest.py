@@ -1,5 +1,5 @@
-"""Fixtures for the end-to-end tests: a test CA per session, a database per module, and the
-logs of every process a failed test started, shown in its report."""
+"""Fixtures for the end-to-end tests: a test CA per session, a database and a log folder per
+module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PostgresServer, template_copy
-from tests.support.processes import RUNNING
 from tests.support.tls import TlsFiles, make_certificates
 
 
@@ -31,12 +30,3 @@ def database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
 def logs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """Where this module's processes write their logs."""
     return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for process in RUNNING:
-            report.sections.append((f"log of {process.name} ({process.log})", process.tail()))

@@ -1,7 +1,7 @@
 """Long-running programs the end-to-end tests start: each logs to its own file and stops cleanly.
 
 Every running process is listed in :data:`RUNNING`, so a failed test can show their logs
-(see tests/e2e/conftest.py).
+(see tests/conftest.py).
 """
 
 from __future__ import annotations
