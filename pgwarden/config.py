@@ -49,6 +49,10 @@ def _positive(text: str) -> int:
     return value
 
 
+def _header_name(text: str) -> str | None:
+    return None if text.strip().lower() == "none" else text.strip()
+
+
 def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> Any:
     return field(default=default, metadata={"env": env, "cast": cast, "doc": doc})
 
@@ -87,6 +91,10 @@ class Config:
     hub_send_queue: int = _setting(
         "HUB_SEND_QUEUE", 256, _positive,
         "Messages queued for one slow hub connection before it is closed to resync.")
+    ip_header: str | None = _setting(
+        "IP_HEADER", "X-Real-IP", _header_name,
+        "Header in which the reverse proxy passes the client's address (per-address limits, logs);"
+        " none: use the connection's own address.")
     log_level: str = _setting("LOG_LEVEL", "info", str, "debug, info, warning or error.")
 
     @classmethod

@@ -17,6 +17,7 @@ SignalR Close (reconnect allowed) and closes the sockets cleanly.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import secrets
@@ -137,6 +138,14 @@ def _counting(deliver: Any, metrics: HubMetrics) -> Any:
 
 
 def _peer(request: Request) -> str:
+    """The client's address: the one the proxy passed in IP_HEADER when that is an address."""
+    header = request.app.ctx.config.ip_header
+    if header:
+        claimed = request.headers.get(header, "").split(",")[0].strip()
+        try:
+            return str(ipaddress.ip_address(claimed))
+        except ValueError:
+            pass
     return request.remote_addr or request.ip or "unknown"
 
 

@@ -316,6 +316,30 @@ async def test_connections_over_the_per_address_cap_are_refused_429(start, make_
         await client.close()
 
 
+async def test_per_address_cap_counts_the_address_the_proxy_passes(start, make_user) -> None:
+    hub = await start(hub_max_connections_per_ip=1)
+    users = [await make_user() for _ in range(3)]
+    kept = [await HubClient.connect(hub.ws_url(access_token=users[0].token()),
+                                    additional_headers={"X-Real-IP": "203.0.113.7"})]
+    assert await _refused_status(hub.ws_url(access_token=users[1].token()),
+                                 additional_headers={"X-Real-IP": "203.0.113.7"}) == 429
+    # another client behind the same proxy is another address
+    kept.append(await HubClient.connect(hub.ws_url(access_token=users[2].token()),
+                                        additional_headers={"X-Real-IP": "198.51.100.1"}))
+    for client in kept:
+        await client.close()
+
+
+async def test_ip_header_none_counts_the_connection_address(start, make_user) -> None:
+    hub = await start(hub_max_connections_per_ip=1, ip_header=None)
+    users = [await make_user() for _ in range(2)]
+    kept = await HubClient.connect(hub.ws_url(access_token=users[0].token()),
+                                   additional_headers={"X-Real-IP": "203.0.113.7"})
+    assert await _refused_status(hub.ws_url(access_token=users[1].token()),
+                                 additional_headers={"X-Real-IP": "198.51.100.1"}) == 429
+    await kept.close()
+
+
 # -- anonymous hub, negotiate, health, metrics ---------------------------------------------------------
 
 
