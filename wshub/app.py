@@ -103,7 +103,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
             asyncio.create_task(keep_alive(registry, tuning.ping_interval), name="hub-keepalive"),
         ]
-        log.info("hub listening for events on %s", redact_dsn(url))
+        log.info("hub listening for events on database %s", redact_dsn(url))
 
     @app.before_server_stop
     async def _stop(app: Sanic) -> None:
@@ -265,6 +265,7 @@ def serve(config: Config) -> int:
     url, embedded = resolve_database_url(config.database_url, config.data_folder)
     try:
         app = create_app(config, url)
+        log.info("hub serving ws://%s:%d/notifications/hub", config.websocket_address, config.websocket_port)
         app.run(host=config.websocket_address, port=config.websocket_port, single_process=True,
                 access_log=False, motd=False)
     finally:
