@@ -8,6 +8,7 @@ the embedded database, and returns.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import logging
 import os
@@ -140,8 +141,11 @@ async def _supervise(children: list[Child], env: dict[str, str]) -> None:
 async def _keep_running(child: Child, env: dict[str, str], stopping: asyncio.Event) -> None:
     while not stopping.is_set():
         started = time.monotonic()
+        # Its own session: Ctrl-C in a terminal reaches the supervisor alone, which then
+        # stops each child once (a child signalled twice cuts its own shutdown short).
         child.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pgwarden.cli", child.command, env=env
+            sys.executable, "-m", "pgwarden.cli", child.command, env=env,
+            start_new_session=True, preexec_fn=_exit_with_parent,
         )
         log.info("%s running (pid %d)", child.name, child.process.pid)
         code = await child.process.wait()
@@ -155,6 +159,18 @@ async def _keep_running(child: Child, env: dict[str, str], stopping: asyncio.Eve
         except TimeoutError:
             pass
         child.backoff = min(child.backoff * 2, MAX_BACKOFF)
+
+
+def _exit_with_parent() -> None:
+    """In the child: a SIGTERM when the supervisor dies, so no part outlives a killed `up`."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: children may outlive a killed supervisor
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 async def _stop(child: Child) -> None:

@@ -120,3 +120,18 @@ def test_up_refuses_an_api_port_in_use_with_a_clear_message(tmp_path: Path) -> N
     assert done.returncode == 2
     assert f"127.0.0.1:{port} is already in use; set API_PORT" in done.stderr
     assert not (tmp_path / "data").exists(), "nothing was started"
+
+
+def test_a_killed_supervisor_takes_its_children_along(database_url: str, tmp_path: Path) -> None:
+    api_port, hub_port = free_port(), free_port()
+    env = {"DATABASE_URL": database_url, "API_ADDRESS": "127.0.0.1", "API_PORT": str(api_port),
+           "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(hub_port)}
+    up = ManagedProcess("up", [sys.executable, "-m", "pgwarden.cli", "up"], tmp_path / "up.log", env=env)
+    try:
+        for port in (api_port, hub_port):
+            wait_until(lambda: answers(f"http://127.0.0.1:{port}/alive"), f"/alive on {port}", alive=up)
+        os.kill(up.process.pid, signal.SIGKILL)
+        for port in (api_port, hub_port):
+            wait_until(lambda: not answers(f"http://127.0.0.1:{port}/alive"), f"port {port} to close", timeout=15)
+    finally:
+        up.stop()
