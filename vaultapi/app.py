@@ -35,7 +35,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     database_url = database_url or config.database_url
     if not database_url:
         raise ValueError("create_app needs a database URL")
-    app = Sanic(f"pgwarden_api_{next(_app_numbers)}")
+    app = Sanic(f"pgwarden_api_{next(_app_numbers)}", configure_logging=False)
     app.config.REQUEST_MAX_SIZE = max_body_size
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
