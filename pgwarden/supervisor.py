@@ -42,7 +42,22 @@ def run(config: Config) -> int:
     config = _bindable(config)
     if config is None:
         return 2
+    # Until the children run, SIGTERM interrupts startup as Ctrl-C does, so whatever was
+    # started (the embedded database) is stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _run(config)
+    except KeyboardInterrupt:
+        pass
+    log.info("stopped")
+    return 0
 
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(config: Config) -> None:
     from db.embedded import resolve_database_url
 
     url, embedded = resolve_database_url(config.database_url, config.data_folder)
@@ -56,11 +71,12 @@ def run(config: Config) -> int:
         env = {**os.environ, "DATABASE_URL": url, "API_PORT": str(config.api_port)}
         asyncio.run(_supervise(children, env))
     finally:
+        # Stopping is under way: a second signal must not cut the database's shutdown short.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         if embedded:
             log.info("stopping the embedded database")
             embedded.stop()
-    log.info("stopped")
-    return 0
 
 
 def _bindable(config: Config) -> Config | None:

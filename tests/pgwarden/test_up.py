@@ -135,3 +135,45 @@ def test_a_killed_supervisor_takes_its_children_along(database_url: str, tmp_pat
             wait_until(lambda: not answers(f"http://127.0.0.1:{port}/alive"), f"port {port} to close", timeout=15)
     finally:
         up.stop()
+
+
+def as_unprivileged_user(argv: list[str]) -> list[str]:
+    """argv run as `nobody`, who may not bind ports below 1024 (the tests run as root in CI)."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", *argv]
+
+
+def test_up_as_a_normal_user_on_port_80(database_url: str, tmp_path: Path) -> None:
+    """A normal user gets the API on 8080 with a word why, or a clear refusal when 80 was asked for."""
+    tmp_path.chmod(0o777)
+    hub_port = free_port()
+    base = {"DATABASE_URL": database_url, "API_ADDRESS": "127.0.0.1", "WEBSOCKET_ADDRESS": "127.0.0.1",
+            "WEBSOCKET_PORT": str(hub_port), "HOME": str(tmp_path), "DATA_FOLDER": str(tmp_path / "data")}
+    argv = as_unprivileged_user([sys.executable, "-m", "pgwarden.cli", "up"])
+
+    asked = subprocess.run(argv, env={**os.environ, **base, "API_PORT": "80"}, capture_output=True, text=True,
+                           timeout=60, cwd=tmp_path)
+    assert asked.returncode == 2
+    assert "API_PORT=80 needs root or CAP_NET_BIND_SERVICE; choose a port above 1023" in asked.stderr
+
+    env = {name: value for name, value in os.environ.items() if name != "API_PORT"} | base
+    up = ManagedProcess("up", argv, tmp_path / "up.log", env=env, cwd=tmp_path)
+    try:
+        wait_until(lambda: "Press Ctrl-C to stop." in up.tail(), "the startup notice", alive=up)
+        shown = up.tail(200)
+        assert "port 80 needs root or CAP_NET_BIND_SERVICE; serving the API on 8080 instead" in shown
+        assert "REST API:           http://127.0.0.1:8080" in shown
+    finally:
+        assert terminate(up) == 0, up.tail()
+
+
+def test_sigterm_during_startup_still_stops_the_embedded_database(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+    env.update(DATA_FOLDER=str(data), API_ADDRESS="127.0.0.1", API_PORT=str(free_port()),
+               WEBSOCKET_ADDRESS="127.0.0.1", WEBSOCKET_PORT=str(free_port()))
+    up = ManagedProcess("up", [sys.executable, "-m", "pgwarden.cli", "up"], tmp_path / "up.log", env=env)
+    wait_until(lambda: "pgwarden.up: database:" in up.tail(), "the embedded database", timeout=90, alive=up)
+    assert terminate(up) == 0, up.tail()
+    assert not postgres_running_in(data)
