@@ -29,8 +29,10 @@ import asyncpg
 from sanic import Blueprint, Request, Sanic
 from sanic.exceptions import WebsocketClosed
 from sanic.response import HTTPResponse, json, raw, text
+from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.server import ServerProtocol
 
 from pgwarden.config import Config, redact_dsn
 from pgwarden.tokens import TokenVerifier, load_public_key
@@ -155,6 +157,9 @@ async def _admit(request: Request) -> HTTPResponse | None:
     metrics: HubMetrics = app.ctx.metrics
     if not config.websocket_enabled:
         return _refuse(metrics, 404, "disabled", "live sync is disabled (WEBSOCKET_ENABLED=false)")
+    refused_upgrade = _upgrade_refusal(request)
+    if refused_upgrade is not None:
+        return _refuse(metrics, *refused_upgrade)
     user_id = None
     if request.path.endswith("/anonymous-hub"):
         try:
@@ -177,6 +182,19 @@ async def _admit(request: Request) -> HTTPResponse | None:
     if reason is not None:
         return _refuse(metrics, 429, "limit", reason)
     return None
+
+
+def _upgrade_refusal(request: Request) -> tuple[int, str, str] | None:
+    """Why the request is no WebSocket upgrade, asked of the library that does the upgrade.
+
+    Sanic would raise for such a request after this point and log it as a server error, with the
+    URL and so the client's token; refused here it is an ordinary 4xx.
+    """
+    response = ServerProtocol().accept(WebSocketProtocol.sanic_request_to_ws_request(request))
+    if response.status_code == 101:
+        return None
+    label = "not_websocket" if response.status_code == 426 else "bad_upgrade"
+    return response.status_code, label, response.body.decode(errors="replace").splitlines()[0]
 
 
 def _refuse(metrics: HubMetrics, status: int, label: str, reason: str) -> HTTPResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 
@@ -400,3 +401,20 @@ async def test_alive_and_metrics(hub, make_user, db) -> None:
     assert "pgwarden_hub_event_latency_seconds_count 1.0" in metrics
     assert "pgwarden_hub_listen_reconnects_total 0.0" in metrics
     await client.close()
+
+
+@pytest.mark.parametrize("path", ["/notifications/hub", "/notifications/anonymous-hub"])
+async def test_plain_http_request_to_a_hub_is_426_without_an_error_logged(hub, make_user, caplog, path) -> None:
+    user = await make_user()
+    token = user.token()
+    query = {"access_token": token} if path == "/notifications/hub" else {"Token": str(uuid.uuid4())}
+    async with httpx.AsyncClient() as http:
+        plain = await http.get(f"http://{hub.base}{path}", params=query)
+        # an upgrade request a WebSocket server cannot accept (no Sec-WebSocket-Key)
+        broken = await http.get(f"http://{hub.base}{path}", params=query,
+                                headers={"Connection": "Upgrade", "Upgrade": "websocket"})
+    assert plain.status_code == 426 and plain.json()["object"] == "error"
+    assert broken.status_code == 400 and broken.json()["object"] == "error"
+    # a refused request is not a server error, and its token stays out of the logs
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert token not in caplog.text
