@@ -45,7 +45,8 @@ def start_up(data: Path, api_port: int, hub_port: int, log: Path) -> ManagedProc
 
 def terminate(up: ManagedProcess) -> int:
     """SIGTERM to the supervisor alone, as a service manager sends it; its exit code."""
-    os.kill(up.process.pid, signal.SIGTERM)
+    if up.process.poll() is None:
+        os.kill(up.process.pid, signal.SIGTERM)
     try:
         return up.process.wait(60)
     finally:
