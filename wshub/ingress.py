@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class IngressTuning:
     probe_interval: float = 2.0
     probe_timeout: float = 2.0
+    #: For connecting, listening and closing the gap: a link can die in the middle of that too.
+    open_timeout: float = 10.0
     #: Transactions open this long before the gap may commit inside it with older dates.
     gap_margin: timedelta = timedelta(seconds=10)
     backoff_initial: float = 0.1
@@ -93,20 +95,21 @@ class Ingress:
     # -- private ------------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        conn = await asyncio.wait_for(asyncpg.connect(self.database_url), self.tuning.probe_timeout * 5)
-        try:
-            await conn.execute("SET application_name = 'pgwarden-hub-listen'")
-            self._lost = asyncio.Event()
-            lost = self._lost
-            conn.add_termination_listener(lambda _conn: lost.set())
-            await conn.add_listener(CHANNEL, self._received)
-            # Listening first, then looking back: a change committed from here on arrives live.
-            now = await conn.fetchval("SELECT clock_timestamp()")
-            if self._good_until is not None:
-                await self._recover(conn, self._good_until - self.tuning.gap_margin)
-        except BaseException:
-            conn.terminate()
-            raise
+        async with asyncio.timeout(self.tuning.open_timeout):
+            conn = await asyncpg.connect(self.database_url,
+                                         server_settings={"application_name": "pgwarden-hub-listen"})
+            try:
+                self._lost = asyncio.Event()
+                lost = self._lost
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(CHANNEL, self._received)
+                # Listening first, then looking back: a change committed from here on arrives live.
+                now = await conn.fetchval("SELECT clock_timestamp()")
+                if self._good_until is not None:
+                    await self._recover(conn, self._good_until - self.tuning.gap_margin)
+            except BaseException:
+                conn.terminate()
+                raise
         self._conn = conn
         self._good_until = now
         self.backend_pid = conn.get_server_pid()

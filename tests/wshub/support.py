@@ -26,7 +26,7 @@ __all__ = ["FAST", "HubClient", "RunningHub", "HubUser", "create_user", "decode_
 
 FAST = HubTuning(
     ping_interval=60.0,
-    ingress=IngressTuning(probe_interval=0.3, probe_timeout=1.0, gap_margin=timedelta(seconds=2),
+    ingress=IngressTuning(probe_interval=0.3, probe_timeout=1.0, open_timeout=5.0, gap_margin=timedelta(seconds=2),
                           backoff_initial=0.05, backoff_max=0.5),
     shutdown_grace=1.0,
 )
@@ -185,6 +185,10 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter, asyncio.Event]] = []
+        #: While set, a new link carries the client's first message (the startup) and then goes
+        #: silent: a server that accepts a login and never answers a query.
+        self.stall_after_startup = False
+        self.stalled = 0
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -197,7 +201,9 @@ class TcpProxy:
         parts = urlsplit(database_url)
         netloc = parts.netloc.rsplit("@", 1)
         host = f"127.0.0.1:{self.port}"
-        query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("host="))
+        # no TLS negotiation, so the startup message is the first thing a client sends
+        query = "&".join([*(p for p in parts.query.split("&") if p and not p.startswith(("host=", "sslmode="))),
+                          "sslmode=disable"])
         return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host, query=query))
 
     def silence(self) -> None:
@@ -222,13 +228,20 @@ class TcpProxy:
         live = asyncio.Event()
         live.set()
         self._links.append((client_writer, upstream_writer, live))
-        await asyncio.gather(self._pipe(client_reader, upstream_writer, live),
+        stall = self.stall_after_startup
+        self.stalled += stall
+        await asyncio.gather(self._pipe(client_reader, upstream_writer, live, 1 if stall else None),
                              self._pipe(upstream_reader, client_writer, live), return_exceptions=True)
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, live: asyncio.Event) -> None:
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, live: asyncio.Event,
+                    chunks: int | None = None) -> None:
         try:
             while data := await reader.read(65536):
+                if chunks is not None:
+                    if chunks == 0:
+                        live.clear()
+                    chunks -= 1
                 if not live.is_set():
                     return  # swallowed, and the link stays open
                 writer.write(data)

@@ -155,3 +155,24 @@ async def test_postgres_restart_is_survived(private_postgres) -> None:
             await client.close()
     finally:
         await hub.stop()
+
+
+async def test_a_link_that_goes_silent_while_reconnecting_is_given_up_and_retried(
+        database_url, pg_server, db, make_user) -> None:
+    proxy = await TcpProxy(pg_server.host, pg_server.port).start()
+    hub = await start_hub(proxy.url_for(database_url))
+    try:
+        user = await make_user()
+        client = await HubClient.connect(hub.ws_url(access_token=user.token()))
+        # the next LISTEN connection logs in, then hears nothing: the hub must not wait on it forever
+        proxy.stall_after_startup = True
+        proxy.silence()
+        await _wait_for(lambda: proxy.stalled > 0)
+        proxy.stall_after_startup = False
+        await _wait_for(lambda: hub.app.ctx.metrics.listen_reconnects._value.get() == 1, timeout=30)
+        folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", user.id)
+        assert (await client.notification())["Payload"]["Id"] == folder
+        await client.close()
+    finally:
+        await hub.stop()
+        await proxy.close()
