@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,24 +18,30 @@ from sanic import Sanic
 
 from pgwarden.config import Config
 from pgwarden.tokens import TokenIssuer
+from tests.support.processes import free_port
 from wshub.app import HubTuning, create_app
 from wshub.ingress import IngressTuning
 
-__all__ = ["FAST", "HubClient", "RunningHub", "HubUser", "create_user", "decode_frames", "free_port", "hub_config",
+__all__ = ["FAST", "HubClient", "RunningHub", "HubUser", "create_user", "decode_frames", "eventually", "hub_config",
            "issuer_for", "start_hub", "TcpProxy"]
 
 FAST = HubTuning(
     ping_interval=60.0,
-    ingress=IngressTuning(probe_interval=0.3, probe_timeout=1.0, open_timeout=5.0, gap_margin=timedelta(seconds=2),
+    # a probe answered within 2 s even on a busy machine: only a dead link fails it
+    ingress=IngressTuning(probe_interval=0.3, probe_timeout=2.0, open_timeout=5.0, gap_margin=timedelta(seconds=2),
                           backoff_initial=0.05, backoff_max=0.5),
     shutdown_grace=1.0,
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait until the condition holds; the timeout only bounds a test that would hang."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"never happened: {what}") from None
 
 
 def hub_config(**overrides: Any) -> Config:
@@ -54,6 +60,10 @@ class RunningHub:
     @property
     def base(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The current value of one of the hub's Prometheus samples (0 before its first count)."""
+        return self.app.ctx.metrics.registry.get_sample_value(name, labels) or 0.0
 
     def ws_url(self, path: str = "/notifications/hub", **query: str) -> str:
         params = "&".join(f"{k}={v}" for k, v in query.items())
@@ -142,16 +152,16 @@ class HubClient:
     async def connect(cls, url: str, protocol: str = "messagepack", **kwargs: Any) -> HubClient:
         ws = await websockets.connect(url, max_size=None, **kwargs)
         await ws.send(json.dumps({"protocol": protocol, "version": 1}) + "\x1e")
-        reply = await asyncio.wait_for(ws.recv(), 5)
+        reply = await asyncio.wait_for(ws.recv(), 10)
         assert reply == "{}\x1e", reply
         return cls(ws, protocol)
 
-    async def message(self, timeout: float = 5.0) -> Any:
+    async def message(self, timeout: float = 10.0) -> Any:
         while not self._pending:
             self._pending += decode_frames(await asyncio.wait_for(self.ws.recv(), timeout), self.protocol)
         return self._pending.pop(0)
 
-    async def notification(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def notification(self, timeout: float = 10.0) -> dict[str, Any]:
         """The next ReceiveMessage argument, skipping pings."""
         while True:
             message = await self.message(timeout)

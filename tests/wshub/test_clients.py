@@ -3,61 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-import httpx
 import pytest
 from pysignalr.client import SignalRClient
 from pysignalr.protocol.json import JSONProtocol
 from pysignalr.protocol.messagepack import MessagepackProtocol
 
-from tests.wshub.support import HubClient, free_port, hub_config
-
-
-async def _until_alive(port: int, process: subprocess.Popen) -> None:
-    async with httpx.AsyncClient() as http:
-        for _ in range(200):
-            assert process.poll() is None, "the hub process exited"
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/alive")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("the hub never became alive")
+from tests.support.stack import Replica, start_replica
+from tests.wshub.support import HubClient, hub_config
 
 
 @pytest.fixture
-async def hub_processes(database_url: str) -> AsyncIterator[Callable[[int], asyncio.Future]]:
-    processes: list[subprocess.Popen] = []
+def hub_processes(database_url: str, tmp_path: Path) -> Iterator[Callable[[int], list[Replica]]]:
+    """Starts `pgwarden hub` processes on the test database; each must stop cleanly."""
+    replicas: list[Replica] = []
 
-    async def spawn(count: int) -> list[int]:
-        ports = []
-        for _ in range(count):
-            port = free_port()
-            env = {**os.environ, "DATABASE_URL": database_url, "WEBSOCKET_ADDRESS": "127.0.0.1",
-                   "WEBSOCKET_PORT": str(port), "DOMAIN": hub_config().domain, "LOG_LEVEL": "warning"}
-            processes.append(subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env))
-            ports.append(port)
-        for port, process in zip(ports, processes[-count:]):
-            await _until_alive(port, process)
-        return ports
+    def spawn(count: int) -> list[Replica]:
+        started = [start_replica("hub", database_url, hub_config().domain, tmp_path, index=len(replicas) + n + 1)
+                   for n in range(count)]
+        replicas.extend(started)
+        return started
 
     yield spawn
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        assert process.wait(10) == 0, "the hub did not stop cleanly"
+    exit_codes = [replica.process.stop() for replica in replicas]
+    assert exit_codes == [0] * len(replicas), "a hub did not stop cleanly"
 
 
 async def test_two_hub_processes_on_one_database_both_deliver(hub_processes, db, make_user) -> None:
-    first, second = await hub_processes(2)
     user = await make_user()
-    clients = [await HubClient.connect(f"ws://127.0.0.1:{port}/notifications/hub?access_token={user.token()}")
-               for port in (first, second)]
+    clients = [await HubClient.connect(f"ws://{hub.address}/notifications/hub?access_token={user.token()}")
+               for hub in hub_processes(2)]
     folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", user.id)
     for client in clients:
         notification = await client.notification()
