@@ -40,7 +40,7 @@ from wshub.auth import AuthError, Principal, authenticate, bearer_token
 from wshub.codec import Close
 from wshub.connection import CloseCode, Connection
 from wshub.delivery import Delivery, EncodedOnce
-from wshub.ingress import Ingress, IngressTuning
+from wshub.ingress import DATABASE_ERRORS, Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
 from wshub.metrics import CONTENT_TYPE, HubMetrics
 from wshub.registry import Registry
@@ -51,7 +51,6 @@ __all__ = ["HubTuning", "create_app", "serve"]
 log = logging.getLogger("wshub")
 
 _app_numbers = itertools.count(1)
-_DATABASE_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     app.ctx.ingress = Ingress(
-        url, _counting(delivery.deliver, metrics), registry.user_ids, tuning=tuning.ingress,
+        url, delivery.deliver, registry.user_ids, tuning=tuning.ingress,
         on_reconnect=metrics.listen_reconnects.inc)
 
     hub = Blueprint(f"hub_{app.name}")
@@ -129,13 +128,6 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     return app
 
 
-def _counting(deliver: Any, metrics: HubMetrics) -> Any:
-    def on_event(event: Any) -> None:
-        metrics.events_in.inc()
-        deliver(event)
-    return on_event
-
-
 # -- before the upgrade --------------------------------------------------------------------------
 
 
@@ -173,7 +165,7 @@ async def _admit(request: Request) -> HTTPResponse | None:
             log.info("refused hub connection from %s: %s", _peer(request), error.reason)
             metrics.refused.labels("unauthorized").inc()
             return json({"message": "Unauthorized", "object": "error"}, status=401)
-        except _DATABASE_DOWN as error:
+        except DATABASE_ERRORS as error:
             log.warning("cannot check a hub token: database unavailable (%s)", error)
             return _refuse(metrics, 503, "unavailable", "temporarily unavailable")
         request.ctx.principal = principal
@@ -253,7 +245,7 @@ async def _negotiate(request: Request) -> HTTPResponse:
     except AuthError as error:
         log.info("refused negotiate from %s: %s", _peer(request), error.reason)
         return json({"message": "Unauthorized", "object": "error"}, status=401)
-    except _DATABASE_DOWN:
+    except DATABASE_ERRORS:
         return json({"message": "temporarily unavailable", "object": "error"}, status=503)
     transports = []
     if app.ctx.config.websocket_enabled:

@@ -290,8 +290,6 @@ def decode_varint(data: bytes | bytearray, start: int = 0) -> tuple[int, int] | 
 
 class HubProtocol(Protocol):
     name: str
-    #: "Binary" or "Text": the WebSocket frame type this protocol's messages travel in.
-    transfer_format: str
 
     def encode(self, message: Message) -> bytes | str: ...
 
@@ -331,7 +329,6 @@ class MessagePackProtocol:
     """``[type, headers, ...]`` arrays behind a varint length; dates as Timestamp ext -1."""
 
     name = "messagepack"
-    transfer_format = "Binary"
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -450,7 +447,6 @@ class JsonProtocol:
     """JSON objects, each followed by the record separator; dates as ISO-8601 strings."""
 
     name = "json"
-    transfer_format = "Text"
 
     # -- encoding ---------------------------------------------------------------------------
 

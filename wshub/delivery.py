@@ -43,6 +43,7 @@ class Delivery:
 
     def deliver(self, event: Event) -> int:
         """Queue the event for every recipient connection; returns how many were queued."""
+        self.metrics.events_in.inc()
         queued = 0
         if event.user_id is not None:
             recipients = self.registry.of_user(event.user_id)

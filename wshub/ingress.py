@@ -21,9 +21,12 @@ import asyncpg
 
 from db.events import CHANNEL, Event, EventError, PushType, decode_event
 
-__all__ = ["Ingress", "IngressTuning"]
+__all__ = ["DATABASE_ERRORS", "Ingress", "IngressTuning"]
 
 log = logging.getLogger(__name__)
+
+#: What a lost or unreachable database raises: retried or answered 503, never a crash.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -49,14 +52,12 @@ class Ingress:
         *,
         tuning: IngressTuning = IngressTuning(),
         on_reconnect: Callable[[], None] = lambda: None,
-        on_bad_event: Callable[[EventError], None] = lambda error: None,
     ) -> None:
         self.database_url = database_url
         self.on_event = on_event
         self.connected_users = connected_users
         self.tuning = tuning
         self.on_reconnect = on_reconnect
-        self.on_bad_event = on_bad_event
         self.backend_pid: int | None = None
         self.connected = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
@@ -71,7 +72,7 @@ class Ingress:
             try:
                 await self._open()
                 return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except DATABASE_ERRORS as error:
                 log.warning("LISTEN connection failed (%s); retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.tuning.backoff_max)
@@ -138,7 +139,7 @@ class Ingress:
             try:
                 now = await asyncio.wait_for(self._conn.fetchval("SELECT clock_timestamp()"),
                                              self.tuning.probe_timeout)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except DATABASE_ERRORS as error:
                 log.warning("LISTEN probe failed: %r", error)
                 return
             # Notifications are delivered in order before the reply: all up to now arrived.
@@ -154,6 +155,5 @@ class Ingress:
             event = decode_event(payload)
         except EventError as error:
             log.error("%s", error)
-            self.on_bad_event(error)
             return
         self.on_event(event)

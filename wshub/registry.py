@@ -73,10 +73,6 @@ class Registry:
     def user_ids(self) -> list[str]:
         return list(self._users)
 
-    def count(self, anonymous: bool = False) -> int:
-        group = self._auth_requests if anonymous else self._users
-        return sum(len(connections) for connections in group.values())
-
     def _group_of(self, connection: Connection) -> tuple[dict[str, set[Connection]], str]:
         if connection.user_id is not None:
             return self._users, connection.user_id
