@@ -74,8 +74,10 @@ class Ingress:
                 return
             except DATABASE_ERRORS as error:
                 log.warning("LISTEN connection failed (%s); retrying in %.1f s", error, delay)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.tuning.backoff_max)
+            except Exception:  # a bug in recovery must not end the one LISTEN task: retry
+                log.exception("LISTEN connection failed; retrying in %.1f s", delay)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.tuning.backoff_max)
 
     async def run(self) -> None:
         """Probe the link; on loss, reconnect and recover the gap. Call after ``connect``."""

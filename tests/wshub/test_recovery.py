@@ -180,3 +180,33 @@ async def test_a_link_that_goes_silent_while_reconnecting_is_given_up_and_retrie
     finally:
         await hub.stop()
         await proxy.close()
+
+
+async def test_a_failure_while_closing_the_gap_is_retried(database_url: str, db, make_user) -> None:
+    """Whatever goes wrong during a reconnect, the one LISTEN task keeps trying."""
+    from wshub.ingress import Ingress, IngressTuning
+
+    user = (await make_user()).id
+    received: list = []
+    calls = 0
+
+    def connected_users() -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("registry unavailable")
+        return [user]
+
+    ingress = Ingress(database_url, received.append, connected_users,
+                      tuning=IngressTuning(probe_interval=0.2, backoff_initial=0.05, backoff_max=0.2))
+    await ingress.connect()
+    task = asyncio.create_task(ingress.run())
+    try:
+        await db.execute("SELECT pg_terminate_backend($1)", ingress.backend_pid)
+        await eventually(lambda: calls >= 2 and ingress.connected.is_set(), "a second, successful reconnect")
+        await db.execute("INSERT INTO folders (user_id, name) VALUES ($1, 'after')", user)
+        await eventually(lambda: any(e.type == 7 for e in received), "events flowing again")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await ingress.close()
