@@ -69,6 +69,7 @@ async def test_log_out_closes_the_other_sessions_after_telling_them(db, make_use
     for client in (acting, other):
         notification = await client.notification()
         assert notification["Type"] == 11 and notification["ContextId"] == "device-a"
+    assert await other.message() == [7, "logged out", False]
     with pytest.raises(websockets.ConnectionClosed):
         await other.message()
     assert other.ws.close_code == 1008 and other.ws.close_reason == "logged out"
@@ -83,6 +84,7 @@ async def test_log_out_without_a_context_closes_every_session(db, make_user, con
     for client in devices:
         notification = await client.notification()
         assert notification["Type"] == 11 and notification["ContextId"] is None
+        assert await client.message() == [7, "logged out", False]
         with pytest.raises(websockets.ConnectionClosed):
             await client.message()
         assert client.ws.close_code == 1008 and client.ws.close_reason == "logged out"
