@@ -24,7 +24,8 @@ async def config(request: Request) -> HTTPResponse:
     return json({
         "version": SERVER_VERSION,
         "gitHash": "pgwarden",
-        "server": {"name": "pgwarden", "url": "https://github.com/pgwarden/pgwarden"},
+        # shown by the clients as the third-party server they talk to
+        "server": {"name": "pgwarden", "url": domain},
         "environment": {
             "vault": domain,
             "api": f"{domain}/api",
