@@ -26,16 +26,15 @@ async def create_user(database_url: str, *, email: str, password: str, name: str
     keys = make_account_keys(email, password, DEFAULT_ITERATIONS)
     conn = await asyncpg.connect(database_url)
     try:
-        async with conn.transaction():
-            user_id = await register(conn, Registration(
-                email=keys.email,
-                name=name,
-                master_password_hash=keys.master_password_hash,
-                key=keys.key,
-                public_key=keys.public_key,
-                encrypted_private_key=keys.encrypted_private_key,
-                kdf_iterations=keys.iterations,
-            ))
+        user_id = await register(conn, Registration(
+            email=keys.email,
+            name=name,
+            master_password_hash=keys.master_password_hash,
+            key=keys.key,
+            public_key=keys.public_key,
+            encrypted_private_key=keys.encrypted_private_key,
+            kdf_iterations=keys.iterations,
+        ))
     finally:
         await conn.close()
     return str(user_id)

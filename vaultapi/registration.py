@@ -55,15 +55,17 @@ class Registration:
             raise ApiError("A key pair needs both its public and its private key.", field="keys")
 
 
-async def register(conn: asyncpg.Connection, account: Registration) -> uuid.UUID:
-    """Insert the account; a taken email is a 400, as the clients expect."""
+async def register(db: asyncpg.Pool | asyncpg.Connection, account: Registration) -> uuid.UUID:
+    """Insert the account (one statement); a taken email is a 400, as the clients expect.
+
+    The slow hash comes first, so no connection is held while it runs."""
     account.validate()
     password_hash = await hash_password(account.master_password_hash)
     memory, parallelism = (
         (account.kdf_memory, account.kdf_parallelism) if account.kdf_type == KDF_ARGON2ID else (None, None)
     )
     try:
-        return await conn.fetchval(
+        return await db.fetchval(
             """
             INSERT INTO users (email, name, password_hash, password_hint, kdf_type, kdf_iterations,
                                kdf_memory, kdf_parallelism, key, public_key, private_key)

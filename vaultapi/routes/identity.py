@@ -11,7 +11,6 @@ from sanic.response import HTTPResponse, json
 from pgwarden.tokens import TokenError
 from vaultapi.auth import access_claims, hash_refresh_token, new_refresh_token
 from vaultapi.body import Body
-from vaultapi.database import write
 from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
 from vaultapi.models import devices, users
 from vaultapi.passwords import verify_password
@@ -165,8 +164,7 @@ def _kdf_fields(body: Body) -> dict[str, Any]:
 
 
 async def _create(request: Request, account: Registration) -> HTTPResponse:
-    async with write(request.app.ctx.pool, None) as conn:
-        await register(conn, account)
+    await register(request.app.ctx.pool, account)
     return json({"object": "register", "captchaBypassToken": ""})
 
 
