@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY pgwarden ./pgwarden
+COPY core ./core
 COPY vaultapi ./vaultapi
 COPY wshub ./wshub
 COPY db ./db

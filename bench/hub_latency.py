@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from db import migrate  # noqa: E402
 from db.embedded import resolve_database_url  # noqa: E402
 from db.events import CHANNEL  # noqa: E402
-from pgwarden.tokens import TokenIssuer, ensure_signing_keys  # noqa: E402
+from core.tokens import TokenIssuer, ensure_signing_keys  # noqa: E402
 from wshub.codec import Invocation, MessagePackProtocol, MessageReader  # noqa: E402
 
 SCRATCH = f"pgwarden_bench_{os.getpid()}"

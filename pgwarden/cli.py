@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
-from pgwarden.config import Config, ConfigError, redact_dsn
+from core.config import Config, ConfigError, redact_dsn
 
 __all__ = ["main"]
 
@@ -15,35 +14,17 @@ log = logging.getLogger("pgwarden")
 
 
 def _migrate(config: Config, args: argparse.Namespace) -> int:
+    from core.database import opened, prepare
     from db import migrate
-    from db.embedded import resolve_database_url
 
-    url, embedded = resolve_database_url(config.database_url, config.data_folder)
-    try:
+    with opened(config) as url:
         log.info("migrating %s", redact_dsn(url))
         if args.downgrade:
             migrate.downgrade(url, args.downgrade)
         else:
-            migrate.upgrade(url)
-            asyncio.run(ensure_signing_keys_at(url))
+            prepare(url)
         log.info("database at revision %s", migrate.current_revision(url))
-    finally:
-        if embedded:
-            embedded.stop()
     return 0
-
-
-async def ensure_signing_keys_at(url: str) -> None:
-    """Make the token signing key pair if the database has none (see pgwarden.tokens)."""
-    import asyncpg
-
-    from pgwarden.tokens import ensure_signing_keys
-
-    conn = await asyncpg.connect(url)
-    try:
-        await ensure_signing_keys(conn)
-    finally:
-        await conn.close()
 
 
 def _api(config: Config, args: argparse.Namespace) -> int:

@@ -17,8 +17,9 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from pgwarden.config import Config, redact_dsn
+from core.config import Config, redact_dsn
 
 __all__ = ["run"]
 
@@ -58,25 +59,24 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _run(config: Config) -> None:
-    from db.embedded import resolve_database_url
+    from core.database import opened, prepare
 
-    url, embedded = resolve_database_url(config.database_url, config.data_folder)
-    try:
-        log.info("database: %s", redact_dsn(url))
-        _migrate(url)
-        _announce(config, embedded_folder=str(embedded.folder) if embedded else None)
-        children = [Child("api", "api")]
-        if config.websocket_enabled:
-            children.append(Child("hub", "hub"))
-        env = {**os.environ, "DATABASE_URL": url, "API_PORT": str(config.api_port)}
-        asyncio.run(_supervise(children, env))
-    finally:
-        # Stopping is under way: a second signal must not cut the database's shutdown short.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        if embedded:
-            log.info("stopping the embedded database")
-            embedded.stop()
+    with opened(config) as url:
+        try:
+            log.info("database: %s", redact_dsn(url))
+            prepare(url)
+            _announce(config)
+            children = [Child("api", "api")]
+            if config.websocket_enabled:
+                children.append(Child("hub", "hub"))
+            env = {**os.environ, "DATABASE_URL": url, "API_PORT": str(config.api_port)}
+            asyncio.run(_supervise(children, env))
+        finally:
+            # Stopping is under way: a second signal must not cut the database's shutdown short.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+            if not config.database_url:
+                log.info("stopping the embedded database")
 
 
 def _bindable(config: Config) -> Config | None:
@@ -106,16 +106,7 @@ def _bindable(config: Config) -> Config | None:
         raise
 
 
-def _migrate(url: str) -> None:
-    from db import migrate
-
-    from pgwarden.cli import ensure_signing_keys_at
-
-    migrate.upgrade(url)
-    asyncio.run(ensure_signing_keys_at(url))
-
-
-def _announce(config: Config, embedded_folder: str | None) -> None:
+def _announce(config: Config) -> None:
     host = "localhost" if config.api_address in {"0.0.0.0", "::"} else config.api_address
     lines = [
         "pgwarden is starting",
@@ -125,8 +116,9 @@ def _announce(config: Config, embedded_folder: str | None) -> None:
         lines.append(f"  notifications hub:  ws://{host}:{config.websocket_port}/notifications/hub")
     else:
         lines.append("  notifications hub:  off (WEBSOCKET_ENABLED=false)")
-    if embedded_folder:
-        lines.append(f"  database:           embedded PostgreSQL in {embedded_folder}")
+    if not config.database_url:
+        folder = Path(config.data_folder).resolve() / "postgres"
+        lines.append(f"  database:           embedded PostgreSQL in {folder}")
     if "DOMAIN" in os.environ:
         lines += ["In a Bitwarden client choose 'self-hosted' and enter the server URL", f"  {config.domain}"]
     else:

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from core.database import prepare
 from tests.support.listen import EventListener
 from tests.support.processes import RUNNING
 
@@ -73,24 +74,6 @@ def pg_server() -> Iterator[PostgresServer]:
         embedded.stop()
 
 
-def _migrate_template(url: str) -> None:
-    import asyncio
-
-    from db import migrate
-    from pgwarden.tokens import ensure_signing_keys
-
-    migrate.upgrade(url)
-
-    async def keys() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await ensure_signing_keys(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(keys())
-
-
 @pytest.fixture(scope="session")
 def pg_template(pg_server: PostgresServer) -> Iterator[str]:
     """Name of a migrated template database (with a signing key pair)."""
@@ -99,7 +82,7 @@ def pg_template(pg_server: PostgresServer) -> Iterator[str]:
     janitor.drop()
     janitor.init()
     try:
-        _migrate_template(with_database(pg_server.url, name))
+        prepare(with_database(pg_server.url, name))
         yield name
     finally:
         janitor.drop()

@@ -11,7 +11,7 @@ import logging
 
 import asyncpg
 
-from pgwarden.config import Config
+from core.config import Config
 from vaultapi.clientcrypto import DEFAULT_ITERATIONS, make_account_keys
 from vaultapi.errors import ApiError
 from vaultapi.registration import Registration, register
@@ -41,19 +41,16 @@ async def create_user(database_url: str, *, email: str, password: str, name: str
 
 
 def create_user_command(config: Config, *, email: str, password: str, name: str | None) -> int:
-    from db.embedded import resolve_database_url
+    from core.database import opened
 
     if not password:
         print("the master password must not be empty")
         return 2
-    database_url, embedded = resolve_database_url(config.database_url, config.data_folder)
-    try:
-        user_id = asyncio.run(create_user(database_url, email=email, password=password, name=name))
-    except ApiError as error:
-        print(f"cannot create {email}: {error.message}")
-        return 1
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with opened(config) as database_url:
+        try:
+            user_id = asyncio.run(create_user(database_url, email=email, password=password, name=name))
+        except ApiError as error:
+            print(f"cannot create {email}: {error.message}")
+            return 1
     print(f"created {email.strip().lower()} ({user_id})")
     return 0

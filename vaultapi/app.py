@@ -12,11 +12,12 @@ import logging
 
 from sanic import Sanic
 
-from pgwarden.config import Config, redact_dsn
-from pgwarden.tokens import TokenIssuer, TokenVerifier, ensure_signing_keys
+from core.config import Config, redact_dsn
+from core.negotiate import NEGOTIATE_PATH, negotiate
+from core.tokens import TokenIssuer, TokenVerifier, load_signing_keys
 from vaultapi.database import open_pool
 from vaultapi.errors import handle_error
-from vaultapi.routes import accounts, ciphers, devices, folders, identity, notifications, settings, sync
+from vaultapi.routes import accounts, ciphers, devices, folders, identity, settings, sync
 from vaultapi.routes import config as server_config
 
 __all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "create_app", "serve"]
@@ -42,15 +43,15 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, notifications):
+    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config):
         app.blueprint(area.bp)
+    app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
 
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
         app.ctx.pool = await open_pool(database_url)
-        async with app.ctx.pool.acquire() as conn:
-            keys = await ensure_signing_keys(conn)
+        keys = await load_signing_keys(app.ctx.pool)
         app.ctx.issuer = TokenIssuer(keys.private_key_pem, config.token_issuer, config.access_token_lifetime)
         app.ctx.verifier = TokenVerifier(keys.public_key_pem, config.token_issuer)
         register_issuer = f"{config.domain.rstrip('/')}|register"
@@ -65,17 +66,14 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
 
 
 def serve(config: Config) -> int:
-    """Run the API in this process until interrupted (`pgwarden api`)."""
-    from db.embedded import resolve_database_url
+    """Run the API in this process until interrupted (`pgwarden api`); it prepares the database first."""
+    from core.database import opened, prepare
 
-    database_url, embedded = resolve_database_url(config.database_url, config.data_folder)
-    try:
+    with opened(config) as database_url:
+        prepare(database_url)
         app = create_app(config, database_url)
         log.info("API listening on http://%s:%d, database %s",
                  config.api_address, config.api_port, redact_dsn(database_url))
         app.run(host=config.api_address, port=config.api_port, single_process=True,
                 access_log=False, motd=False)
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0

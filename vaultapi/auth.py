@@ -1,8 +1,7 @@
-"""Who is calling: access tokens in, the caller's account and device out.
+"""Routes that need a signed-in caller, and the refresh tokens the API hands out.
 
-An access token is valid when its signature, issuer and dates check out AND its security stamp
-is still the account's: resetting the stamp (password change, "deauthorize sessions") makes
-every older token fail at once, on every replica, since the stamp lives in the database.
+The token check itself is core.access, shared with the hub; here a refused token becomes the
+API's 401.
 """
 
 from __future__ import annotations
@@ -10,60 +9,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sanic import Request
 from sanic.response import HTTPResponse
 
-from pgwarden.tokens import TokenError
+from core.access import AccessDenied, Caller, authenticate, bearer_token
 from vaultapi.errors import Unauthorized
-from vaultapi.models import users
 
-__all__ = [
-    "Caller",
-    "access_claims",
-    "authenticate",
-    "authorized",
-    "hash_refresh_token",
-    "new_refresh_token",
-]
+__all__ = ["Caller", "authorized", "caller_of", "hash_refresh_token", "new_refresh_token"]
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
 
 
-@dataclass(frozen=True)
-class Caller:
-    user: asyncpg.Record
-    device: str  # the client's device identifier, the ContextId of its changes
-    claims: dict[str, Any]
-
-    @property
-    def user_id(self) -> uuid.UUID:
-        return self.user["id"]
-
-
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+async def caller_of(request: Request) -> Caller:
+    """The caller behind the request's bearer token; 401 when there is none or it is no longer valid."""
+    token = bearer_token(request.args, request.headers)
+    if token is None:
         raise Unauthorized("Missing or malformed access token.")
-    return token.strip()
-
-
-async def authenticate(request: Request) -> Caller:
     try:
-        claims = request.app.ctx.verifier.verify(_bearer(request))
-        user_id = uuid.UUID(str(claims["sub"]))
-    except (TokenError, ValueError):
-        raise Unauthorized("Invalid access token.") from None
-    user = await users.find_by_id(request.app.ctx.pool, user_id)
-    if user is None or str(user["security_stamp"]) != claims.get("sstamp"):
-        raise Unauthorized("The session has ended; log in again.")
-    return Caller(user=user, device=str(claims.get("device") or ""), claims=claims)
+        return await authenticate(token, request.app.ctx.verifier, request.app.ctx.pool)
+    except AccessDenied:
+        raise Unauthorized("Invalid access token or ended session; log in again.") from None
 
 
 def authorized(handler: Handler) -> Handler:
@@ -71,25 +39,10 @@ def authorized(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def checked(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-        request.ctx.caller = await authenticate(request)
+        request.ctx.caller = await caller_of(request)
         return await handler(request, *args, **kwargs)
 
     return checked
-
-
-def access_claims(user: asyncpg.Record, device_identifier: str, client_id: str) -> dict[str, Any]:
-    return {
-        "sub": str(user["id"]),
-        "email": user["email"],
-        "email_verified": user["email_verified"],
-        "name": user["name"] or "",
-        "premium": True,
-        "device": device_identifier,
-        "sstamp": str(user["security_stamp"]),
-        "client_id": client_id,
-        "scope": ["api", "offline_access"],
-        "amr": ["Application"],
-    }
 
 
 def new_refresh_token() -> str:

@@ -15,6 +15,8 @@ from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
+from core.errors import error_json
+
 __all__ = ["TOKEN_PATH", "ApiError", "GrantError", "NotFound", "Unauthorized", "error_json", "handle_error"]
 
 log = logging.getLogger(__name__)
@@ -70,14 +72,6 @@ class GrantError(ApiError):
             "error_description": self.message,
             "ErrorModel": {"Message": self.message, "Object": "error"},
         }
-
-
-def error_json(message: str, field: str | None = None) -> dict[str, Any]:
-    return {
-        "message": message,
-        "validationErrors": {field: [message]} if field else None,
-        "object": "error",
-    }
 
 
 async def handle_error(request: Request, exception: Exception) -> HTTPResponse:

@@ -20,7 +20,6 @@ import asyncio
 import ipaddress
 import itertools
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,13 +33,15 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.server import ServerProtocol
 
-from pgwarden.config import Config, redact_dsn
-from pgwarden.tokens import TokenVerifier, load_public_key
-from wshub.auth import AuthError, Principal, authenticate, bearer_token
+from core.access import AccessDenied, Caller, authenticate, bearer_token
+from core.config import Config, redact_dsn
+from core.database import DATABASE_ERRORS
+from core.negotiate import NEGOTIATE_PATH, negotiate
+from core.tokens import TokenVerifier, load_public_key
 from wshub.codec import Close
 from wshub.connection import CloseCode, Connection
 from wshub.delivery import Delivery, EncodedOnce
-from wshub.ingress import DATABASE_ERRORS, Ingress, IngressTuning
+from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
 from wshub.metrics import CONTENT_TYPE, HubMetrics
 from wshub.registry import Registry
@@ -86,7 +87,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     hub.add_websocket_route(_hub_socket, "/notifications/hub")
     hub.add_websocket_route(_anonymous_socket, "/notifications/anonymous-hub")
     app.blueprint(hub)
-    app.add_route(_negotiate, "/notifications/hub/negotiate", methods=["POST"])
+    app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.add_route(_alive, "/alive", methods=["GET", "HEAD"])
     app.add_route(_metrics, "/metrics", methods=["GET"])
 
@@ -95,10 +96,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     @app.before_server_start
     async def _start(app: Sanic) -> None:
         app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-        public_key = await load_public_key(app.ctx.pool)
-        if public_key is None:
-            raise RuntimeError("the database has no signing key yet: run `pgwarden migrate` first")
-        app.ctx.verifier = TokenVerifier(public_key, config.token_issuer)
+        app.ctx.verifier = TokenVerifier(await load_public_key(app.ctx.pool), config.token_issuer)
         await app.ctx.ingress.connect()
         app.ctx.tasks = [
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
@@ -160,16 +158,17 @@ async def _admit(request: Request) -> HTTPResponse | None:
             return _refuse(metrics, 400, "bad_request", "Token must be an auth request id")
     else:
         try:
-            principal = await authenticate(bearer_token(request.args, request.headers), app.ctx.verifier, app.ctx.pool)
-        except AuthError as error:
+            token = bearer_token(request.args, request.headers, allow_query=True)
+            caller = await authenticate(token, app.ctx.verifier, app.ctx.pool)
+        except AccessDenied as error:
             log.info("refused hub connection from %s: %s", _peer(request), error.reason)
             metrics.refused.labels("unauthorized").inc()
             return json({"message": "Unauthorized", "object": "error"}, status=401)
         except DATABASE_ERRORS as error:
             log.warning("cannot check a hub token: database unavailable (%s)", error)
             return _refuse(metrics, 503, "unavailable", "temporarily unavailable")
-        request.ctx.principal = principal
-        user_id = principal.user_id
+        request.ctx.caller = caller
+        user_id = str(caller.user_id)
     reason = app.ctx.registry.refusal(_peer(request), user_id)
     if reason is not None:
         return _refuse(metrics, 429, "limit", reason)
@@ -199,8 +198,8 @@ def _refuse(metrics: HubMetrics, status: int, label: str, reason: str) -> HTTPRe
 
 
 async def _hub_socket(request: Request, ws: WebsocketImplProtocol) -> None:
-    principal: Principal = request.ctx.principal
-    await _run(request, ws, "user", user_id=principal.user_id, device=principal.device)
+    caller: Caller = request.ctx.caller
+    await _run(request, ws, "user", user_id=str(caller.user_id), device=caller.device_identifier)
 
 
 async def _anonymous_socket(request: Request, ws: WebsocketImplProtocol) -> None:
@@ -238,21 +237,6 @@ def _reason_label(reason: str) -> str:
 # -- plain HTTP --------------------------------------------------------------------------------
 
 
-async def _negotiate(request: Request) -> HTTPResponse:
-    app = request.app
-    try:
-        await authenticate(bearer_token(request.args, request.headers), app.ctx.verifier, app.ctx.pool)
-    except AuthError as error:
-        log.info("refused negotiate from %s: %s", _peer(request), error.reason)
-        return json({"message": "Unauthorized", "object": "error"}, status=401)
-    except DATABASE_ERRORS:
-        return json({"message": "temporarily unavailable", "object": "error"}, status=503)
-    transports = []
-    if app.ctx.config.websocket_enabled:
-        transports = [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]
-    return json({"connectionId": secrets.token_urlsafe(16), "availableTransports": transports})
-
-
 async def _alive(request: Request) -> HTTPResponse:
     ingress: Ingress = request.app.ctx.ingress
     if not ingress.connected.is_set():
@@ -268,17 +252,13 @@ async def _metrics(request: Request) -> HTTPResponse:
 
 
 def serve(config: Config) -> int:
-    from db.embedded import resolve_database_url
+    from core.database import opened
 
     if not config.websocket_enabled:
         log.warning("WEBSOCKET_ENABLED=false: the hub will refuse connections")
-    url, embedded = resolve_database_url(config.database_url, config.data_folder)
-    try:
+    with opened(config) as url:
         app = create_app(config, url)
         log.info("hub serving ws://%s:%d/notifications/hub", config.websocket_address, config.websocket_port)
         app.run(host=config.websocket_address, port=config.websocket_port, single_process=True,
                 access_log=False, motd=False)
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0

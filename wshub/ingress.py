@@ -19,14 +19,12 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from core.database import DATABASE_ERRORS
 from db.events import CHANNEL, Event, EventError, PushType, decode_event
 
-__all__ = ["DATABASE_ERRORS", "Ingress", "IngressTuning"]
+__all__ = ["Ingress", "IngressTuning"]
 
 log = logging.getLogger(__name__)
-
-#: What a lost or unreachable database raises: retried or answered 503, never a crash.
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True)

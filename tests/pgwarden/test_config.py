@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgwarden.config import Config, ConfigError, redact_dsn
+from core.config import Config, ConfigError, redact_dsn
 from tests.conftest import ROOT
 
 

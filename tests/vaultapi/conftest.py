@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pgwarden.config import Config
+from core.config import Config
 from tests.support.bwclient import BitwardenClient
 from vaultapi.app import create_app
 

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from pgwarden.tokens import TokenIssuer
+from core.tokens import TokenIssuer
 from tests.wshub.support import FAST, HubClient, HubUser, RunningHub, create_user, hub_config, issuer_for, start_hub
 from wshub.app import HubTuning
 

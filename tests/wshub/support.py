@@ -16,8 +16,9 @@ import msgpack
 import websockets
 from sanic import Sanic
 
-from pgwarden.config import Config
-from pgwarden.tokens import TokenIssuer
+from core.access import access_claims
+from core.config import Config
+from core.tokens import TokenIssuer
 from tests.support.processes import free_port
 from wshub.app import HubTuning, create_app
 from wshub.ingress import IngressTuning
@@ -96,11 +97,9 @@ class HubUser:
     security_stamp: str
 
     def token(self, device: str | None = None, **claims: Any) -> str:
-        body = {"sub": self.id, "email": f"{self.id}@example.com", "email_verified": True, "name": "Test",
-                "premium": True, "device": device or str(uuid.uuid4()), "sstamp": self.security_stamp,
-                "client_id": "web", "scope": ["api", "offline_access"], "amr": ["Application"]}
-        body.update(claims)
-        return self.issuer.issue(body)
+        user = {"id": self.id, "email": f"{self.id}@example.com", "email_verified": True, "name": "Test",
+                "security_stamp": self.security_stamp}
+        return self.issuer.issue({**access_claims(user, device or str(uuid.uuid4()), "web"), **claims})
 
 
 async def issuer_for(db: asyncpg.Connection, config: Config) -> TokenIssuer:

@@ -15,7 +15,7 @@ import pytest
 import websockets
 from cryptography.hazmat.primitives import serialization
 
-from pgwarden.tokens import SigningKeys, TokenIssuer
+from core.tokens import SigningKeys, TokenIssuer
 from tests.wshub.support import FAST, HubClient, decode_frames, eventually
 from wshub.app import HubTuning
 

@@ -119,7 +119,7 @@ async def private_postgres(tmp_path: Path) -> AsyncIterator[tuple[object, str]]:
     await asyncio.to_thread(migrate.upgrade, url)
     conn = await asyncpg.connect(url)
     try:
-        from pgwarden.tokens import ensure_signing_keys
+        from core.tokens import ensure_signing_keys
 
         await ensure_signing_keys(conn)
     finally:

@@ -46,7 +46,7 @@ async def update_profile(request: Request) -> HTTPResponse:
     name = body.str("name", max_length=256)
     culture = body.str("culture", max_length=32)
     hint = body.str("masterPasswordHint", max_length=256)
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         user = await conn.fetchrow(
             """
             UPDATE users SET name = $2, password_hint = $3, culture = COALESCE($4, culture),
@@ -74,7 +74,7 @@ async def set_user_key_id(request: Request) -> HTTPResponse:
     if not _USER_KEY_ID.fullmatch(key_id):
         raise ApiError("UserKeyId is not a valid key id.", field="userKeyId")
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         current = await conn.fetchval(
             "SELECT user_key_id FROM users WHERE id = $1 FOR UPDATE", caller.user_id)
         if current == key_id:
@@ -113,7 +113,7 @@ async def change_password(request: Request) -> HTTPResponse:
     hint = body.str("masterPasswordHint", max_length=256)
     password_hash = await hash_password(new_hash)
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         await conn.execute(
             """
             UPDATE users SET password_hash = $2, key = $3, password_hint = $4,
@@ -134,7 +134,7 @@ async def reset_security_stamp(request: Request) -> HTTPResponse:
     """Deauthorize every session, the caller's too: LogOut with no ContextId reaches all."""
     await _check_password(request, Body.of(request))
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         await conn.execute(
             "UPDATE users SET security_stamp = gen_random_uuid(), updated_at = now() WHERE id = $1",
             caller.user_id)

@@ -39,7 +39,7 @@ def _placement(cipher: CipherInput, user_id: uuid.UUID) -> tuple[dict[str, str],
 async def _create(request: Request, cipher: CipherInput) -> HTTPResponse:
     caller = request.ctx.caller
     folder_map, favorites = _placement(cipher, caller.user_id)
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         await ciphers.check_folder(conn, cipher.folder_id, caller.user_id)
         row = await conn.fetchrow(
             """
@@ -88,7 +88,7 @@ async def update_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
     cipher = CipherInput.parse(Body.of(request))
     caller = request.ctx.caller
     owner = str(caller.user_id)
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         current = await ciphers.require(conn, cipher_id, caller.user_id, lock=True)
         cipher.check_not_stale(current)
         await ciphers.check_folder(conn, cipher.folder_id, caller.user_id)
@@ -112,7 +112,7 @@ async def update_placement(request: Request, cipher_id: uuid.UUID) -> HTTPRespon
     favorite = body.bool("favorite")
     caller = request.ctx.caller
     owner = str(caller.user_id)
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         await ciphers.check_folder(conn, folder_id, caller.user_id)
         row = await conn.fetchrow(
             """
@@ -128,7 +128,7 @@ async def update_placement(request: Request, cipher_id: uuid.UUID) -> HTTPRespon
 
 async def _set_deleted(request: Request, cipher_id: uuid.UUID, deleted: bool) -> asyncpg.Record:
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         row = await conn.fetchrow(
             f"UPDATE ciphers SET deleted_date = {'now()' if deleted else 'NULL'}"
             " WHERE id = $1 AND user_id = $2 RETURNING *",
@@ -157,7 +157,7 @@ async def restore_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResponse
 @authorized
 async def delete_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         deleted = await conn.fetchval(
             "DELETE FROM ciphers WHERE id = $1 AND user_id = $2 RETURNING id", cipher_id, caller.user_id)
         if deleted is None:
@@ -175,7 +175,7 @@ async def move_ciphers(request: Request) -> HTTPResponse:
     folder_id = body.uuid("folderId")
     caller = request.ctx.caller
     owner = str(caller.user_id)
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         await ciphers.check_folder(conn, folder_id, caller.user_id)
         await ciphers.require_all(conn, ids, caller.user_id)
         await conn.execute(
@@ -187,7 +187,7 @@ async def move_ciphers(request: Request) -> HTTPResponse:
 async def _bulk(request: Request, statement: str) -> list[asyncpg.Record]:
     ids = Body.of(request).uuid_list("ids")
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         await ciphers.require_all(conn, ids, caller.user_id)
         return await conn.fetch(statement, ids, caller.user_id)
 
@@ -233,7 +233,7 @@ async def import_ciphers(request: Request) -> HTTPResponse:
             raise ApiError("A folder relationship points outside the import.", field="folderRelationships")
         relations[item] = folder
 
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         # however few items come, the triggers publish one SyncVault, not an item's event
         await conn.execute("SELECT set_config('pgwarden.bulk', 'on', true)")
         # a folder sent with the id of one of the user's folders is that folder, not a copy

@@ -39,7 +39,7 @@ async def get_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
 async def create_folder(request: Request) -> HTTPResponse:
     name = _name(request)
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         row = await conn.fetchrow(
             "INSERT INTO folders (user_id, name) VALUES ($1, $2) RETURNING *", caller.user_id, name)
     return json(folders.folder_json(row))
@@ -50,7 +50,7 @@ async def create_folder(request: Request) -> HTTPResponse:
 async def update_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
     name = _name(request)
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         row = await conn.fetchrow(
             "UPDATE folders SET name = $3 WHERE id = $1 AND user_id = $2 RETURNING *",
             folder_id, caller.user_id, name)
@@ -64,7 +64,7 @@ async def update_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
 @authorized
 async def delete_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         deleted = await conn.fetchval(
             "DELETE FROM folders WHERE id = $1 AND user_id = $2 RETURNING id", folder_id, caller.user_id)
         if deleted is None:

@@ -8,8 +8,9 @@ import asyncpg
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from pgwarden.tokens import TokenError
-from vaultapi.auth import access_claims, hash_refresh_token, new_refresh_token
+from core.access import access_claims
+from core.tokens import TokenError
+from vaultapi.auth import hash_refresh_token, new_refresh_token
 from vaultapi.body import Body
 from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
 from vaultapi.models import devices, users

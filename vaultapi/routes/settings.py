@@ -35,7 +35,7 @@ async def save_domains(request: Request) -> HTTPResponse:
         raise ApiError("excludedGlobalEquivalentDomains must be a list of numbers.",
                        field="excludedGlobalEquivalentDomains")
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device) as conn:
+    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         user = await conn.fetchrow(
             """
             UPDATE users SET equivalent_domains = $2, excluded_global_equivalent_domains = $3,

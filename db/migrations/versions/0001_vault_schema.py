@@ -99,7 +99,7 @@ def upgrade() -> None:
         );
         CREATE INDEX sync_events_created_at ON sync_events (created_at);
 
-        -- The key pair that signs access tokens, made once per database (see pgwarden.tokens).
+        -- The key pair that signs access tokens, made once per database (see core.tokens).
         CREATE TABLE signing_keys (
             id                  smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
             private_key_pem     text NOT NULL,

@@ -25,6 +25,7 @@ __all__ = [
     "TokenVerifier",
     "ensure_signing_keys",
     "load_public_key",
+    "load_signing_keys",
 ]
 
 ALGORITHM = "RS256"
@@ -68,8 +69,20 @@ async def ensure_signing_keys(conn: asyncpg.Connection) -> SigningKeys:
     return SigningKeys(row["private_key_pem"], row["public_key_pem"])
 
 
-async def load_public_key(conn: asyncpg.Connection) -> str | None:
-    return await conn.fetchval("SELECT public_key_pem FROM signing_keys")
+async def load_signing_keys(conn: asyncpg.Connection | asyncpg.Pool) -> SigningKeys:
+    """The database's key pair (the API signs with it); core.database.prepare makes it."""
+    row = await conn.fetchrow("SELECT private_key_pem, public_key_pem FROM signing_keys")
+    if row is None:
+        raise RuntimeError("the database has no signing key yet: run `pgwarden migrate` first")
+    return SigningKeys(row["private_key_pem"], row["public_key_pem"])
+
+
+async def load_public_key(conn: asyncpg.Connection | asyncpg.Pool) -> str:
+    """The public key alone: all the hub needs to verify tokens."""
+    key = await conn.fetchval("SELECT public_key_pem FROM signing_keys")
+    if key is None:
+        raise RuntimeError("the database has no signing key yet: run `pgwarden migrate` first")
+    return key
 
 
 class TokenIssuer:

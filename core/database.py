@@ -1,0 +1,52 @@
+"""Finding the database and making it ready: one way for every command, app and test.
+
+``opened(config)`` yields the URL to use (DATABASE_URL, else an embedded PostgreSQL that is
+stopped on exit); ``prepare(url)`` migrates the schema and makes the token signing keys, which
+is all a fresh database needs before the API and the hub can start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+
+from core.config import Config
+
+__all__ = ["DATABASE_ERRORS", "opened", "prepare"]
+
+#: What a lost or unreachable database raises: retried or answered 503, never a crash.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@contextmanager
+def opened(config: Config) -> Iterator[str]:
+    """The database URL; an embedded server started for it is stopped when the block ends."""
+    from db.embedded import resolve_database_url
+
+    url, embedded = resolve_database_url(config.database_url, config.data_folder)
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def prepare(url: str) -> None:
+    """Migrate to the latest schema, then make the signing key pair if there is none yet."""
+    from db import migrate
+
+    migrate.upgrade(url)
+    asyncio.run(_ensure_signing_keys(url))
+
+
+async def _ensure_signing_keys(url: str) -> None:
+    from core.tokens import ensure_signing_keys
+
+    conn = await asyncpg.connect(url)
+    try:
+        await ensure_signing_keys(conn)
+    finally:
+        await conn.close()
