@@ -1,4 +1,4 @@
-"""The SignalR codec: bytes in, messages out, against the vectors in protocol.md."""
+"""The SignalR codec: bytes in, messages out, against the vectors in docs/protocol.md (1.13 Test vectors)."""
 
 from __future__ import annotations
 
