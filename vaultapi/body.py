@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sanic import Request
@@ -115,6 +116,13 @@ class Body:
         if not isinstance(value, list):
             raise ApiError(f"{name} must be a list.", field=name)
         return value
+
+    def objects(self, name: str) -> Iterator[Body]:
+        """The entries of an optional list of objects, each checked as it is reached."""
+        for value in self.list(name) or []:
+            if not isinstance(value, dict):
+                raise ApiError(f"Every entry of {name} must be an object.", field=name)
+            yield Body(value)
 
     def uuid_list(self, name: str) -> list[uuid.UUID]:
         values = self.list(name, required=True) or []
