@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sanic import Request
@@ -68,12 +69,16 @@ class Body:
             return None
         return value
 
-    def str(self, name: str, *, required: bool = False, max_length: int = 100_000) -> str | None:
+    def _of_type(self, name: str, required: bool, kind: type, described: str) -> Any:
         value = self._value(name, required)
+        if value is not None and not isinstance(value, kind):
+            raise ApiError(f"{name} must be {described}.", field=name)
+        return value
+
+    def str(self, name: str, *, required: bool = False, max_length: int = 100_000) -> str | None:
+        value = self._of_type(name, required, str, "a string")
         if value is None:
             return None
-        if not isinstance(value, str):
-            raise ApiError(f"{name} must be a string.", field=name)
         if required and not value.strip():
             raise ApiError(f"The {name} field is required.", field=name)
         if len(value) > max_length:
@@ -89,32 +94,26 @@ class Body:
         return value
 
     def bool(self, name: str, *, default: bool = False) -> bool:
-        value = self._value(name, False)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ApiError(f"{name} must be true or false.", field=name)
-        return value
+        value = self._of_type(name, False, bool, "true or false")
+        return default if value is None else value
 
     def uuid(self, name: str, *, required: bool = False) -> uuid.UUID | None:
         value = self._value(name, required)
         return None if value is None else parse_uuid(value, name)
 
     def object(self, name: str, *, required: bool = False) -> Body | None:
-        value = self._value(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise ApiError(f"{name} must be an object.", field=name)
-        return Body(value)
+        value = self._of_type(name, required, dict, "an object")
+        return None if value is None else Body(value)
 
     def list(self, name: str, *, required: bool = False) -> list[Any] | None:
-        value = self._value(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            raise ApiError(f"{name} must be a list.", field=name)
-        return value
+        return self._of_type(name, required, list, "a list")
+
+    def objects(self, name: str) -> Iterator[Body]:
+        """The entries of an optional list of objects, each checked as it is reached."""
+        for value in self.list(name) or []:
+            if not isinstance(value, dict):
+                raise ApiError(f"Every entry of {name} must be an object.", field=name)
+            yield Body(value)
 
     def uuid_list(self, name: str) -> list[uuid.UUID]:
         values = self.list(name, required=True) or []

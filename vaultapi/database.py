@@ -1,14 +1,12 @@
-"""The connection pool and the write transaction that names the acting device."""
+"""The connection pool, with JSON columns read and written as Python values."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import asyncpg
 
-__all__ = ["open_pool", "write"]
+__all__ = ["open_pool"]
 
 
 async def _init(conn: asyncpg.Connection) -> None:
@@ -18,11 +16,3 @@ async def _init(conn: asyncpg.Connection) -> None:
 
 async def open_pool(database_url: str) -> asyncpg.Pool:
     return await asyncpg.create_pool(database_url, min_size=1, max_size=10, init=_init)
-
-
-@asynccontextmanager
-async def write(pool: asyncpg.Pool, context_id: str | None) -> AsyncIterator[asyncpg.Connection]:
-    """One transaction whose events carry context_id (the acting device) as their ContextId."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('pgwarden.context_id', $1, true)", context_id or "")
-        yield conn

@@ -1,7 +1,11 @@
-"""The ciphers table: what a client may send, its wire shape, and owner-scoped finders.
+"""The ciphers table: what a client may send, its wire shape, owner-scoped finders and writes.
 
 The encrypted fields are the client's business: they are kept as the JSON the client sent
 (column data) and handed back unchanged. Placement (folder, favorite) is per user.
+
+Each write is one statement, so the triggers publish one event for it: a statement that
+touches one item publishes that item's event (SyncCipherCreate, SyncCipherUpdate,
+SyncLoginDelete), one that touches several publishes a single SyncCiphers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import asyncpg
 
+from db.events import PushType
+from vaultapi import publish
 from vaultapi.body import Body
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
@@ -21,12 +27,19 @@ from vaultapi.models import folders
 
 __all__ = [
     "CipherInput",
+    "VaultImport",
     "check_folder",
     "cipher_json",
+    "create",
+    "delete",
     "find_by_id_and_user",
     "find_by_user",
+    "import_vault",
+    "move",
     "require",
-    "require_all",
+    "set_deleted",
+    "set_placement",
+    "update",
 ]
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -91,6 +104,28 @@ class CipherInput:
             raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
 
 
+@dataclass(frozen=True)
+class VaultImport:
+    """An import as a client sends it: items, folders, and which item goes in which folder."""
+
+    items: list[CipherInput]
+    # a folder's name is read only if the folder is new, which is known once the user's are read
+    folders: list[Body]
+    folder_of_item: dict[int, int]  # item index -> folder index
+
+    @classmethod
+    def parse(cls, body: Body) -> VaultImport:
+        items = [CipherInput.parse(item) for item in body.objects("ciphers")]
+        folder_bodies = list(body.objects("folders"))
+        folder_of_item: dict[int, int] = {}
+        for pair in body.objects("folderRelationships"):
+            item, folder = pair.int("key", required=True), pair.int("value", required=True)
+            if not (0 <= item < len(items) and 0 <= folder < len(folder_bodies)):
+                raise ApiError("A folder relationship points outside the import.", field="folderRelationships")
+            folder_of_item[item] = folder
+        return cls(items=items, folders=folder_bodies, folder_of_item=folder_of_item)
+
+
 def cipher_json(row: asyncpg.Record, user_id: uuid.UUID) -> dict[str, Any]:
     data = row["data"]
     type_data = data.get(TYPE_FIELDS.get(row["type"], ""))
@@ -138,17 +173,157 @@ async def require(conn: Conn, cipher_id: uuid.UUID, user_id: uuid.UUID, *, lock:
     return row
 
 
-async def require_all(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID) -> None:
-    """Every id names one of the caller's ciphers, else nothing happens at all (404)."""
-    if not ids:
-        raise ApiError("No ids given.", field="ids")
-    owned = await conn.fetchval(
-        "SELECT count(*) FROM ciphers WHERE id = ANY($1::uuid[]) AND user_id = $2", list(set(ids)), user_id)
-    if owned != len(set(ids)):
-        raise NotFound("Cipher")
-
-
 async def check_folder(conn: Conn, folder_id: uuid.UUID | None, user_id: uuid.UUID) -> None:
     """The folder an item is placed in is the caller's, and stays until the write commits."""
     if folder_id is not None and await folders.find_by_id_and_user(conn, folder_id, user_id, keep=True) is None:
         raise ApiError("Invalid folder.", field="folderId")
+
+
+# ---- writes: call them inside publish.write, whose transaction a refusal rolls back ----------
+
+async def create(conn: asyncpg.Connection, user_id: uuid.UUID, cipher: CipherInput) -> asyncpg.Record:
+    """SyncCipherCreate."""
+    await check_folder(conn, cipher.folder_id, user_id)
+    return await conn.fetchrow(
+        """
+        INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *
+        """,
+        user_id, cipher.type, cipher.data, cipher.key, cipher.reprompt,
+        _folder_placement(user_id, cipher.folder_id), _favorite_placement(user_id, cipher.favorite))
+
+
+async def update(
+    conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, cipher: CipherInput
+) -> asyncpg.Record:
+    """The item's content and this user's placement of it: SyncCipherUpdate.
+
+    Refused when the client edited an older copy than the stored one."""
+    cipher.check_not_stale(await require(conn, cipher_id, user_id, lock=True))
+    await check_folder(conn, cipher.folder_id, user_id)
+    return await conn.fetchrow(
+        """
+        UPDATE ciphers SET type = $2, data = $3, key = $4, reprompt = $5,
+                           folders = (folders - $6::text) || $7, favorites = (favorites - $6::text) || $8
+         WHERE id = $1 RETURNING *
+        """,
+        cipher_id, cipher.type, cipher.data, cipher.key, cipher.reprompt, str(user_id),
+        _folder_placement(user_id, cipher.folder_id), _favorite_placement(user_id, cipher.favorite))
+
+
+async def set_placement(
+    conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, folder_id: uuid.UUID | None, favorite: bool
+) -> asyncpg.Record:
+    """Folder and favorite only, what a user changes without the item's key: SyncCipherUpdate."""
+    await check_folder(conn, folder_id, user_id)
+    row = await conn.fetchrow(
+        """
+        UPDATE ciphers SET folders = (folders - $3::text) || $4, favorites = (favorites - $3::text) || $5
+         WHERE id = $1 AND user_id = $2 RETURNING *
+        """,
+        cipher_id, user_id, str(user_id), _folder_placement(user_id, folder_id), _favorite_placement(user_id, favorite))
+    if row is None:
+        raise NotFound("Cipher")
+    return row
+
+
+async def move(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID, folder_id: uuid.UUID | None
+) -> None:
+    """Into the folder (none: out of any), one statement: SyncCiphers, or one item's SyncCipherUpdate."""
+    await check_folder(conn, folder_id, user_id)
+    _check_ids(ids)
+    moved = await conn.fetch(
+        """
+        UPDATE ciphers SET folders = (folders - $3::text) || $4
+         WHERE id = ANY($1::uuid[]) AND user_id = $2 RETURNING id
+        """,
+        ids, user_id, str(user_id), _folder_placement(user_id, folder_id))
+    _check_all_written(moved, ids)
+
+
+async def set_deleted(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID, deleted: bool
+) -> list[asyncpg.Record]:
+    """Into the trash or back out, one statement: SyncCiphers, or one item's SyncCipherUpdate."""
+    _check_ids(ids)
+    rows = await conn.fetch(
+        f"UPDATE ciphers SET deleted_date = {'now()' if deleted else 'NULL'}"
+        " WHERE id = ANY($1::uuid[]) AND user_id = $2 RETURNING *",
+        ids, user_id)
+    _check_all_written(rows, ids)
+    return rows
+
+
+async def delete(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID) -> None:
+    """For good, one statement: SyncCiphers, or one item's SyncLoginDelete."""
+    _check_ids(ids)
+    deleted = await conn.fetch(
+        "DELETE FROM ciphers WHERE id = ANY($1::uuid[]) AND user_id = $2 RETURNING id", ids, user_id)
+    _check_all_written(deleted, ids)
+
+
+async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, vault: VaultImport) -> None:
+    """Folders and items in two statements and one SyncVault, however many or few there are."""
+    await publish.mark_bulk_change(conn)
+    folder_ids = await _import_folders(conn, user_id, vault.folders)
+    rows = [
+        {
+            "type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
+            "folders": _folder_placement(user_id, folder_ids[vault.folder_of_item[index]]
+                                         if index in vault.folder_of_item else None),
+            "favorites": _favorite_placement(user_id, item.favorite),
+        }
+        for index, item in enumerate(vault.items)
+    ]
+    if rows:
+        await conn.execute(
+            """
+            INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
+            SELECT $1, type, data, key, reprompt, folders, favorites
+              FROM jsonb_to_recordset($2::jsonb)
+                AS c(type smallint, data jsonb, key text, reprompt smallint, folders jsonb, favorites jsonb)
+            """,
+            user_id, rows)
+    # the inserts publish this same SyncVault (identical notifications in one transaction are
+    # delivered once); this one publishes it when the import was empty
+    await publish.user_event(conn, user_id, PushType.SYNC_VAULT)
+
+
+# ---- private -------------------------------------------------------------------------------
+
+def _folder_placement(user_id: uuid.UUID, folder_id: uuid.UUID | None) -> dict[str, str]:
+    """The user's entry in the folders column: {user id: folder id}, none for no folder."""
+    return {str(user_id): str(folder_id)} if folder_id else {}
+
+
+def _favorite_placement(user_id: uuid.UUID, favorite: bool) -> dict[str, bool]:
+    return {str(user_id): True} if favorite else {}
+
+
+def _check_ids(ids: list[uuid.UUID]) -> None:
+    if not ids:
+        raise ApiError("No ids given.", field="ids")
+
+
+def _check_all_written(rows: list[asyncpg.Record], ids: list[uuid.UUID]) -> None:
+    """Every id named one of the caller's items, else a 404 that rolls the whole write back."""
+    if len(rows) != len(set(ids)):
+        raise NotFound("Cipher")
+
+
+async def _import_folders(conn: asyncpg.Connection, user_id: uuid.UUID, sent: list[Body]) -> list[uuid.UUID]:
+    """The id of each folder sent, creating the new ones in one statement."""
+    # a folder sent with the id of one of the user's folders is that folder, not a copy
+    existing = {str(row["id"]): row["id"] for row in await folders.find_by_user(conn, user_id, keep=True)}
+    folder_ids: list[uuid.UUID] = []
+    new_folders: dict[uuid.UUID, str] = {}
+    for folder in sent:
+        given = folder.get("id")
+        folder_id = existing.get(given.lower()) if isinstance(given, str) else None
+        if folder_id is None:
+            folder_id = uuid.uuid4()
+            new_folders[folder_id] = folder.str("name", required=True)
+        folder_ids.append(folder_id)
+    await folders.create_many(conn, user_id, new_folders)
+    return folder_ids
