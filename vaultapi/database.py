@@ -24,5 +24,5 @@ async def open_pool(database_url: str) -> asyncpg.Pool:
 async def write(pool: asyncpg.Pool, context_id: str | None) -> AsyncIterator[asyncpg.Connection]:
     """One transaction whose events carry context_id (the acting device) as their ContextId."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('pgwarden.context_id', $1, true)", context_id or "")
+        await conn.execute("SELECT set_config('pgwarden.device_identifier', $1, true)", context_id or "")
         yield conn

@@ -140,6 +140,6 @@ async def reset_security_stamp(request: Request) -> HTTPResponse:
             caller.user_id)
         await devices.revoke_refresh_tokens(conn, caller.user_id)
         await conn.execute(
-            "INSERT INTO sync_events (user_id, push_type, context_id) VALUES ($1, $2, NULL)",
+            "INSERT INTO sync_events (user_id, push_type, device_identifier) VALUES ($1, $2, NULL)",
             caller.user_id, PushType.LOG_OUT)
     return empty(status=200)
