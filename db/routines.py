@@ -9,21 +9,23 @@ Two parts, both idempotent (``CREATE OR REPLACE``, constraints dropped and added
   ``pgwarden_push_type('sync_cipher_create')``.
 
 Migration 0003 applies them, and so does every later migration that changes either part, at its
-end: the database then holds exactly this text. Such a migration's downgrade restores the
-previous definitions itself. Trigger bindings (``CREATE TRIGGER``) are schema, and stay in the
-migrations that create their tables.
+end: the database then holds exactly this text. Such a migration records the :func:`fingerprint`
+it was written for as ``ROUTINES`` (tests/db/test_contract.py fails until the newest one matches),
+and its downgrade restores the previous definitions itself. Trigger bindings (``CREATE
+TRIGGER``) are schema, and stay in the migrations that create their tables.
 
 ``python -m db.routines`` prints what a migration applies.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from db.events import CHANNEL, MAX_DEVICE_IDENTIFIER_LENGTH, PushType
 
-__all__ = ["apply", "contract_sql", "events_sql", "row_push_types"]
+__all__ = ["apply", "contract_sql", "events_sql", "fingerprint", "row_push_types"]
 
 EVENTS_SQL = Path(__file__).with_name("sql") / "events.sql"
 
@@ -70,6 +72,13 @@ ALTER TABLE sync_events
 
 def events_sql() -> str:
     return EVENTS_SQL.read_text(encoding="utf-8")
+
+
+def fingerprint() -> str:
+    """A short hash of what :func:`apply` runs; comment lines outside the functions do not count."""
+    text = contract_sql() + events_sql()
+    kept = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    return hashlib.sha256(kept.encode()).hexdigest()[:12]
 
 
 def apply(execute: Callable[[str], object]) -> None:

@@ -20,6 +20,9 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+#: The routines' text this migration was written for (db.routines.fingerprint()).
+ROUTINES = "255b5ea7e9c1"
+
 
 def upgrade() -> None:
     op.execute(
