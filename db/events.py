@@ -65,7 +65,8 @@ class Source(enum.Enum):
 
     @property
     def table(self) -> str:
-        """The table whose trigger publishes it: items have their own, the rest insert a row."""
+        """The table whose trigger publishes it: ciphers and folders have their own; anything
+        else is published by inserting a sync_events row (the row is the message)."""
         return {Source.CIPHER: "ciphers", Source.FOLDER: "folders"}.get(self, "sync_events")
 
 
@@ -77,6 +78,8 @@ class Hub(enum.Flag):
 
 
 class Status(enum.Enum):
+    """Whether pgwarden raises the type today."""
+
     PRODUCED = "produced"
     NOT_YET = "not yet produced"
     #: Billing types of the Bitwarden cloud: nothing on a self-hosted server raises them.
