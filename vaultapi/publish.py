@@ -26,8 +26,8 @@ from db.events import PushType
 __all__ = ["log_out_all_devices", "log_out_other_devices", "mark_bulk_change", "user_event", "write"]
 
 # The triggers' names for the acting device and the bulk flag, kept here and nowhere else.
-_DEVICE_SETTING = "pgwarden.context_id"
-_DEVICE_COLUMN = "context_id"
+_DEVICE_SETTING = "pgwarden.device_identifier"
+_DEVICE_COLUMN = "device_identifier"
 _BULK_SETTING = "pgwarden.bulk"
 
 

@@ -76,5 +76,5 @@ async def user_id_of(client: BitwardenClient) -> str:
 
 def assert_event(event: Any, push_type: int, user_id: str, item_id: str | None, context: str | None) -> None:
     """One published event: its type, whose it is, what it names, and the acting device."""
-    assert (int(event.type), event.user_id, event.item_id, event.context_id) == (
+    assert (int(event.type), event.user_id, event.item_id, event.device_identifier) == (
         push_type, user_id, item_id, context), event
