@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from core import capabilities
 from vaultapi.dates import iso
 
 __all__ = [
@@ -71,7 +72,7 @@ def profile_json(user: asyncpg.Record) -> dict[str, Any]:
         "name": user["name"],
         "email": user["email"],
         "emailVerified": user["email_verified"],
-        "premium": True,
+        "premium": capabilities.PREMIUM,
         "premiumFromOrganization": False,
         "masterPasswordHint": user["password_hint"],
         "culture": user["culture"],
