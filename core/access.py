@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from core import capabilities
 from core.tokens import TokenError, TokenVerifier
 
 __all__ = ["AccessDenied", "Caller", "access_claims", "authenticate", "bearer_token"]
@@ -79,7 +80,7 @@ def access_claims(user: Mapping[str, Any], device_identifier: str, client_id: st
         "email": user["email"],
         "email_verified": user["email_verified"],
         "name": user["name"] or "",
-        "premium": True,
+        "premium": capabilities.PREMIUM,
         "device": device_identifier,
         "sstamp": str(user["security_stamp"]),
         "client_id": client_id,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Config", "ConfigError", "redact_dsn"]
+__all__ = ["Config", "ConfigError", "redact_dsn", "web_origin"]
 
 
 class ConfigError(ValueError):
@@ -53,8 +53,46 @@ def _header_name(text: str) -> str | None:
     return None if text.strip().lower() == "none" else text.strip()
 
 
-def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "cast": cast, "doc": doc})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def web_origin(url: str) -> str:
+    """The origin of a URL as a browser sends it in ``Origin``: scheme and host lowercased, no
+    default port, no path."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    port = parts.port  # raises ValueError for a bad port
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS[parts.scheme]) else f":{port}")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = []
+    for item in text.replace(",", " ").split():
+        parts = urlsplit(item)
+        # an origin names a site, never a page: a path, query or credentials means a mistake
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
+        origins.append(web_origin(item))
+    return tuple(origins)
+
+
+def _url(text: str) -> str:
+    web_origin(text)
+    return text.strip()
+
+
+def _token(text: str) -> str:
+    token = text.strip()
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ValueError("expected at least 16 characters without spaces (e.g. `openssl rand -hex 32`)")
+    return token
+
+
+def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
+    # a secret stays out of the repr, so a logged or printed Config does not carry it
+    return field(default=default, repr=not secret, metadata={"env": env, "cast": cast, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -65,7 +103,7 @@ class Config:
     data_folder: str = _setting(
         "DATA_FOLDER", "data", str, "Where the embedded PostgreSQL keeps its files.")
     domain: str = _setting(
-        "DOMAIN", "http://localhost", str,
+        "DOMAIN", "http://localhost", _url,
         "The public URL clients use (scheme and host, optional path); names the token issuer.")
     api_address: str = _setting("API_ADDRESS", "0.0.0.0", str, "Address the REST API listens on.")
     api_port: int = _setting("API_PORT", 80, _port, "Port the REST API listens on.")
@@ -91,6 +129,14 @@ class Config:
     hub_send_queue: int = _setting(
         "HUB_SEND_QUEUE", 256, _positive,
         "Messages queued for one slow hub connection before it is closed to resync.")
+    metrics_token: str | None = _setting(
+        "METRICS_TOKEN", None, _token,
+        "Bearer token that /metrics on the hub requires (16 characters or more); unset: /metrics answers 404.",
+        secret=True)
+    cors_allowed_origins: tuple[str, ...] = _setting(
+        "CORS_ALLOWED_ORIGINS", (), _origins,
+        "Browser origins allowed besides DOMAIN's and the official apps' (comma-separated"
+        " scheme://host[:port]), e.g. a web vault hosted elsewhere.")
     ip_header: str | None = _setting(
         "IP_HEADER", "X-Real-IP", _header_name,
         "Header in which the reverse proxy passes the client's address (per-address limits, logs);"
@@ -118,11 +164,16 @@ class Config:
     def token_issuer(self) -> str:
         return f"{self.domain.rstrip('/')}|login"
 
+    @property
+    def domain_origin(self) -> str:
+        """What a web vault served at DOMAIN sends as its Origin."""
+        return web_origin(self.domain)
+
     @staticmethod
     def reference() -> list[tuple[str, str, str]]:
         """(variable, default, description) for every setting, for docs and --help."""
         return [
-            (f.metadata["env"], "" if f.default is None else str(f.default).lower()
+            (f.metadata["env"], "" if f.default in (None, ()) else str(f.default).lower()
              if isinstance(f.default, bool) else str(f.default), f.metadata["doc"])
             for f in fields(Config)
         ]

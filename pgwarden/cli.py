@@ -46,9 +46,23 @@ def _up(config: Config, args: argparse.Namespace) -> int:
 
 
 def _user_create(config: Config, args: argparse.Namespace) -> int:
-    from vaultapi.admin import create_user_command
+    from vaultapi.admin import PasswordInputError, create_user_command, read_master_password
 
-    return create_user_command(config, email=args.email, password=args.password, name=args.name)
+    try:
+        password = read_master_password(sys.stdin, from_stdin=args.password_stdin)
+    except PasswordInputError as error:
+        print(f"pgwarden user create: {error}", file=sys.stderr)
+        return 2
+    return create_user_command(config, email=args.email, password=password, name=args.name)
+
+
+class _NoPasswordArgument(argparse.Action):
+    """Refuses the old --password option without repeating its value."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        parser.error("--password is not accepted (a command line is visible to every user of the machine):"
+                     " type the password when asked, or pipe it in with --password-stdin")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     user = commands.add_parser("user", help="manage accounts")
     user_commands = user.add_subparsers(dest="user_command", required=True)
-    create = user_commands.add_parser("create", help="create an account as a client would (keys derived here)")
+    # no abbreviations: "--password" must not quietly mean --password-stdin
+    create = user_commands.add_parser("create", help="create an account as a client would (keys derived here)",
+                                      allow_abbrev=False)
     create.add_argument("--email", required=True)
-    create.add_argument("--password", required=True, help="the master password")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the master password from standard input instead of asking twice on the terminal")
+    create.add_argument("--password", action=_NoPasswordArgument, help=argparse.SUPPRESS)
     create.add_argument("--name", default=None)
     create.set_defaults(run=_user_create)
 

@@ -15,6 +15,7 @@ from sanic import Sanic
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.tokens import TokenIssuer, TokenVerifier, load_signing_keys
+from vaultapi import cors, headers
 from vaultapi.database import open_pool
 from vaultapi.errors import handle_error
 from vaultapi.routes import accounts, ciphers, devices, folders, identity, settings, sync
@@ -47,6 +48,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
+    cors.install(app)
+    headers.install(app)
 
     @app.before_server_start
     async def open_database(app: Sanic) -> None:

@@ -7,7 +7,7 @@ Routes:
 - ``/notifications/anonymous-hub?Token=<auth request id>``: a device waiting for a login
   approval; no token.
 - ``POST /notifications/hub/negotiate``: for SignalR clients that do not skip negotiation.
-- ``/alive`` (health) and ``/metrics`` (Prometheus).
+- ``/alive`` (health) and ``/metrics`` (Prometheus; only with METRICS_TOKEN, as its bearer token).
 
 Startup opens a small pool (token checks), loads the public key, and opens the LISTEN
 connection before the port accepts clients; shutdown says goodbye to every client with a
@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 from sanic import Blueprint, Request, Sanic
-from sanic.exceptions import WebsocketClosed
+from sanic.exceptions import NotFound, Unauthorized, WebsocketClosed
 from sanic.response import HTTPResponse, json, raw, text
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from sanic.server.websockets.impl import WebsocketImplProtocol
@@ -43,7 +43,7 @@ from wshub.connection import CloseCode, Connection
 from wshub.delivery import Delivery, EncodedOnce
 from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
-from wshub.metrics import CONTENT_TYPE, HubMetrics
+from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.registry import Registry
 from wshub.session import handshake, serve_connection
 
@@ -245,6 +245,12 @@ async def _alive(request: Request) -> HTTPResponse:
 
 
 async def _metrics(request: Request) -> HTTPResponse:
+    # on the hub's public port: served only when METRICS_TOKEN is set, and only to its bearer
+    token = request.app.ctx.config.metrics_token
+    if token is None:
+        raise NotFound(f"Requested URL {request.path} not found")
+    if not scrape_allowed(request.headers, token):
+        raise Unauthorized("METRICS_TOKEN required", scheme="Bearer")
     return raw(request.app.ctx.metrics.render(), content_type=CONTENT_TYPE)
 
 

@@ -1,10 +1,15 @@
-"""The hub's Prometheus metrics, kept in a registry of their own per app."""
+"""The hub's Prometheus metrics, kept in a registry of their own per app, and who may read them."""
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["CONTENT_TYPE", "HubMetrics"]
+from core.access import bearer_token
+
+__all__ = ["CONTENT_TYPE", "HubMetrics", "scrape_allowed"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -37,3 +42,12 @@ class HubMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def scrape_allowed(headers: Mapping[str, str], token: str) -> bool:
+    """Whether the request carries METRICS_TOKEN as its bearer token (header only: a URL is logged).
+
+    Compared in constant time, so the answer's timing does not tell how much of a guess was right.
+    """
+    given = bearer_token({}, headers)
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())

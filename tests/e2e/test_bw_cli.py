@@ -43,9 +43,9 @@ def server(database_url: str, certs: TlsFiles, logs: Path) -> Iterator[str]:
     try:
         created = subprocess.run(
             [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", EMAIL,
-             "--password", PASSWORD, "--name", "Carol"],
+             "--password-stdin", "--name", "Carol"],
             env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, timeout=120,
+            input=PASSWORD, capture_output=True, text=True, timeout=120,
         )
         assert created.returncode == 0, created.stdout + created.stderr
         yield settings.url

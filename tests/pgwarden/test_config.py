@@ -29,6 +29,33 @@ def test_every_bad_value_is_reported_at_once() -> None:
     assert "API_PORT" in message and "WEBSOCKET_PORT" in message and "WEBSOCKET_ENABLED" in message
 
 
+def test_domain_origin_is_what_a_browser_sends_as_origin() -> None:
+    assert Config(domain="https://Vault.Example.com:443/bitwarden/").domain_origin == "https://vault.example.com"
+    assert Config(domain="http://localhost:8080").domain_origin == "http://localhost:8080"
+    assert Config().domain_origin == "http://localhost"
+
+
+def test_cors_allowed_origins_are_a_list_of_exact_origins() -> None:
+    config = Config.from_env({"CORS_ALLOWED_ORIGINS": "https://Web.Example.com, https://other.example:8443/"})
+    assert config.cors_allowed_origins == ("https://web.example.com", "https://other.example:8443")
+    assert Config.from_env({}).cors_allowed_origins == ()
+    for bad in ("*", "null", "web.example.com", "https://web.example.com/vault", "https://a.example?x=1"):
+        with pytest.raises(ConfigError) as caught:
+            Config.from_env({"CORS_ALLOWED_ORIGINS": bad})
+        assert "CORS_ALLOWED_ORIGINS" in str(caught.value), bad
+
+
+def test_metrics_token_is_off_by_default_and_kept_out_of_reprs() -> None:
+    assert Config.from_env({}).metrics_token is None
+    token = "0123456789abcdef0123456789abcdef"
+    config = Config.from_env({"METRICS_TOKEN": token})
+    assert config.metrics_token == token
+    assert token not in repr(config)
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"METRICS_TOKEN": "short"})
+    assert "METRICS_TOKEN" in str(caught.value)
+
+
 def test_readme_documents_every_setting_with_its_default() -> None:
     readme = (ROOT / "README.md").read_text()
     for name, default, _ in Config.reference():

@@ -20,6 +20,7 @@ from tests.wshub.support import FAST, HubClient, decode_frames, eventually
 from wshub.app import HubTuning
 
 PING = bytes.fromhex("02 91 06")
+METRICS_TOKEN = "metrics-token-for-the-tests-0123"
 
 
 async def _folder(db, user) -> str:
@@ -382,14 +383,16 @@ async def test_disabled_websockets_negotiate_nothing_and_refuse_the_hub(start, m
     assert await _refused_status(hub.ws_url(access_token=user.token())) == 404
 
 
-async def test_alive_and_metrics(hub, make_user, db) -> None:
+async def test_alive_and_metrics(start, make_user, db) -> None:
+    hub = await start(metrics_token=METRICS_TOKEN)
     user = await make_user()
     client = await HubClient.connect(hub.ws_url(access_token=user.token()))
     await _folder(db, user)
     await client.notification()
     async with httpx.AsyncClient() as http:
         alive = await http.get(f"http://{hub.base}/alive")
-        metrics = (await http.get(f"http://{hub.base}/metrics")).text
+        metrics = (await http.get(f"http://{hub.base}/metrics",
+                                  headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
     assert alive.status_code == 200
     assert 'pgwarden_hub_connections{hub="user"} 1.0' in metrics
     assert "pgwarden_hub_events_total 1.0" in metrics

@@ -143,7 +143,9 @@ def cipher_json(row: asyncpg.Record, user_id: uuid.UUID) -> dict[str, Any]:
         "key": row["key"],
         "reprompt": row["reprompt"],
         "attachments": None,
-        "organizationUseTotp": False,
+        # Without premium the clients hide an item's TOTP code unless this says the code may be
+        # shown; generating codes needs nothing from the server, so every item may show them.
+        "organizationUseTotp": True,
         "edit": True,
         "viewPassword": True,
         "permissions": {"delete": True, "restore": True},

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from core import capabilities
 from db.events import PushType
 from vaultapi import publish
 from vaultapi.dates import iso
@@ -155,7 +156,7 @@ def profile_json(user: asyncpg.Record) -> dict[str, Any]:
         "name": user["name"],
         "email": user["email"],
         "emailVerified": user["email_verified"],
-        "premium": True,
+        "premium": capabilities.PREMIUM,
         "premiumFromOrganization": False,
         "masterPasswordHint": user["password_hint"],
         "culture": user["culture"],
