@@ -41,6 +41,16 @@ async def test_a_client_is_not_told_it_has_premium(alice: BitwardenClient) -> No
     assert (await alice.get("/api/accounts/profile")).json()["premiumFromOrganization"] is False
 
 
+async def test_items_may_show_their_totp_code_without_premium(alice: BitwardenClient) -> None:
+    # The desktop app, extension and web vault show an item's code when the account has premium
+    # or the item says its TOTP may be used; codes are made client-side, so every item may.
+    await alice.login()
+    created = (await alice.post("/api/ciphers", alice.login_item("Mail"))).json()
+    synced = (await alice.get("/api/sync")).json()["ciphers"]
+    assert created["organizationUseTotp"] is True
+    assert [item["organizationUseTotp"] for item in synced] == [True]
+
+
 async def test_premium_is_one_switch(alice: BitwardenClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(capabilities, "PREMIUM", True)
     assert await _premium_as_seen_by(alice) == (True, True, True)
