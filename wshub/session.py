@@ -187,18 +187,17 @@ class Session:
         return frames
 
     def close(self, reason: CloseReason, detail: str | None = None) -> Closing | None:
-        """End the session from the hub's side; None when it is already ending.
+        """End the session; None when it is already ending.
 
-        An open session is told why with a SignalR Close first; before the handshake reply the
-        client has no protocol to be told in.
+        When the hub ends an open session it says why in a SignalR Close first; before the
+        handshake reply the client has no protocol to be told in.
         """
-        if self.state is State.CLOSING or self.state is State.CLOSED:
-            return None
-        if self.state is State.OPEN and not reason.by_client:
+        was_open = self.state is State.OPEN
+        closing = self._end(reason, detail)
+        if closing is not None and was_open and not reason.by_client:
             assert self.protocol is not None
-            closing = Closing(reason, detail)
             self._outgoing.append(self.protocol.encode(closing.signalr_close()))
-        return self._end(reason, detail)
+        return closing
 
     def connection_closed(self) -> Closing:
         """The socket is gone; returns why the session ended (the connection was lost, unless a
