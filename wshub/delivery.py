@@ -11,11 +11,12 @@ import logging
 import time
 
 from db.events import Event, Hub, PushType
-from wshub.codec import Close, Invocation, Message
-from wshub.connection import CloseCode, Connection
+from wshub.codec import Invocation, Message
+from wshub.connection import Connection
 from wshub.metrics import HubMetrics
 from wshub.notifications import auth_request_response, receive_message
 from wshub.registry import Registry
+from wshub.session import CloseReason
 
 __all__ = ["Delivery", "EncodedOnce"]
 
@@ -69,9 +70,6 @@ class Delivery:
         # The acting device keeps its session; every other one was deauthorized. Closing them
         # after the LogOut was sent stops vault events reaching a session that should have none.
         # No context (a stamp reset, an admin's deauthorization) means every session goes.
-        goodbye = EncodedOnce(Close(error="logged out", allow_reconnect=False))
         for connection in connections:
-            if event.device_identifier is None or connection.device != event.device_identifier:
-                # a SignalR Close first, so the client library reports a reason, not a broken link
-                connection.send(goodbye.for_connection(connection))
-                connection.close_when_sent(CloseCode.POLICY, "logged out")
+            if event.device_identifier is None or connection.device_identifier != event.device_identifier:
+                connection.close(CloseReason.LOGGED_OUT)

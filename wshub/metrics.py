@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from core.access import bearer_token
+
+if TYPE_CHECKING:
+    from wshub.session import CloseReason
 
 __all__ = ["CONTENT_TYPE", "HubMetrics", "scrape_allowed"]
 
@@ -39,6 +43,13 @@ class HubMetrics:
         self.event_latency = Histogram(
             "pgwarden_hub_event_latency_seconds", "From an event's date in PostgreSQL to delivery.",
             buckets=_LATENCY_BUCKETS, registry=self.registry)
+
+    def session_ended(self, reason: CloseReason) -> None:
+        """Count a session's end: never served is a refusal, closed by the hub a drop."""
+        if reason.refused:
+            self.refused.labels(reason.label).inc()
+        elif not reason.by_client:
+            self.dropped.labels(reason.label).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
