@@ -117,6 +117,16 @@ class Config:
         "SIGNUPS_ALLOWED", True, _bool, "Whether anyone may register an account.")
     access_token_lifetime: int = _setting(
         "ACCESS_TOKEN_LIFETIME", 7200, _positive, "Seconds an access token is valid.")
+    refresh_token_lifetime: int = _setting(
+        "REFRESH_TOKEN_LIFETIME", 2592000, _positive,
+        "Seconds a refresh token stays valid unused; each use starts the time again (30 days).")
+    login_ratelimit_seconds: int = _setting(
+        "LOGIN_RATELIMIT_SECONDS", 60, _positive,
+        "Seconds, on average, between master password attempts from one address or for one account,"
+        " once the burst is spent.")
+    login_ratelimit_max_burst: int = _setting(
+        "LOGIN_RATELIMIT_MAX_BURST", 10, _positive,
+        "Master password attempts one address or account may make in a burst, before it must wait.")
     hub_handshake_timeout: int = _setting(
         "HUB_HANDSHAKE_TIMEOUT", 15, _positive,
         "Seconds a hub connection has to send its SignalR handshake.")

@@ -35,7 +35,8 @@ def opened(config: Config) -> Iterator[str]:
 
 
 def prepare(url: str) -> None:
-    """Migrate to the latest schema, then make the signing key pair if there is none yet."""
+    """Migrate to the latest schema, then make the signing key pair and the server secrets if
+    there are none yet."""
     from db import migrate
 
     migrate.upgrade(url)
@@ -43,10 +44,12 @@ def prepare(url: str) -> None:
 
 
 async def _ensure_signing_keys(url: str) -> None:
+    from core.server_secrets import ensure_server_secrets
     from core.tokens import ensure_signing_keys
 
     conn = await asyncpg.connect(url)
     try:
         await ensure_signing_keys(conn)
+        await ensure_server_secrets(conn)
     finally:
         await conn.close()

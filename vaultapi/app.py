@@ -14,6 +14,7 @@ from sanic import Sanic
 
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
+from core.server_secrets import PRELOGIN, load_server_secret
 from core.tokens import TokenIssuer, TokenVerifier, load_signing_keys
 from vaultapi import cors, headers
 from vaultapi.database import open_pool
@@ -60,6 +61,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         register_issuer = f"{config.domain.rstrip('/')}|register"
         app.ctx.registration_issuer = TokenIssuer(keys.private_key_pem, register_issuer, REGISTRATION_TOKEN_LIFETIME)
         app.ctx.registration_verifier = TokenVerifier(keys.public_key_pem, register_issuer)
+        app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:

@@ -11,7 +11,8 @@ import pytest
 from db import migrate
 from tests.conftest import PostgresServer, with_database
 
-VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "signing_keys"}
+VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "signing_keys", "login_limits",
+                "server_secrets"}
 
 
 @pytest.fixture
@@ -59,6 +60,9 @@ def test_migrate_command_against_database_url(empty_database_url: str) -> None:
     with psycopg.connect(empty_database_url) as conn:
         keys = conn.execute("SELECT count(*) FROM signing_keys").fetchone()[0]
     assert keys == 1, "migrate also makes the token signing key pair"
+    with psycopg.connect(empty_database_url) as conn:
+        secrets = conn.execute("SELECT count(*) FROM server_secrets WHERE length(value) = 32").fetchone()[0]
+    assert secrets == 1, "and the API's server secrets"
     assert migrate.current_revision(empty_database_url) == migrate_head()
 
 
@@ -81,3 +85,18 @@ def test_migrate_command_on_embedded_postgres_keeps_data(tmp_path) -> None:
         assert done.returncode == 0, done.stderr
         assert f"database at revision {migrate_head()}" in done.stderr
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+
+
+def test_refresh_tokens_issued_before_0004_keep_working_for_a_lifetime(empty_database_url: str) -> None:
+    migrate.upgrade(empty_database_url, "0003")
+    with psycopg.connect(empty_database_url) as conn:
+        conn.execute("INSERT INTO users (email, password_hash, key) VALUES ('a@example.com', 'x', 'k')")
+        conn.execute("INSERT INTO devices (user_id, identifier, type, name, refresh_token_hash)"
+                     " SELECT id, 'd', 25, 'n', 'h' FROM users")
+    migrate.upgrade(empty_database_url, "0004")
+    with psycopg.connect(empty_database_url) as conn:
+        carried = conn.execute(
+            "SELECT d.refresh_token_stamp = u.security_stamp,"
+            "       d.refresh_token_expires_at BETWEEN now() + interval '29 days' AND now() + interval '31 days'"
+            "  FROM devices d JOIN users u ON u.id = d.user_id").fetchone()
+    assert carried == (True, True)

@@ -7,7 +7,7 @@ import re
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from vaultapi import publish
+from vaultapi import limits, publish
 from vaultapi.auth import authorized
 from vaultapi.body import Body
 from vaultapi.dates import epoch_ms
@@ -27,8 +27,13 @@ async def _check_password(request: Request, body: Body) -> None:
     given = body.str("masterPasswordHash", max_length=1024)
     if given is None and (auth := body.object("authenticationData")):
         given = auth.str("masterPasswordAuthenticationHash", max_length=1024)
-    if not given or not await verify_password(request.ctx.caller.user["password_hash"], given):
+    if not given:
         raise ApiError("Invalid password.", field="masterPasswordHash")
+    user = request.ctx.caller.user
+    await limits.password_attempt(request, user["email"])
+    if not await verify_password(user["password_hash"], given):
+        raise ApiError("Invalid password.", field="masterPasswordHash")
+    await limits.password_verified(request, user["email"])
 
 
 @bp.get("/profile")

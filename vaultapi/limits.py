@@ -1,0 +1,70 @@
+"""How often a client address and an account may try a master password, and an address register.
+
+The settings are Vaultwarden's: a token bucket of LOGIN_RATELIMIT_MAX_BURST attempts that
+refills one attempt every LOGIN_RATELIMIT_SECONDS. pgwarden keeps one bucket per client address
+and one per account (an email, known or not, so unknown emails behave alike), in PostgreSQL, so
+every API replica counts the same attempts. Every attempt counts, successful or not, and so does a
+refused one (a client that keeps trying waits longer); a verified password refills its account's
+bucket, never its address's: an attacker with an account of their own could otherwise reset the
+count of the address they guess from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+
+from sanic import Request
+
+from vaultapi.client import client_address
+from vaultapi.errors import TooManyRequests
+from vaultapi.models import login_limits
+
+__all__ = ["address_key", "password_attempt", "password_verified", "registration_attempt"]
+
+ADDRESS = "address"
+ACCOUNT = "account"
+REGISTRATION = "registration"
+
+
+def address_key(address: str) -> str:
+    """The bucket of a client address. An IPv6 client usually holds a whole /64, so the /64 is
+    one client; an IPv4 address mapped into IPv6 is the IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _account_key(email: str) -> str:
+    return email.strip().lower()
+
+
+async def _take(request: Request, *keys: tuple[str, str]) -> None:
+    config = request.app.ctx.config
+    wait = await login_limits.take(request.app.ctx.pool, keys, period=config.login_ratelimit_seconds,
+                                   burst=config.login_ratelimit_max_burst)
+    if wait:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(f"Too many attempts. Try again in {seconds} seconds.", retry_after=seconds)
+
+
+async def password_attempt(request: Request, email: str) -> None:
+    """Count one master password attempt for the account behind `email`; 429 when over a limit.
+    Call it before the password is hashed, so a refused attempt costs no hashing."""
+    await _take(request, (ADDRESS, address_key(client_address(request))), (ACCOUNT, _account_key(email)))
+
+
+async def password_verified(request: Request, email: str) -> None:
+    """The right password: the account's count starts afresh."""
+    await login_limits.reset(request.app.ctx.pool, ACCOUNT, _account_key(email))
+
+
+async def registration_attempt(request: Request) -> None:
+    """Count one registration from the client's address: each tells whether an email is taken."""
+    await _take(request, (REGISTRATION, address_key(client_address(request))))
