@@ -13,7 +13,7 @@ import pytest
 
 from core.keyring import KeyRing
 from core.keystore import ensure_signing_key
-from core.tokens import SigningKey, key_id
+from core.tokens import SigningKey, SigningKeyError, key_id
 from db import migrate
 from tests.conftest import PostgresServer, with_database
 
@@ -138,7 +138,7 @@ async def test_downgrade_of_an_encrypted_key_needs_the_passphrase(empty_database
         public_pem = await conn.fetchval("SELECT public_key_pem FROM token_public_keys WHERE kid = $1", kid)
     finally:
         await conn.close()
-    with pytest.raises(RuntimeError, match="SIGNING_KEY_PASSPHRASE"):
+    with pytest.raises(SigningKeyError, match="SIGNING_KEY_PASSPHRASE"):
         migrate.downgrade(url, "0003")
     assert migrate.current_revision(url) == migrate_head(), "the refused downgrade changed nothing"
 
