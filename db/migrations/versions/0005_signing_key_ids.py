@@ -1,7 +1,7 @@
 """Token keys get ids, several may verify at once, and the private key has a table of its own.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01
 
 The single-row signing_keys table becomes token_public_keys (what anyone verifying may read) and
@@ -13,8 +13,8 @@ no_kid_before: tokens it signed until now carry no kid and keep verifying until 
 from alembic import op
 from sqlalchemy import text
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
