@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Config", "ConfigError", "redact_dsn", "web_origin"]
+__all__ = ["Config", "ConfigError", "Secret", "redact_dsn", "web_origin"]
 
 
 class ConfigError(ValueError):
@@ -24,6 +24,31 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return "invalid configuration:\n  " + "\n  ".join(self.problems)
+
+
+class Secret:
+    """A setting kept out of reprs and logs; ``reveal()`` hands it to the one place that uses it."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+def _readable_file(text: str) -> str:
+    try:
+        with open(text, encoding="utf-8") as file:
+            if not file.read().strip("\r\n"):
+                raise ValueError(f"{text} is empty")
+    except OSError as error:
+        raise ValueError(f"cannot read {text}: {error.strerror}") from None
+    return text
 
 
 def _bool(text: str) -> bool:
@@ -151,6 +176,12 @@ class Config:
         "IP_HEADER", "X-Real-IP", _header_name,
         "Header in which the reverse proxy passes the client's address (per-address limits, logs);"
         " none: use the connection's own address.")
+    signing_key_passphrase: Secret | None = _setting(
+        "SIGNING_KEY_PASSPHRASE", None, Secret,
+        "Encrypts the token signing key stored in the database; the API needs it, the hub does not.")
+    signing_key_passphrase_file: str | None = _setting(
+        "SIGNING_KEY_PASSPHRASE_FILE", None, _readable_file,
+        "A file holding SIGNING_KEY_PASSPHRASE (a Docker or systemd secret), read at startup.")
     log_level: str = _setting("LOG_LEVEL", "info", str, "debug, info, warning or error.")
 
     @classmethod
@@ -166,9 +197,21 @@ class Config:
                 values[f.name] = f.metadata["cast"](raw)
             except ValueError as error:
                 problems.append(f"{f.metadata['env']}: {error}")
+        if environ.get("SIGNING_KEY_PASSPHRASE") and environ.get("SIGNING_KEY_PASSPHRASE_FILE"):
+            problems.append("SIGNING_KEY_PASSPHRASE and SIGNING_KEY_PASSPHRASE_FILE: set one, not both")
         if problems:
             raise ConfigError(problems)
         return cls(**values)
+
+    def signing_key_secret(self) -> str | None:
+        """The signing key's passphrase: SIGNING_KEY_PASSPHRASE, or what its file holds (the
+        final line break dropped)."""
+        if self.signing_key_passphrase is not None:
+            return self.signing_key_passphrase.reveal()
+        if self.signing_key_passphrase_file is not None:
+            with open(self.signing_key_passphrase_file, encoding="utf-8") as file:
+                return file.read().rstrip("\r\n")
+        return None
 
     @property
     def token_issuer(self) -> str:

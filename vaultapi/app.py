@@ -1,12 +1,13 @@
 """The Sanic app: blueprints, the database pool, token keys and error handling.
 
 `create_app` builds an app and touches nothing until the server starts: the pool and the
-signing keys are set up in before_server_start and released in after_server_stop. Each app gets
+token keys are set up in before_server_start and released in after_server_stop. Each app gets
 a unique name, so several can live in one process (tests run two replicas side by side).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 
@@ -14,8 +15,8 @@ from sanic import Sanic
 
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
+from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
-from core.tokens import TokenIssuer, TokenVerifier, load_signing_keys
 from vaultapi import cors, headers
 from vaultapi.database import open_pool
 from vaultapi.errors import handle_error
@@ -34,7 +35,8 @@ REGISTRATION_TOKEN_LIFETIME = 3600
 _app_numbers = itertools.count(1)
 
 
-def create_app(config: Config, database_url: str | None = None, *, max_body_size: int = MAX_BODY_SIZE) -> Sanic:
+def create_app(config: Config, database_url: str | None = None, *, max_body_size: int = MAX_BODY_SIZE,
+               key_refresh_interval: float = REFRESH_INTERVAL) -> Sanic:
     database_url = database_url or config.database_url
     if not database_url:
         raise ValueError("create_app needs a database URL")
@@ -55,16 +57,22 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
         app.ctx.pool = await open_pool(database_url)
-        keys = await load_signing_keys(app.ctx.pool)
-        app.ctx.issuer = TokenIssuer(keys.private_key_pem, config.token_issuer, config.access_token_lifetime)
-        app.ctx.verifier = TokenVerifier(keys.public_key_pem, config.token_issuer)
+        keys = KeyRing(app.ctx.pool, passphrase=config.signing_key_secret(), signs=True,
+                       refresh_interval=key_refresh_interval)
+        await keys.load()
+        app.ctx.keys = keys
+        app.ctx.issuer = keys.issuer(config.token_issuer, config.access_token_lifetime)
+        app.ctx.verifier = keys.verifier(config.token_issuer)
         register_issuer = f"{config.domain.rstrip('/')}|register"
-        app.ctx.registration_issuer = TokenIssuer(keys.private_key_pem, register_issuer, REGISTRATION_TOKEN_LIFETIME)
-        app.ctx.registration_verifier = TokenVerifier(keys.public_key_pem, register_issuer)
+        app.ctx.registration_issuer = keys.issuer(register_issuer, REGISTRATION_TOKEN_LIFETIME)
+        app.ctx.registration_verifier = keys.verifier(register_issuer)
+        app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
+        app.ctx.key_refresh.cancel()
+        await asyncio.gather(app.ctx.key_refresh, return_exceptions=True)
         await app.ctx.pool.close()
 
     return app
@@ -75,7 +83,8 @@ def serve(config: Config) -> int:
     from core.database import opened, prepare
 
     with opened(config) as database_url:
-        prepare(database_url)
+        # a signing key it cannot open stops it here, with the reason, before any port opens
+        prepare(database_url, config.signing_key_secret(), unlock=True)
         app = create_app(config, database_url)
         log.info("API listening on http://%s:%d, database %s",
                  config.api_address, config.api_port, redact_dsn(database_url))

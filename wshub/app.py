@@ -28,7 +28,7 @@ from sanic.response import HTTPResponse, json, raw, text
 
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
-from core.tokens import TokenVerifier, load_public_key
+from core.keyring import KeyRing
 from wshub.admission import admit
 from wshub.connection import close_all
 from wshub.delivery import Delivery
@@ -88,11 +88,15 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     @app.before_server_start
     async def _start(app: Sanic) -> None:
         app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-        app.ctx.verifier = TokenVerifier(await load_public_key(app.ctx.pool), config.token_issuer)
+        # public keys only: the hub never signs, and its role cannot read a private key
+        app.ctx.keys = KeyRing(app.ctx.pool)
+        await app.ctx.keys.load()
+        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer)
         await app.ctx.ingress.connect()
         app.ctx.tasks = [
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
             asyncio.create_task(keep_alive(registry, tuning.ping_interval), name="hub-keepalive"),
+            asyncio.create_task(app.ctx.keys.keep_fresh(), name="hub-keys"),
         ]
         log.info("hub listening for events on database %s", redact_dsn(url))
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
+import asyncpg
+import jwt
 import psycopg
 import pytest
 
+from core.keyring import KeyRing
+from core.keystore import ensure_signing_key
+from core.tokens import SigningKey, SigningKeyError, key_id
 from db import migrate
 from tests.conftest import PostgresServer, with_database
 
-VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "signing_keys", "login_limits",
-                "server_secrets"}
+VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "token_public_keys",
+                "token_private_keys", "login_limits", "server_secrets"}
+ISSUER = "https://vault.test|login"
 
 
 @pytest.fixture
@@ -58,7 +65,7 @@ def test_migrate_command_against_database_url(empty_database_url: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     with psycopg.connect(empty_database_url) as conn:
-        keys = conn.execute("SELECT count(*) FROM signing_keys").fetchone()[0]
+        keys = conn.execute("SELECT count(*) FROM token_public_keys WHERE retires_at IS NULL").fetchone()[0]
     assert keys == 1, "migrate also makes the token signing key pair"
     with psycopg.connect(empty_database_url) as conn:
         secrets = conn.execute("SELECT count(*) FROM server_secrets WHERE length(value) = 32").fetchone()[0]
@@ -100,3 +107,62 @@ def test_refresh_tokens_issued_before_0004_keep_working_for_a_lifetime(empty_dat
             "       d.refresh_token_expires_at BETWEEN now() + interval '29 days' AND now() + interval '31 days'"
             "  FROM devices d JOIN users u ON u.id = d.user_id").fetchone()
     assert carried == (True, True)
+
+
+def key_before_key_ids(url: str) -> tuple[str, str]:
+    """The private and public PEM in the single-row table of the revisions before key ids."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT private_key_pem, public_key_pem FROM signing_keys").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_upgrade_keeps_the_key_and_the_tokens_it_signed_before(empty_database_url: str) -> None:
+    url = empty_database_url
+    migrate.upgrade(url, "0004")
+    key = SigningKey.generate()
+    with psycopg.connect(url) as conn:  # as the server made it before key ids
+        conn.execute("INSERT INTO signing_keys (private_key_pem, public_key_pem) VALUES (%s, %s)",
+                     (key.private_pem(), key.public_pem))
+    now = int(time.time())
+    issued_before = jwt.encode({"sub": "u", "iss": ISSUER, "nbf": now - 5, "exp": now + 600}, key.private_key,
+                               algorithm="RS256")
+
+    migrate.upgrade(url)
+    conn = await asyncpg.connect(url)
+    try:
+        ring = KeyRing(conn, signs=True)
+        await ring.load()
+        assert (await ring.verifier(ISSUER).verify(issued_before))["sub"] == "u"
+        issued_after = ring.issuer(ISSUER, 600).issue({"sub": "u"})
+        assert jwt.get_unverified_header(issued_after)["kid"] == key_id(key.public_pem)
+        assert await ring.verifier(ISSUER).verify(issued_after)
+    finally:
+        await conn.close()
+
+    migrate.downgrade(url, "0004")
+    private_pem, public_pem = key_before_key_ids(url)
+    assert public_pem == key.public_pem
+    assert SigningKey.from_pem("k", private_pem, None).public_pem == key.public_pem
+
+
+async def test_downgrade_of_an_encrypted_key_needs_the_passphrase(empty_database_url: str, monkeypatch) -> None:
+    url = empty_database_url
+    monkeypatch.delenv("SIGNING_KEY_PASSPHRASE", raising=False)
+    monkeypatch.delenv("SIGNING_KEY_PASSPHRASE_FILE", raising=False)
+    migrate.upgrade(url)
+    conn = await asyncpg.connect(url)
+    try:
+        kid = await ensure_signing_key(conn, "correct horse")
+        public_pem = await conn.fetchval("SELECT public_key_pem FROM token_public_keys WHERE kid = $1", kid)
+    finally:
+        await conn.close()
+    with pytest.raises(SigningKeyError, match="SIGNING_KEY_PASSPHRASE"):
+        migrate.downgrade(url, "0004")
+    assert migrate.current_revision(url) == migrate_head(), "the refused downgrade changed nothing"
+
+    monkeypatch.setenv("SIGNING_KEY_PASSPHRASE", "correct horse")
+    migrate.downgrade(url, "0004")
+    private_pem, stored_public = key_before_key_ids(url)
+    assert stored_public == public_pem
+    assert SigningKey.from_pem("k", private_pem, None).public_pem.strip() == public_pem.strip()

@@ -66,3 +66,28 @@ def test_readme_documents_every_setting_with_its_default() -> None:
 def test_redact_dsn_hides_the_password_only() -> None:
     assert redact_dsn("postgresql://app:s3cret@db:5432/vault") == "postgresql://app:***@db:5432/vault"
     assert redact_dsn("postgresql://app@db/vault") == "postgresql://app@db/vault"
+
+
+def test_signing_key_passphrase_comes_from_the_environment_or_a_file(tmp_path) -> None:
+    assert Config.from_env({}).signing_key_secret() is None
+    assert Config.from_env({"SIGNING_KEY_PASSPHRASE": "s3cret"}).signing_key_secret() == "s3cret"
+    secret = tmp_path / "passphrase"
+    secret.write_text("from a file\n")
+    assert Config.from_env({"SIGNING_KEY_PASSPHRASE_FILE": str(secret)}).signing_key_secret() == "from a file"
+
+
+def test_signing_key_passphrase_stays_out_of_reprs() -> None:
+    config = Config.from_env({"SIGNING_KEY_PASSPHRASE": "s3cret"})
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config.signing_key_passphrase)
+
+
+def test_signing_key_passphrase_settings_that_cannot_work_are_reported(tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for environ, expected in [
+        ({"SIGNING_KEY_PASSPHRASE": "a", "SIGNING_KEY_PASSPHRASE_FILE": str(empty)}, "not both"),
+        ({"SIGNING_KEY_PASSPHRASE_FILE": str(tmp_path / "missing")}, "SIGNING_KEY_PASSPHRASE_FILE"),
+        ({"SIGNING_KEY_PASSPHRASE_FILE": str(empty)}, "empty"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            Config.from_env(environ)

@@ -18,6 +18,7 @@ from sanic import Sanic
 
 from core.access import access_claims
 from core.config import Config
+from core.keystore import load_signing_key
 from core.tokens import TokenIssuer
 from tests.support.serve import ServedApp, serve
 from wshub.app import HubTuning, create_app
@@ -98,8 +99,8 @@ class HubUser:
 
 
 async def issuer_for(db: asyncpg.Connection, config: Config) -> TokenIssuer:
-    private_pem = await db.fetchval("SELECT private_key_pem FROM signing_keys")
-    return TokenIssuer(private_pem, config.token_issuer, 3600)
+    """An issuer with the database's current signing key, as the API has it."""
+    return TokenIssuer(await load_signing_key(db, None), config.token_issuer, 3600)
 
 
 async def create_user(db: asyncpg.Connection, issuer: TokenIssuer) -> HubUser:

@@ -210,7 +210,7 @@ async def register_finish(request: Request) -> HTTPResponse:
     body = Body.of(request)
     email = body.str("email", required=True, max_length=256)
     try:
-        claims = request.app.ctx.registration_verifier.verify(
+        claims = await request.app.ctx.registration_verifier.verify(
             body.str("emailVerificationToken", required=True, max_length=4096))
     except TokenError:
         raise ApiError("Invalid or expired email verification token.", field="emailVerificationToken") from None
