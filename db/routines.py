@@ -6,7 +6,9 @@ Two parts, both idempotent (``CREATE OR REPLACE``, constraints dropped and added
   ``pgwarden_device_identifier_limit()``, ``pgwarden_push_type(name)`` and the CHECK
   constraints of ``sync_events``;
 - ``db/sql/events.sql``: the trigger functions, written by hand, naming push types as
-  ``pgwarden_push_type('sync_cipher_create')``.
+  ``pgwarden_push_type('sync_cipher_create')``;
+- ``db/sql/organizations.sql``: the functions that keep organization data consistent (a
+  deleted collection leaves its items), which publish nothing themselves.
 
 Migration 0003 applies them, and so does every later migration that changes either part, at its
 end: the database then holds exactly this text. Such a migration records the :func:`fingerprint`
@@ -25,9 +27,10 @@ from pathlib import Path
 
 from db.events import CHANNEL, MAX_DEVICE_IDENTIFIER_LENGTH, PushType
 
-__all__ = ["apply", "contract_sql", "events_sql", "fingerprint", "row_push_types"]
+__all__ = ["apply", "contract_sql", "events_sql", "fingerprint", "organizations_sql", "row_push_types"]
 
 EVENTS_SQL = Path(__file__).with_name("sql") / "events.sql"
+ORGANIZATIONS_SQL = Path(__file__).with_name("sql") / "organizations.sql"
 
 
 def row_push_types() -> list[int]:
@@ -74,9 +77,13 @@ def events_sql() -> str:
     return EVENTS_SQL.read_text(encoding="utf-8")
 
 
+def organizations_sql() -> str:
+    return ORGANIZATIONS_SQL.read_text(encoding="utf-8")
+
+
 def fingerprint() -> str:
     """A short hash of what :func:`apply` runs; comment lines outside the functions do not count."""
-    text = contract_sql() + events_sql()
+    text = contract_sql() + events_sql() + organizations_sql()
     kept = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     return hashlib.sha256(kept.encode()).hexdigest()[:12]
 
@@ -88,6 +95,7 @@ def apply(execute: Callable[[str], object]) -> None:
     execute("SET LOCAL check_function_bodies = off")
     execute(contract_sql())
     execute(events_sql())
+    execute(organizations_sql())
     execute("SET LOCAL check_function_bodies TO DEFAULT")
 
 
@@ -98,3 +106,4 @@ def _literal(text: str) -> str:
 if __name__ == "__main__":
     print(contract_sql())
     print(events_sql())
+    print(organizations_sql())

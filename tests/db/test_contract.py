@@ -140,7 +140,7 @@ async def test_sync_events_constraints_are_the_python_ones(db: asyncpg.Connectio
 
 async def test_database_holds_exactly_the_routines_of_db_sql(db: asyncpg.Connection) -> None:
     """No routine left from an older migration, none changed behind db/sql's back."""
-    text = routines.contract_sql() + routines.events_sql()
+    text = routines.contract_sql() + routines.events_sql() + routines.organizations_sql()
     bodies = dict(re.findall(r"CREATE OR REPLACE FUNCTION (\w+)\(.*?\$\$(.*?)\$\$", text, re.S))
     stored = dict(await db.fetch(
         "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
@@ -206,6 +206,7 @@ async def test_routines_pass_with_bodies_checked(db: asyncpg.Connection) -> None
         await db.execute("SET LOCAL check_function_bodies = on")
         await db.execute(routines.contract_sql())
         await db.execute(routines.events_sql())
+        await db.execute(routines.organizations_sql())
     finally:
         await tx.rollback()
 
