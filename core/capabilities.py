@@ -9,7 +9,7 @@ one assignment (or a test's monkeypatch) changes every answer.
 
 from __future__ import annotations
 
-__all__ = ["LOGIN_WITH_DEVICE", "PREMIUM"]
+__all__ = ["LOGIN_WITH_DEVICE", "PREMIUM", "organization_features"]
 
 #: The ``premium`` access-token claim and profile flag. Premium makes the clients offer file
 #: attachments, archive, emergency access, file Sends and the premium two-step providers, none of
@@ -21,3 +21,43 @@ PREMIUM = False
 #: ``/api/devices/knowndevice`` answers whether the device has logged in before; true makes the
 #: login page offer "Log in with device", which needs the auth request endpoints.
 LOGIN_WITH_DEVICE = False
+
+
+def organization_features() -> dict[str, bool]:
+    """The feature gates of an organization, as its profile entry and its reply state them.
+
+    The clients show an organization's pages and actions from these; each true one works in
+    pgwarden, each false one has no endpoints yet (groups, policies, events, SSO, API keys,
+    account recovery, Secrets Manager...)."""
+    return {
+        # codes are made by the clients; false would also mark the organization as a free one,
+        # with upgrade prompts and the codes of its items hidden
+        "useTotp": True,
+        "usePasswordManager": True,
+        # the Custom role, with the permissions pgwarden enforces (vaultapi/models/memberships.py)
+        "useCustomPermissions": True,
+        "selfHost": True,
+        # members would be offered the premium features of the clients
+        "usersGetPremium": PREMIUM,
+        "useGroups": False,
+        "useDirectory": False,
+        "useEvents": False,
+        "use2fa": False,
+        "useApi": False,
+        "useResetPassword": False,
+        "useSecretsManager": False,
+        "usePolicies": False,
+        "useSso": False,
+        "useKeyConnector": False,
+        "useScim": False,
+        "useActivateAutofillPolicy": False,
+        "useRiskInsights": False,
+        "useOrganizationDomains": False,
+        "useAdminSponsoredFamilies": False,
+        "useAutomaticUserConfirmation": False,
+        "useDisableSMAdsForUsers": False,
+        "usePhishingBlocker": False,
+        "useMyItems": False,
+        "useInviteLinks": False,
+        "usePam": False,
+    }

@@ -109,9 +109,10 @@ class PushType(enum.IntEnum):
     SYNC_FOLDER_DELETE                           = 3,  Payload.FOLDER,       {_FOLDER},                     Status.PRODUCED
     # bulk: a statement touching several items of a user, or a bulk action of the API
     SYNC_CIPHERS                                 = 4,  Payload.USER,         {_CIPHER, _ACCOUNT},           Status.PRODUCED
-    # everything: an import (items inserted together), a purge
-    SYNC_VAULT                                   = 5,  Payload.USER,         {_CIPHER, _FOLDER, _ACCOUNT},  Status.PRODUCED
-    SYNC_ORG_KEYS                                = 6,  Payload.USER,         {_ORG},                        Status.NOT_YET
+    # everything: an import (items inserted together), a purge, what a member reaches in an organization
+    SYNC_VAULT                                   = 5,  Payload.USER,         {_CIPHER, _FOLDER, _ACCOUNT, _ORG}, Status.PRODUCED
+    # a member gains or loses an organization or its key (vaultapi/models/memberships.py)
+    SYNC_ORG_KEYS                                = 6,  Payload.USER,         {_ORG},                        Status.PRODUCED
     SYNC_FOLDER_CREATE                           = 7,  Payload.FOLDER,       {_FOLDER},                     Status.PRODUCED
     SYNC_FOLDER_UPDATE                           = 8,  Payload.FOLDER,       {_FOLDER},                     Status.PRODUCED
     # the established behaviour deletes with 2 (hard) or updates with 0 (soft)

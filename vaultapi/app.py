@@ -20,7 +20,18 @@ from core.server_secrets import PRELOGIN, load_server_secret
 from vaultapi import cors, headers
 from vaultapi.database import open_pool
 from vaultapi.errors import handle_error
-from vaultapi.routes import accounts, ciphers, devices, folders, identity, settings, sync
+from vaultapi.routes import (
+    accounts,
+    ciphers,
+    collections,
+    devices,
+    folders,
+    identity,
+    members,
+    organizations,
+    settings,
+    sync,
+)
 from vaultapi.routes import config as server_config
 
 __all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "create_app", "serve"]
@@ -47,7 +58,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config):
+    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
+                 collections):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)

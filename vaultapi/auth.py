@@ -16,10 +16,13 @@ from sanic import Request
 from sanic.response import HTTPResponse
 
 from core.access import AccessDenied, Caller, authenticate, bearer_token
-from vaultapi.errors import Unauthorized
+from vaultapi import limits
+from vaultapi.body import Body
+from vaultapi.errors import ApiError, Unauthorized
 from vaultapi.models import users
+from vaultapi.passwords import verify_password
 
-__all__ = ["Caller", "authorized", "caller_of", "hash_refresh_token", "new_refresh_token"]
+__all__ = ["Caller", "authorized", "caller_of", "check_master_password", "hash_refresh_token", "new_refresh_token"]
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
 
@@ -45,6 +48,21 @@ def authorized(handler: Handler) -> Handler:
         return await handler(request, *args, **kwargs)
 
     return checked
+
+
+async def check_master_password(request: Request, body: Body) -> None:
+    """The caller proves the master password again (masterPasswordHash, or the nested form of
+    newer clients) before a sensitive change; attempts count against the login limits."""
+    given = body.str("masterPasswordHash", max_length=1024)
+    if given is None and (auth := body.object("authenticationData")):
+        given = auth.str("masterPasswordAuthenticationHash", max_length=1024)
+    if not given:
+        raise ApiError("Invalid password.", field="masterPasswordHash")
+    user = request.ctx.caller.user
+    await limits.password_attempt(request, user["email"])
+    if not await verify_password(user["password_hash"], given):
+        raise ApiError("Invalid password.", field="masterPasswordHash")
+    await limits.password_verified(request, user["email"])
 
 
 def new_refresh_token() -> str:

@@ -17,11 +17,22 @@ from sanic import Request
 
 from vaultapi.errors import ApiError
 
-__all__ = ["Body", "parse_uuid"]
+__all__ = ["MANAGEMENT_BODY_SIZE", "Body", "is_email", "parse_uuid"]
+
+#: The largest body of the organization, member and collection routes: names, keys and a few
+#: thousand ids at most.
+MANAGEMENT_BODY_SIZE = 1024 * 1024
+#: Bitwarden's limit of an email address
+MAX_EMAIL_LENGTH = 256
 
 _MISSING = object()
 #: a JSON escape of a UTF-16 surrogate: paired it is an emoji, alone it is no text at all
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def is_email(text: str) -> bool:
+    """An address as Bitwarden accepts one: an @, no spaces, at most 256 characters."""
+    return "@" in text and len(text) <= MAX_EMAIL_LENGTH and not any(c.isspace() for c in text)
 
 
 def parse_uuid(value: Any, field: str) -> uuid.UUID:
@@ -41,7 +52,10 @@ class Body:
         self._lower = {key.lower(): value for key, value in data.items()}
 
     @classmethod
-    def of(cls, request: Request) -> Body:
+    def of(cls, request: Request, *, max_size: int | None = None) -> Body:
+        """The request's JSON object; max_size: a route's own limit, below the app's (a 413)."""
+        if max_size is not None and len(request.body or b"") > max_size:
+            raise ApiError("The request body is too large.", status=413)
         body = request.body or b"null"
         try:
             data = json.loads(body)
@@ -84,6 +98,15 @@ class Body:
         if len(value) > max_length:
             raise ApiError(f"{name} is longer than {max_length} characters.", field=name)
         return value
+
+    def email(self, name: str, *, required: bool = False) -> str | None:
+        """An email address, trimmed."""
+        value = self.str(name, required=required, max_length=MAX_EMAIL_LENGTH + 100)
+        if value is None:
+            return None
+        if not is_email(value.strip()):
+            raise ApiError(f"The {name} field is not a valid e-mail address.", field=name)
+        return value.strip()
 
     def int(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
         value = self._value(name, required)

@@ -8,7 +8,9 @@ change (db/migrations/versions/0002). What they cannot know comes from here:
 - that a transaction is a bulk change (``mark_bulk_change``): only SyncVault/SyncCiphers,
   never an item's event;
 - events about a user rather than a row (``user_event``, ``log_out_other_devices``,
-  ``log_out_all_devices``): a row in sync_events, which its trigger publishes.
+  ``log_out_all_devices``): a row in sync_events, which its trigger publishes;
+- what changes in a member's organizations (``org_keys_changed``, ``access_changed``): the
+  memberships and collection grants have no trigger, so the API names the members.
 
 Like every NOTIFY, these leave on COMMIT and never on ROLLBACK.
 """
@@ -16,14 +18,22 @@ Like every NOTIFY, these leave on COMMIT and never on ROLLBACK.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import asyncpg
 
 from db.events import PushType
 
-__all__ = ["log_out_all_devices", "log_out_other_devices", "mark_bulk_change", "user_event", "write"]
+__all__ = [
+    "access_changed",
+    "log_out_all_devices",
+    "log_out_other_devices",
+    "mark_bulk_change",
+    "org_keys_changed",
+    "user_event",
+    "write",
+]
 
 # The triggers' names for the acting device and the bulk flag, kept here and nowhere else.
 _DEVICE_SETTING = "pgwarden.device_identifier"
@@ -64,6 +74,19 @@ async def log_out_all_devices(conn: asyncpg.Connection, user_id: uuid.UUID) -> N
         user_id, PushType.LOG_OUT)
 
 
+async def org_keys_changed(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID]) -> None:
+    """SyncOrgKeys to each user: an organization, or its key, came or went (created, confirmed,
+    revoked, restored, removed, left, deleted). The clients sync at once, whatever the revision
+    date says, and reconnect to the hub."""
+    await _add_events(conn, user_ids, PushType.SYNC_ORG_KEYS)
+
+
+async def access_changed(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID]) -> None:
+    """SyncVault to each user: what the user reaches in an organization changed (a role, a
+    collection granted, changed, taken away or deleted)."""
+    await _add_events(conn, user_ids, PushType.SYNC_VAULT)
+
+
 # ---- private -------------------------------------------------------------------------------
 
 async def _set_local(conn: asyncpg.Connection, setting: str, value: str) -> None:
@@ -74,3 +97,11 @@ async def _set_local(conn: asyncpg.Connection, setting: str, value: str) -> None
 async def _add_event(conn: asyncpg.Connection, user_id: uuid.UUID, push_type: PushType) -> None:
     # the device column is left to its default, the acting device (null when it is too long)
     await conn.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", user_id, push_type)
+
+
+async def _add_events(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID], push_type: PushType) -> None:
+    # one statement: its trigger publishes one event per user
+    users = sorted(set(user_ids))
+    if users:
+        await conn.execute("INSERT INTO sync_events (user_id, push_type) SELECT unnest($1::uuid[]), $2",
+                           users, push_type)

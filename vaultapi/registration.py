@@ -1,17 +1,22 @@
 """Creating an account from what a client sends: the one path for every way in.
 
 The legacy register route, register/finish and `pgwarden user create` all end here, so an
-account made by an operator is indistinguishable from one a client registered.
+account made by an operator is indistinguishable from one a client registered, and each takes
+the organization invitations waiting for its address.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
 
+from vaultapi.body import is_email
 from vaultapi.errors import ApiError
+from vaultapi.models import memberships
 from vaultapi.passwords import hash_password
 
 __all__ = ["KDF_ARGON2ID", "KDF_PBKDF2", "Registration", "register"]
@@ -35,8 +40,7 @@ class Registration:
     kdf_parallelism: int | None = None
 
     def validate(self) -> None:
-        email = self.email.strip()
-        if "@" not in email or len(email) > 256 or any(c.isspace() for c in email):
+        if not is_email(self.email.strip()):
             raise ApiError("The Email field is not a valid e-mail address.", field="email")
         if self.kdf_type == KDF_PBKDF2:
             # the clients refuse fewer than 5000; accounts get at least what Vaultwarden demands
@@ -56,7 +60,8 @@ class Registration:
 
 
 async def register(db: asyncpg.Pool | asyncpg.Connection, account: Registration) -> uuid.UUID:
-    """Insert the account (one statement); a taken email is a 400, as the clients expect.
+    """Insert the account; a taken email is a 400, as the clients expect. The account takes the
+    organization invitations of its address (they become Accepted).
 
     The slow hash comes first, so no connection is held while it runs."""
     account.validate()
@@ -64,16 +69,30 @@ async def register(db: asyncpg.Pool | asyncpg.Connection, account: Registration)
     memory, parallelism = (
         (account.kdf_memory, account.kdf_parallelism) if account.kdf_type == KDF_ARGON2ID else (None, None)
     )
-    try:
-        return await db.fetchval(
-            """
-            INSERT INTO users (email, name, password_hash, password_hint, kdf_type, kdf_iterations,
-                               kdf_memory, kdf_parallelism, key, public_key, private_key)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id
-            """,
-            account.email.strip().lower(), account.name, password_hash, account.hint,
-            account.kdf_type, account.kdf_iterations, memory, parallelism,
-            account.key, account.public_key, account.encrypted_private_key,
-        )
-    except asyncpg.UniqueViolationError:
-        raise ApiError("Registration not allowed or user already exists.", field="email") from None
+    email = account.email.strip().lower()
+    async with _connection(db) as conn, conn.transaction():
+        await memberships.lock_emails(conn, [email])
+        try:
+            user_id = await conn.fetchval(
+                """
+                INSERT INTO users (email, name, password_hash, password_hint, kdf_type, kdf_iterations,
+                                   kdf_memory, kdf_parallelism, key, public_key, private_key)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id
+                """,
+                email, account.name, password_hash, account.hint,
+                account.kdf_type, account.kdf_iterations, memory, parallelism,
+                account.key, account.public_key, account.encrypted_private_key,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ApiError("Registration not allowed or user already exists.", field="email") from None
+        await memberships.accept_invitations(conn, user_id, email)
+    return user_id
+
+
+@asynccontextmanager
+async def _connection(db: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db

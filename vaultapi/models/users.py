@@ -150,7 +150,9 @@ def account_keys_json(user: asyncpg.Record) -> dict[str, Any] | None:
     }
 
 
-def profile_json(user: asyncpg.Record) -> dict[str, Any]:
+def profile_json(user: asyncpg.Record, organizations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The account as the clients read it; organizations: its confirmed memberships
+    (organizations.profile_json)."""
     return {
         "id": str(user["id"]),
         "name": user["name"],
@@ -170,7 +172,7 @@ def profile_json(user: asyncpg.Record) -> dict[str, Any]:
         "avatarColor": user["avatar_color"],
         "creationDate": iso(user["created_at"]),
         "verifyDevices": False,
-        "organizations": [],
+        "organizations": organizations or [],
         "providers": [],
         "providerOrganizations": [],
         "object": "profile",

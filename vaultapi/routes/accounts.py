@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import asyncpg
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from vaultapi import limits, publish
-from vaultapi.auth import authorized
+from vaultapi import publish
+from vaultapi.auth import authorized, check_master_password
 from vaultapi.body import Body
 from vaultapi.dates import epoch_ms
 from vaultapi.errors import ApiError
-from vaultapi.models import users
-from vaultapi.passwords import hash_password, verify_password
+from vaultapi.models import memberships, organizations, users
+from vaultapi.passwords import hash_password
 
 __all__ = ["bp"]
 
@@ -23,23 +25,15 @@ bp = Blueprint("accounts", url_prefix="/api/accounts")
 _USER_KEY_ID = re.compile(r"[0-9a-f]{32}")
 
 
-async def _check_password(request: Request, body: Body) -> None:
-    given = body.str("masterPasswordHash", max_length=1024)
-    if given is None and (auth := body.object("authenticationData")):
-        given = auth.str("masterPasswordAuthenticationHash", max_length=1024)
-    if not given:
-        raise ApiError("Invalid password.", field="masterPasswordHash")
-    user = request.ctx.caller.user
-    await limits.password_attempt(request, user["email"])
-    if not await verify_password(user["password_hash"], given):
-        raise ApiError("Invalid password.", field="masterPasswordHash")
-    await limits.password_verified(request, user["email"])
+async def _profile_json(request: Request, user: asyncpg.Record) -> dict[str, Any]:
+    member_rows = await memberships.profile_rows(request.app.ctx.pool, user["id"])
+    return users.profile_json(user, [organizations.profile_json(row) for row in member_rows])
 
 
 @bp.get("/profile")
 @authorized
 async def profile(request: Request) -> HTTPResponse:
-    return json(users.profile_json(request.ctx.caller.user))
+    return json(await _profile_json(request, request.ctx.caller.user))
 
 
 @bp.route("/profile", methods=["PUT", "POST"])
@@ -52,7 +46,7 @@ async def update_profile(request: Request) -> HTTPResponse:
     hint = body.str("masterPasswordHint", max_length=256)
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         user = await users.update_profile(conn, caller.user_id, name, hint, culture)
-    return json(users.profile_json(user))
+    return json(await _profile_json(request, user))
 
 
 @bp.get("/revision-date")
@@ -77,7 +71,7 @@ async def set_user_key_id(request: Request) -> HTTPResponse:
 @bp.post("/verify-password")
 @authorized
 async def verify(request: Request) -> HTTPResponse:
-    await _check_password(request, Body.of(request))
+    await check_master_password(request, Body.of(request))
     return json({"object": "masterPasswordPolicy"})
 
 
@@ -86,7 +80,7 @@ async def verify(request: Request) -> HTTPResponse:
 async def change_password(request: Request) -> HTTPResponse:
     """New hash and key; every session ends."""
     body = Body.of(request)
-    await _check_password(request, body)
+    await check_master_password(request, body)
     new_hash = body.str("newMasterPasswordHash", max_length=1024)
     key = body.str("key", max_length=10_000)
     if (auth := body.object("authenticationData")) and new_hash is None:
@@ -109,7 +103,7 @@ async def change_password(request: Request) -> HTTPResponse:
 @authorized
 async def reset_security_stamp(request: Request) -> HTTPResponse:
     """Deauthorize every session, the caller's too."""
-    await _check_password(request, Body.of(request))
+    await check_master_password(request, Body.of(request))
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         await users.reset_security_stamp(conn, caller.user_id)

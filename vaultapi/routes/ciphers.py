@@ -1,7 +1,8 @@
-"""Ciphers (vault items): create, read, update, soft delete, restore, delete, move, import.
+"""Ciphers (vault items): create, read, update, soft delete, restore, delete, move, import; and
+an organization's items: share into it, its collections, its import, its admin listing.
 
 Each handler parses, writes through the model and answers; the model says which event its
-write publishes.
+write publishes and checks what the caller may do with the item.
 """
 
 from __future__ import annotations
@@ -9,31 +10,44 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from vaultapi import publish
 from vaultapi.auth import authorized
-from vaultapi.body import Body
-from vaultapi.errors import ApiError
-from vaultapi.models import ciphers
-from vaultapi.models.ciphers import CipherInput, VaultImport
+from vaultapi.body import Body, parse_uuid
+from vaultapi.dates import iso
+from vaultapi.errors import ApiError, NotFound
+from vaultapi.models import ciphers, memberships
+from vaultapi.models.ciphers import CipherInput, OrganizationImport, VaultImport, Visible
 
 __all__ = ["bp"]
 
 bp = Blueprint("ciphers", url_prefix="/api/ciphers")
 
 
-def _list_json(rows: list[asyncpg.Record], user_id: uuid.UUID) -> dict[str, Any]:
-    return {"data": [ciphers.cipher_json(row, user_id) for row in rows], "object": "list", "continuationToken": None}
+def _list_json(items: list[Visible], user_id: uuid.UUID) -> dict[str, Any]:
+    return {"data": [ciphers.cipher_json(item, user_id) for item in items], "object": "list",
+            "continuationToken": None}
 
 
-async def _create(request: Request, cipher: CipherInput) -> HTTPResponse:
+def _collection_ids(body: Body) -> list[uuid.UUID]:
+    return [parse_uuid(value, "collectionIds") for value in body.list("collectionIds") or []]
+
+
+async def _create(request: Request, cipher: CipherInput, collection_ids: list[uuid.UUID]) -> HTTPResponse:
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        row = await ciphers.create(conn, caller.user_id, cipher)
-    return json(ciphers.cipher_json(row, caller.user_id))
+        item = await ciphers.create(conn, caller.user_id, cipher, collection_ids)
+    return json(ciphers.cipher_json(item, caller.user_id))
+
+
+def _organization_id(request: Request) -> uuid.UUID:
+    # a query parameter the router does not check: an invalid one names no organization
+    try:
+        return uuid.UUID(request.args.get("organizationId", ""))
+    except ValueError:
+        raise NotFound("Organization") from None
 
 
 # ---- single items --------------------------------------------------------------------------
@@ -42,22 +56,22 @@ async def _create(request: Request, cipher: CipherInput) -> HTTPResponse:
 @authorized
 async def list_ciphers(request: Request) -> HTTPResponse:
     user_id = request.ctx.caller.user_id
-    return json(_list_json(await ciphers.find_by_user(request.app.ctx.pool, user_id), user_id))
+    async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        items = await ciphers.find_by_user(conn, user_id)
+    return json(_list_json(items, user_id))
 
 
 @bp.post("")
 @authorized
 async def create_cipher(request: Request) -> HTTPResponse:
-    return await _create(request, CipherInput.parse(Body.of(request)))
+    return await _create(request, CipherInput.parse(Body.of(request)), [])
 
 
 @bp.post("/create")
 @authorized
 async def create_cipher_with_collections(request: Request) -> HTTPResponse:
     body = Body.of(request)
-    if body.list("collectionIds"):
-        raise ApiError("Collections are not supported by this server.", field="collectionIds")
-    return await _create(request, CipherInput.parse(body.object("cipher", required=True)))
+    return await _create(request, CipherInput.parse(body.object("cipher", required=True)), _collection_ids(body))
 
 
 @bp.get("/<cipher_id:uuid>")
@@ -74,8 +88,8 @@ async def update_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
     cipher = CipherInput.parse(Body.of(request))
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        row = await ciphers.update(conn, cipher_id, caller.user_id, cipher)
-    return json(ciphers.cipher_json(row, caller.user_id))
+        item = await ciphers.update(conn, cipher_id, caller.user_id, cipher)
+    return json(ciphers.cipher_json(item, caller.user_id))
 
 
 @bp.route("/<cipher_id:uuid>/partial", methods=["PUT", "POST"])
@@ -85,8 +99,8 @@ async def update_placement(request: Request, cipher_id: uuid.UUID) -> HTTPRespon
     folder_id, favorite = body.uuid("folderId"), body.bool("favorite")
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        row = await ciphers.set_placement(conn, cipher_id, caller.user_id, folder_id, favorite)
-    return json(ciphers.cipher_json(row, caller.user_id))
+        item = await ciphers.set_placement(conn, cipher_id, caller.user_id, folder_id, favorite)
+    return json(ciphers.cipher_json(item, caller.user_id))
 
 
 @bp.put("/<cipher_id:uuid>/delete")
@@ -99,8 +113,8 @@ async def soft_delete_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResp
 @bp.put("/<cipher_id:uuid>/restore")
 @authorized
 async def restore_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
-    [row] = await _set_deleted(request, [cipher_id], False)
-    return json(ciphers.cipher_json(row, request.ctx.caller.user_id))
+    [item] = await _set_deleted(request, [cipher_id], False)
+    return json(ciphers.cipher_json(item, request.ctx.caller.user_id))
 
 
 @bp.delete("/<cipher_id:uuid>")
@@ -134,8 +148,8 @@ async def soft_delete_ciphers(request: Request) -> HTTPResponse:
 @bp.put("/restore")
 @authorized
 async def restore_ciphers(request: Request) -> HTTPResponse:
-    rows = await _set_deleted(request, Body.of(request).uuid_list("ids"), False)
-    return json(_list_json(rows, request.ctx.caller.user_id))
+    items = await _set_deleted(request, Body.of(request).uuid_list("ids"), False)
+    return json(_list_json(items, request.ctx.caller.user_id))
 
 
 @bp.post("/delete")
@@ -158,7 +172,7 @@ async def import_ciphers(request: Request) -> HTTPResponse:
 
 # one item or many go the same way: the statement decides between the item's event and a bulk one
 
-async def _set_deleted(request: Request, ids: list[uuid.UUID], deleted: bool) -> list[asyncpg.Record]:
+async def _set_deleted(request: Request, ids: list[uuid.UUID], deleted: bool) -> list[Visible]:
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         return await ciphers.set_deleted(conn, ids, caller.user_id, deleted)
@@ -168,3 +182,87 @@ async def _delete(request: Request, ids: list[uuid.UUID]) -> None:
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         await ciphers.delete(conn, ids, caller.user_id)
+
+
+# ---- organization items --------------------------------------------------------------------
+
+@bp.route("/<cipher_id:uuid>/share", methods=["PUT", "POST"])
+@authorized
+async def share_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
+    body = Body.of(request)
+    cipher, collection_ids = CipherInput.parse(body.object("cipher", required=True)), _collection_ids(body)
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        item = await ciphers.share(conn, cipher_id, caller.user_id, cipher, collection_ids)
+    return json(ciphers.cipher_json(item, caller.user_id))
+
+
+@bp.route("/share", methods=["PUT", "POST"])
+@authorized
+async def share_ciphers(request: Request) -> HTTPResponse:
+    body = Body.of(request)
+    items = {}
+    for entry in body.objects("ciphers"):
+        items[entry.uuid("id", required=True)] = CipherInput.parse(entry)
+    if not items:
+        body.list("ciphers", required=True)
+    collection_ids = _collection_ids(body)
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        shared = await ciphers.share_many(conn, caller.user_id, items, collection_ids)
+    # the clients read only the id and the new revision date of each
+    return json({"data": [{"id": str(row["id"]), "revisionDate": iso(row["revision_date"]), "object": "cipherMini"}
+                          for row in shared], "object": "list", "continuationToken": None})
+
+
+@bp.route("/<cipher_id:uuid>/collections_v2", methods=["PUT", "POST"])
+@authorized
+async def set_collections(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
+    item = await _set_collections(request, cipher_id)
+    return json({"unavailable": item is None,
+                 "cipher": ciphers.cipher_json(item, request.ctx.caller.user_id) if item else None,
+                 "object": "optionalCipherDetails"})
+
+
+@bp.route("/<cipher_id:uuid>/collections", methods=["PUT", "POST"])
+@authorized
+async def set_collections_v1(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
+    """The collections endpoint of older clients, which answers the item itself."""
+    item = await _set_collections(request, cipher_id)
+    if item is None:
+        raise NotFound("Cipher")
+    return json(ciphers.cipher_json(item, request.ctx.caller.user_id))
+
+
+async def _set_collections(request: Request, cipher_id: uuid.UUID) -> Visible | None:
+    collection_ids = _collection_ids(Body.of(request))
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        return await ciphers.set_collections(conn, cipher_id, caller.user_id, collection_ids)
+
+
+@bp.post("/import-organization")
+@authorized
+async def import_into_organization(request: Request) -> HTTPResponse:
+    organization_id = _organization_id(request)
+    vault = OrganizationImport.parse(Body.of(request))
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        member = await memberships.require_member(conn, organization_id, caller.user_id)
+        if not member.can_import:
+            raise ApiError("Not enough privileges to import into this organization.")
+        await ciphers.import_organization(conn, member, vault)
+    return empty(status=200)
+
+
+@bp.get("/organization-details")
+@authorized
+async def organization_items(request: Request) -> HTTPResponse:
+    """Every item of the organization, for the members who reach them all (its admin console)."""
+    organization_id = _organization_id(request)
+    async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await memberships.require_member(conn, organization_id, request.ctx.caller.user_id,
+                                         lambda member: member.has_full_access)
+        rows = await ciphers.of_organization(conn, organization_id)
+    return json({"data": [ciphers.mini_details_json(row) for row in rows], "object": "list",
+                 "continuationToken": None})

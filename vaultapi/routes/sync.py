@@ -6,7 +6,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from vaultapi.auth import authorized
-from vaultapi.models import ciphers, folders, users
+from vaultapi.models import ciphers, collections, folders, memberships, organizations, users
 
 __all__ = ["bp"]
 
@@ -20,13 +20,15 @@ async def sync(request: Request) -> HTTPResponse:
     exclude_domains = request.args.get("excludeDomains", "false").lower() == "true"
     async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         user = await users.find_by_id(conn, user_id)
+        member_rows = await memberships.profile_rows(conn, user_id)
         folder_rows = await folders.find_by_user(conn, user_id)
-        cipher_rows = await ciphers.find_by_user(conn, user_id)
+        collection_rows = await collections.visible_to(conn, user_id)
+        items = await ciphers.find_by_user(conn, user_id)
     return json({
-        "profile": users.profile_json(user),
+        "profile": users.profile_json(user, [organizations.profile_json(row) for row in member_rows]),
         "folders": [folders.folder_json(row) for row in folder_rows],
-        "collections": [],
-        "ciphers": [ciphers.cipher_json(row, user_id) for row in cipher_rows],
+        "collections": [collections.details_json(row) for row in collection_rows],
+        "ciphers": [ciphers.cipher_json(item, user_id) for item in items],
         "policies": [],
         "sends": [],
         "domains": None if exclude_domains else users.domains_json(user),
