@@ -1,9 +1,10 @@
 """The client side of Bitwarden's key scheme, for tools and tests that act as a client.
 
 Only what a client does: derive the master key from the master password, prove it with the
-master password hash, wrap a random user key and an RSA key pair, and encrypt or decrypt
-EncStrings of type 2 (AES-256-CBC with HMAC-SHA256). The server itself never sees any of these
-keys; it stores what the client sends.
+master password hash, wrap a random user key and an RSA key pair, encrypt or decrypt EncStrings
+of type 2 (AES-256-CBC with HMAC-SHA256), and share an organization key: wrapped to a member's
+public key as an EncString of type 4 (RSA-OAEP with SHA-1). The server itself never sees any of
+these keys; it stores what the client sends.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import padding, serialization
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -22,16 +24,23 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "AccountKeys",
     "CryptoError",
+    "OrganizationKeys",
     "SymmetricKey",
     "make_account_keys",
+    "make_organization_keys",
     "master_key",
     "master_password_hash",
     "salt_of",
     "unlock_user_key",
+    "unwrap_key",
+    "wrap_key",
 ]
 
 DEFAULT_ITERATIONS = 600_000
 _ENC_STRING_TYPE = "2"
+#: Rsa2048_OaepSha1_B64: how a key is wrapped to a public key
+_RSA_ENC_STRING_TYPE = "4"
+_OAEP = rsa_padding.OAEP(mgf=rsa_padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
 
 class CryptoError(ValueError):
@@ -128,9 +137,8 @@ class AccountKeys:
     encrypted_private_key: str  # PKCS#8 DER wrapped under the user key
 
 
-def make_account_keys(email: str, password: str, iterations: int = DEFAULT_ITERATIONS) -> AccountKeys:
-    master = master_key(password, email, iterations)
-    user_key = SymmetricKey.generate()
+def _key_pair() -> tuple[bytes, bytes]:
+    """A new RSA-2048 pair: the public key as DER SubjectPublicKeyInfo, the private as PKCS#8 DER."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_der = private.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -138,6 +146,13 @@ def make_account_keys(email: str, password: str, iterations: int = DEFAULT_ITERA
     private_der = private.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    return public_der, private_der
+
+
+def make_account_keys(email: str, password: str, iterations: int = DEFAULT_ITERATIONS) -> AccountKeys:
+    master = master_key(password, email, iterations)
+    user_key = SymmetricKey.generate()
+    public_der, private_der = _key_pair()
     return AccountKeys(
         email=email.strip().lower(),
         iterations=iterations,
@@ -153,3 +168,44 @@ def unlock_user_key(password: str, email: str, iterations: int, key: str) -> Sym
     """The user key, unwrapped from the account's `key` with the master password."""
     stretched = SymmetricKey.stretch(master_key(password, email, iterations))
     return SymmetricKey.from_bytes(stretched.decrypt(key))
+
+
+def wrap_key(public_key: str, key: SymmetricKey) -> str:
+    """The key encrypted to a public key (base64 DER), as an EncString of type 4."""
+    public = serialization.load_der_public_key(base64.b64decode(public_key))
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise CryptoError("not an RSA public key")
+    return f"{_RSA_ENC_STRING_TYPE}.{_b64(public.encrypt(key.to_bytes(), _OAEP))}"
+
+
+def unwrap_key(private_key_der: bytes, enc_string: str) -> SymmetricKey:
+    """A key wrapped by :func:`wrap_key`, opened with the matching private key (PKCS#8 DER)."""
+    kind, _, data = enc_string.partition(".")
+    if kind != _RSA_ENC_STRING_TYPE:
+        raise CryptoError(f"EncString type {kind} is not a wrapped key")
+    private = serialization.load_der_private_key(private_key_der, password=None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise CryptoError("not an RSA private key")
+    try:
+        return SymmetricKey.from_bytes(private.decrypt(base64.b64decode(data, validate=True), _OAEP))
+    except ValueError:
+        raise CryptoError("cannot unwrap the key: wrong private key or tampered data") from None
+
+
+@dataclass(frozen=True)
+class OrganizationKeys:
+    """What a client makes when it creates an organization."""
+
+    key: SymmetricKey  # the organization key
+    public_key: str  # base64 DER SubjectPublicKeyInfo
+    encrypted_private_key: str  # PKCS#8 DER wrapped under the organization key
+
+    def wrapped_for(self, public_key: str) -> str:
+        """The organization key for a member holding this public key (what confirming sends)."""
+        return wrap_key(public_key, self.key)
+
+
+def make_organization_keys() -> OrganizationKeys:
+    key = SymmetricKey.generate()
+    public_der, private_der = _key_pair()
+    return OrganizationKeys(key=key, public_key=_b64(public_der), encrypted_private_key=key.encrypt(private_der))

@@ -1,7 +1,8 @@
 """A small Bitwarden client for tests: registers, logs in, and does the client-side crypto.
 
 It speaks to a running API over real HTTP (httpx) as the official clients do: the same
-headers, the same form-encoded token request, the same EncStrings.
+headers, the same form-encoded token request, the same EncStrings; for organizations, the
+same key exchange (an organization key wrapped to each member's public key).
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from typing import Any
 
 import httpx
 
-from vaultapi.clientcrypto import AccountKeys, SymmetricKey, make_account_keys, master_key, master_password_hash, unlock_user_key
+from vaultapi.clientcrypto import (
+    AccountKeys,
+    SymmetricKey,
+    make_account_keys,
+    make_organization_keys,
+    master_key,
+    master_password_hash,
+    unlock_user_key,
+    unwrap_key,
+    wrap_key,
+)
 
 __all__ = ["BitwardenClient", "TEST_ITERATIONS"]
 
@@ -37,6 +48,10 @@ class BitwardenClient:
         self.password: str | None = None
         self.iterations = TEST_ITERATIONS
         self.user_key: SymmetricKey | None = None
+        #: the account's private key (PKCS#8 DER), which opens the organization keys
+        self.private_key: bytes | None = None
+        #: organization id -> its key, as this client learnt it (made it, or synced it)
+        self.org_keys: dict[str, SymmetricKey] = {}
         self.tokens: dict[str, Any] = {}
 
     async def __aenter__(self) -> BitwardenClient:
@@ -95,6 +110,8 @@ class BitwardenClient:
         response.raise_for_status()
         self.tokens = response.json()
         self.user_key = unlock_user_key(self.password, self.email, self.iterations, self.tokens["Key"])
+        if self.tokens.get("PrivateKey"):
+            self.private_key = self.user_key.decrypt(self.tokens["PrivateKey"])
         return self.tokens
 
     async def refresh(self) -> httpx.Response:
@@ -151,3 +168,60 @@ class BitwardenClient:
                       "uris": [{"uri": self.encrypt("https://example.com"), "match": None}],
                       "totp": None, "passwordRevisionDate": None},
         }
+
+    # ---- organizations -------------------------------------------------------------------
+
+    async def create_organization(self, name: str = "Acme", collection_name: str | None = "Default collection",
+                                  ) -> dict[str, Any]:
+        """What the web vault sends to create an organization (the Free plan it asks for is
+        ignored); this client becomes its Owner and keeps its key."""
+        keys = make_organization_keys()
+        response = await self.post("/api/organizations", {
+            "name": name, "businessName": "", "billingEmail": self.email, "planType": 0,
+            "key": wrap_key(self.tokens["AccountKeys"]["publicKeyEncryptionKeyPair"]["publicKey"], keys.key),
+            "keys": {"publicKey": keys.public_key, "encryptedPrivateKey": keys.encrypted_private_key},
+            "collectionName": keys.key.encrypt_text(collection_name) if collection_name else None,
+            "additionalSeats": 0, "useSecretsManager": False, "initiationPath": "New organization creation in-product",
+        })
+        response.raise_for_status()
+        organization = response.json()
+        self.org_keys[organization["id"]] = keys.key
+        return organization
+
+    async def sync(self) -> dict[str, Any]:
+        """A full sync; it also opens the organization keys the profile hands this user."""
+        response = await self.get("/api/sync")
+        response.raise_for_status()
+        data = response.json()
+        assert self.private_key is not None, "log in first"
+        for organization in data["profile"]["organizations"]:
+            self.org_keys[organization["id"]] = unwrap_key(self.private_key, organization["key"])
+        return data
+
+    def org_encrypt(self, organization_id: str, text: str) -> str:
+        return self.org_keys[organization_id].encrypt_text(text)
+
+    def org_decrypt(self, organization_id: str, enc_string: str) -> str:
+        return self.org_keys[organization_id].decrypt_text(enc_string)
+
+    def org_item(self, organization_id: str, name: str, username: str = "alice",
+                 password: str = "s3cret") -> dict[str, Any]:
+        """A login item of the organization, encrypted under its key."""
+        return {
+            "type": 1, "folderId": None, "organizationId": organization_id,
+            "name": self.org_encrypt(organization_id, name), "notes": None, "favorite": False, "reprompt": 0,
+            "fields": None, "passwordHistory": None,
+            "login": {"username": self.org_encrypt(organization_id, username),
+                      "password": self.org_encrypt(organization_id, password), "uris": None, "totp": None},
+        }
+
+    async def confirm_member(self, organization_id: str, membership_id: str) -> httpx.Response:
+        """`bw confirm org-member`: the member's public key, the organization key wrapped to it."""
+        member = await self.get(f"/api/organizations/{organization_id}/users/{membership_id}?")
+        member.raise_for_status()
+        public_key = await self.get(f"/api/users/{member.json()['userId']}/public-key")
+        public_key.raise_for_status()
+        return await self.post(f"/api/organizations/{organization_id}/users/{membership_id}/confirm", {
+            "key": wrap_key(public_key.json()["publicKey"], self.org_keys[organization_id]),
+            "defaultUserCollectionName": self.org_encrypt(organization_id, "My items"),
+        })

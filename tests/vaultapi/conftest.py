@@ -78,3 +78,9 @@ def assert_event(event: Any, push_type: int, user_id: str, item_id: str | None, 
     """One published event: its type, whose it is, what it names, and the acting device."""
     assert (int(event.type), event.user_id, event.item_id, event.device_identifier) == (
         push_type, user_id, item_id, context), event
+
+
+@pytest.fixture
+async def carol(new_client: Callable[..., BitwardenClient]) -> BitwardenClient:
+    """A third user, for organizations with several members."""
+    return await registered(new_client, "carol@example.com", "Carol")

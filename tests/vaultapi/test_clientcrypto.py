@@ -6,7 +6,16 @@ import base64
 
 import pytest
 
-from vaultapi.clientcrypto import CryptoError, SymmetricKey, make_account_keys, master_key, master_password_hash, unlock_user_key
+from vaultapi.clientcrypto import (
+    CryptoError,
+    SymmetricKey,
+    make_account_keys,
+    make_organization_keys,
+    master_key,
+    master_password_hash,
+    unlock_user_key,
+    unwrap_key,
+)
 
 
 def test_master_password_hash_depends_on_email_case_insensitively() -> None:
@@ -35,3 +44,18 @@ def test_enc_string_round_trip_and_tamper_detection() -> None:
         key.decrypt_text(f"2.{iv}|{flipped}|{mac}")
     with pytest.raises(CryptoError):
         SymmetricKey.generate().decrypt_text(sealed)
+
+
+def test_organization_key_is_shared_through_a_members_public_key_only() -> None:
+    member, stranger = make_account_keys("bob@example.com", "pw", 5000), make_account_keys("eve@example.com", "pw", 5000)
+    org = make_organization_keys()
+    wrapped = org.wrapped_for(member.public_key)
+    assert wrapped.startswith("4.") and wrapped != org.wrapped_for(member.public_key)  # OAEP is randomised
+    member_private = member.user_key.decrypt(member.encrypted_private_key)
+    assert unwrap_key(member_private, wrapped) == org.key
+    with pytest.raises(CryptoError):
+        unwrap_key(stranger.user_key.decrypt(stranger.encrypted_private_key), wrapped)
+    with pytest.raises(CryptoError):
+        unwrap_key(member_private, org.key.encrypt(b"x"))
+    # the organization's own private key is wrapped by its key, and pairs with its public key
+    assert org.key.decrypt(org.encrypted_private_key) and org.public_key != member.public_key

@@ -340,11 +340,14 @@ async def confirm(conn: asyncpg.Connection, target: asyncpg.Record, key: str) ->
 
 async def update(conn: asyncpg.Connection, target: asyncpg.Record, member_type: MemberType,
                  permissions: dict[str, bool] | None) -> None:
-    """The member's role; the member's devices resync (SyncVault) when it reaches the items."""
-    await conn.execute(
-        "UPDATE memberships SET type = $2, permissions = $3, access_all = $4, updated_at = now() WHERE id = $1",
-        target["id"], int(member_type), permissions, access_all_of(member_type, permissions))
-    if target["status"] == MemberStatus.CONFIRMED:
+    """The member's role; a confirmed member's devices sync (SyncVault) when it changed."""
+    changed = await conn.fetchval(
+        """
+        UPDATE memberships SET type = $2, permissions = $3, access_all = $4, updated_at = now()
+         WHERE id = $1 AND (type, permissions, access_all) IS DISTINCT FROM ($2, $3, $4)
+        RETURNING id
+        """, target["id"], int(member_type), permissions, access_all_of(member_type, permissions))
+    if changed and target["status"] == MemberStatus.CONFIRMED:
         await publish.access_changed(conn, [target["user_id"]])
 
 
