@@ -113,6 +113,9 @@ def _as_api_error(request: Request, exception: Exception) -> ApiError:
     if isinstance(exception, asyncpg.DataError):
         # values PostgreSQL cannot hold: NUL characters, numbers out of a column's range
         return ApiError("The request holds a value that cannot be stored.")
+    if isinstance(exception, asyncpg.ForeignKeyViolationError):
+        # what the request names was deleted by another request while this one ran
+        return ApiError("The request names something that no longer exists.")
     if isinstance(exception, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)):
         log.error("database unavailable: %s", exception)
         return ApiError("The service is temporarily unavailable.", status=503)

@@ -473,3 +473,141 @@ async def test_malformed_requests_on_open_routes(arena: Arena, data: st.DataObje
     reply = await send(arena.alice, method, path, content, content_type,
                        headers={k: v.encode("latin-1") if isinstance(v, str) else v for k, v in headers.items()})
     await arena.settle(reply)
+
+
+# ---- the fuzz on organization routes: Alice owns one, Bob another -----------------------------
+
+_SELECTION = {"id": "{collection}", "readOnly": False, "hidePasswords": True, "manage": False}
+_MEMBER_SELECTION = {"id": "{member}", "readOnly": True, "hidePasswords": False, "manage": False}
+
+#: (method, path, a well-formed body); {org}, {member}, {collection} and {cipher} are picked ids
+ORGANIZATION_ROUTES: list[tuple[str, str, Any]] = [
+    ("POST", "/api/organizations", {"name": "Fuzz", "billingEmail": "fuzz@example.com", "planType": 0,
+                                    "key": "4.a2V5", "keys": {"publicKey": "cHVi", "encryptedPrivateKey": "2.a|b|c"},
+                                    "collectionName": "2.a|b|c"}),
+    ("GET", "/api/organizations/{org}", None),
+    ("PUT", "/api/organizations/{org}", {"name": "Fuzz", "billingEmail": "fuzz@example.com",
+                                         "keys": {"publicKey": "cHVi", "encryptedPrivateKey": "2.a|b|c"}}),
+    ("DELETE", "/api/organizations/{org}", {"masterPasswordHash": "bm90IHRoZSBoYXNo"}),
+    ("GET", "/api/organizations/{org}/keys", None),
+    ("POST", "/api/organizations/{org}/keys", {"publicKey": "cHVi", "encryptedPrivateKey": "2.a|b|c"}),
+    ("POST", "/api/organizations/{org}/leave", None),
+    ("GET", "/api/organizations/{org}/groups", None),
+    ("POST", "/api/organizations/{org}/users/invite", {"emails": ["fuzzed@example.com"], "type": 4, "groups": [],
+                                                       "collections": [_SELECTION], "permissions": {"manageUsers": True}}),
+    ("GET", "/api/organizations/{org}/users", None),
+    ("GET", "/api/organizations/{org}/users/{member}", None),
+    ("POST", "/api/organizations/{org}/users/public-keys", {"ids": ["{member}"]}),
+    ("POST", "/api/organizations/{org}/users/{member}/confirm", {"key": "4.a2V5", "defaultUserCollectionName": None}),
+    ("POST", "/api/organizations/{org}/users/confirm", {"keys": [{"id": "{member}", "key": "4.a2V5"}]}),
+    ("PUT", "/api/organizations/{org}/users/{member}", {"type": 2, "collections": [_SELECTION], "groups": [],
+                                                        "permissions": None}),
+    ("PUT", "/api/organizations/{org}/users/{member}/revoke", None),
+    ("PUT", "/api/organizations/{org}/users/revoke", {"ids": ["{member}"]}),
+    ("PUT", "/api/organizations/{org}/users/{member}/restore/vnext", {"defaultUserCollectionName": None}),
+    ("PUT", "/api/organizations/{org}/users/restore", {"ids": ["{member}"]}),
+    ("DELETE", "/api/organizations/{org}/users/{member}", None),
+    ("DELETE", "/api/organizations/{org}/users", {"ids": ["{member}"]}),
+    ("GET", "/api/collections", None),
+    ("GET", "/api/organizations/{org}/collections", None),
+    ("GET", "/api/organizations/{org}/collections/details", None),
+    ("GET", "/api/organizations/{org}/collections/{collection}/details", None),
+    ("GET", "/api/organizations/{org}/collections/{collection}/users", None),
+    ("POST", "/api/organizations/{org}/collections", {"name": "2.a|b|c", "externalId": "x", "groups": [],
+                                                      "users": [_MEMBER_SELECTION]}),
+    ("PUT", "/api/organizations/{org}/collections/{collection}", {"name": "2.a|b|c", "users": [_MEMBER_SELECTION]}),
+    ("DELETE", "/api/organizations/{org}/collections/{collection}", None),
+    ("DELETE", "/api/organizations/{org}/collections", {"ids": ["{collection}"]}),
+    ("POST", "/api/organizations/{org}/collections/bulk-access", {"collectionIds": ["{collection}"], "groups": [],
+                                                                  "users": [_MEMBER_SELECTION]}),
+    ("POST", "/api/ciphers/create", {"cipher": "org item", "collectionIds": ["{collection}"]}),
+    ("PUT", "/api/ciphers/{cipher}/share", {"cipher": "org item", "collectionIds": ["{collection}"]}),
+    ("PUT", "/api/ciphers/{cipher}/collections_v2", {"collectionIds": ["{collection}"]}),
+    ("POST", "/api/ciphers/import-organization?organizationId={org}", {
+        "ciphers": ["org item"], "collections": [{"name": "2.a|b|c"}],
+        "collectionRelationships": [{"key": 0, "value": 0}], "folders": [], "folderRelationships": []}),
+    ("GET", "/api/ciphers/organization-details?organizationId={org}", None),
+]
+
+
+class OrganizationArena:
+    """Alice's organization and Bob's: Bob's, down to its rows, must come out as it was."""
+
+    def __init__(self, arena: Arena) -> None:
+        self.arena = arena
+
+    async def setup(self) -> OrganizationArena:
+        from tests.support.organizations import Organization
+
+        bob = self.arena.bob
+        self.theirs = await Organization.create(bob, "Bob's")
+        self.their_member = await self.theirs.invite("bob-invited@example.com")
+        self.their_item = (await bob.post("/api/ciphers/create", {
+            "cipher": bob.org_item(self.theirs.id, "Bob's shared"),
+            "collectionIds": [self.theirs.default_collection]})).json()["id"]
+        self.mine = await Organization.create(self.arena.alice, "Alice's")
+        await self.targets()
+        self.arena.bob_seen = await self.bob_state()
+        self.arena.alice_seen = await vault_bytes(self.arena.alice)
+        return self
+
+    async def targets(self) -> None:
+        """Alice's organization, a collection and an invited member, made again when the fuzz
+        took them away."""
+        alice, org = self.arena.alice, self.mine
+        collections = (await alice.get(f"{org.path}/collections")).json()["data"]
+        self.collection = collections[0]["id"] if collections else await org.collection("Again")
+        listed = (await alice.get(f"{org.path}/users")).json()["data"]
+        invited = [m["id"] for m in listed if m["email"] != alice.email]
+        self.member = invited[0] if invited else await org.invite("target@example.com")
+
+    async def bob_state(self) -> tuple[Any, ...]:
+        rows = await self.arena.db.fetchrow(
+            """
+            SELECT (SELECT jsonb_agg(m ORDER BY m.id) FROM memberships m WHERE organization_id = $1)::text,
+                   (SELECT jsonb_agg(c ORDER BY c.id) FROM collections c WHERE organization_id = $1)::text,
+                   (SELECT jsonb_agg(g ORDER BY g.collection_id) FROM collection_members g
+                     WHERE organization_id = $1)::text,
+                   (SELECT jsonb_agg(c ORDER BY c.id) FROM ciphers c WHERE organization_id = $1)::text
+            """, uuid.UUID(self.theirs.id))
+        return (*await self.arena.bob_state(), *rows)
+
+    def pick(self, data: st.DataObject, kind: str) -> str:
+        own = {"org": self.mine.id, "member": self.member, "collection": self.collection}[kind]
+        theirs = {"org": self.theirs.id, "member": self.their_member, "collection": self.theirs.default_collection}[kind]
+        return data.draw(st.sampled_from([own, own, own, own.upper(), theirs, theirs, str(uuid.uuid4()), "not-a-uuid",
+                                          "00000000-0000-0000-0000-000000000000", f"{theirs}\x00"]), label=kind)
+
+
+@pytest.fixture
+async def org_arena(arena: Arena, events: EventListener) -> AsyncIterator[OrganizationArena]:
+    made = await OrganizationArena(arena).setup()
+    await drain(events)
+    yield made
+    # nothing the fuzz did reached Bob's organization
+    assert [e for e in await drain(events) if e.org_id == made.theirs.id] == []
+
+
+@settings(_FUZZ, max_examples=150)
+@given(data=st.data())
+async def test_malformed_requests_on_organization_routes(org_arena: OrganizationArena, data: st.DataObject) -> None:
+    arena = org_arena.arena
+    method, template, body_template = data.draw(st.sampled_from(ORGANIZATION_ROUTES), label="route")
+    ids = {f"{{{kind}}}": org_arena.pick(data, kind) for kind in ("org", "member", "collection")}
+    ids["{cipher}"] = arena.pick_id(data, "cipher")
+    organization_id = ids["{org}"]
+    item = arena.alice.org_item(org_arena.mine.id, "Fuzzed") if organization_id != org_arena.theirs.id \
+        else {**arena.alice.login_item("Fuzzed"), "organizationId": organization_id}
+    names = {"org item": item, **ids, **arena.victim_names}
+    content, content_type = (None, None) if body_template is None and data.draw(st.booleans(), label="no body") \
+        else _body(data, body_template, names)
+    reply = await send(arena.alice, method, _path(template, ids), content, content_type)
+    assert reply.status_code < 500, (method, template, reply.status_code, reply.text)
+    if reply.status_code >= 400:
+        assert_error_shape(reply)
+        assert await vault_bytes(arena.alice) == arena.alice_seen, (method, template, reply.text)
+    else:
+        await arena.alice_targets()
+        await org_arena.targets()
+        arena.alice_seen = await vault_bytes(arena.alice)
+    assert await org_arena.bob_state() == arena.bob_seen, (method, template)
