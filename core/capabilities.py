@@ -9,7 +9,7 @@ one assignment (or a test's monkeypatch) changes every answer.
 
 from __future__ import annotations
 
-__all__ = ["LOGIN_WITH_DEVICE", "PREMIUM", "organization_features"]
+__all__ = ["LOGIN_WITH_DEVICE", "ORGANIZATION_TOTP", "PREMIUM", "organization_features"]
 
 #: The ``premium`` access-token claim and profile flag. Premium makes the clients offer file
 #: attachments, archive, emergency access, file Sends and the premium two-step providers, none of
@@ -22,6 +22,11 @@ PREMIUM = False
 #: login page offer "Log in with device", which needs the auth request endpoints.
 LOGIN_WITH_DEVICE = False
 
+#: An organization's ``useTotp``, and every item's ``organizationUseTotp``: TOTP codes are made by
+#: the clients, so items may show them. Off, an organization would also count as a free one, with
+#: upgrade prompts.
+ORGANIZATION_TOTP = True
+
 
 def organization_features() -> dict[str, bool]:
     """The feature gates of an organization, as its profile entry and its reply state them.
@@ -30,9 +35,7 @@ def organization_features() -> dict[str, bool]:
     pgwarden, each false one has no endpoints yet (groups, policies, events, SSO, API keys,
     account recovery, Secrets Manager...)."""
     return {
-        # codes are made by the clients; false would also mark the organization as a free one,
-        # with upgrade prompts and the codes of its items hidden
-        "useTotp": True,
+        "useTotp": ORGANIZATION_TOTP,
         "usePasswordManager": True,
         # the Custom role, with the permissions pgwarden enforces (vaultapi/models/memberships.py)
         "useCustomPermissions": True,

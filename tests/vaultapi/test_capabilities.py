@@ -92,3 +92,15 @@ async def test_config_turns_no_feature_flag_on(api: str) -> None:
         config = (await http.get("/api/config")).json()
     # a missing flag takes the client's default, which is off for every flag
     assert [name for name, value in config["featureStates"].items() if value] == []
+
+
+async def test_organization_gates_open_only_what_works(alice: BitwardenClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Members get premium features from an organization only when premium exists; TOTP codes
+    (made by the clients) may show, which also keeps the organization from looking like a free one."""
+    made = await alice.create_organization()
+    [entry] = (await alice.sync())["profile"]["organizations"]
+    assert (entry["usersGetPremium"], entry["useTotp"], made["useTotp"]) == (False, True, True)
+    assert not any(entry[gate] for gate in ("useGroups", "usePolicies", "useEvents", "useSso", "useApi",
+                                             "useResetPassword", "useSecretsManager", "use2fa", "useScim"))
+    monkeypatch.setattr(capabilities, "PREMIUM", True)
+    assert (await alice.sync())["profile"]["organizations"][0]["usersGetPremium"] is True

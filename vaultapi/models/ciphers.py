@@ -213,7 +213,7 @@ def _content_json(row: asyncpg.Record) -> dict[str, Any]:
         "attachments": None,
         # Without premium the clients hide an item's TOTP code unless this says the code may be
         # shown; generating codes needs nothing from the server, so every item may show them.
-        "organizationUseTotp": capabilities.organization_features()["useTotp"],
+        "organizationUseTotp": capabilities.ORGANIZATION_TOTP,
         "revisionDate": iso(row["revision_date"]),
         "creationDate": iso(row["creation_date"]),
         "deletedDate": iso(row["deleted_date"]),
