@@ -134,6 +134,8 @@ async def test_bulk_share(alice: BitwardenClient, bob: BitwardenClient, events, 
                 "collectionIds": [org.default_collection], "encryptedFor": bob_id}
 
     assert (await bob.put("/api/ciphers/share", body(items[0]["id"], alices["id"]))).status_code == 404
+    foreign = {**body(items[0]["id"]), "encryptedFor": await user_id_of(alice)}
+    assert (await bob.put("/api/ciphers/share", foreign)).status_code == 400
     await events.nothing()
     reply = await bob.put("/api/ciphers/share", body(*(item["id"] for item in items)))
     assert reply.status_code == 200, reply.text

@@ -208,6 +208,8 @@ async def share_ciphers(request: Request) -> HTTPResponse:
         body.list("ciphers", required=True)
     collection_ids = _collection_ids(body)
     caller = request.ctx.caller
+    if body.uuid("encryptedFor") not in (None, caller.user_id):
+        raise ApiError("Cipher was not encrypted for the current user. Please try again.", field="encryptedFor")
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         shared = await ciphers.share_many(conn, caller.user_id, items, collection_ids)
     # the clients read only the id and the new revision date of each
