@@ -73,7 +73,6 @@ class CipherInput:
         reprompt = body.int("reprompt", default=0)
         if reprompt not in (0, 1):
             raise ApiError("reprompt must be 0 or 1.", field="reprompt")
-        last_known = body.str("lastKnownRevisionDate", max_length=64)
         return cls(
             type=cipher_type,
             data=data,
@@ -81,14 +80,30 @@ class CipherInput:
             reprompt=reprompt,
             folder_id=body.uuid("folderId"),
             favorite=body.bool("favorite"),
-            last_known_revision_date=parse_iso(last_known) if last_known else None,
+            last_known_revision_date=_date(body.get("lastKnownRevisionDate"), "lastKnownRevisionDate"),
         )
 
     def check_not_stale(self, row: asyncpg.Record) -> None:
-        """Refuse an edit made on an older copy than the stored one (a second of slack)."""
+        """Refuse an edit made on another copy than the stored one.
+
+        As the Bitwarden server compares them (CipherService.ValidateCipherLastKnownRevisionDate):
+        the dates may differ by a second either way, for clocks and rounding to milliseconds; a
+        date further ahead is refused as much as one behind, since no client holds a copy newer
+        than the server's. A client that sends no date is not checked."""
         known = self.last_known_revision_date
-        if known is not None and (row["revision_date"] - known).total_seconds() > 1:
+        if known is not None and abs((row["revision_date"] - known).total_seconds()) > 1:
             raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
+
+
+def _date(value: Any, field: str, *, required: bool = False) -> datetime | None:
+    if value is None:
+        if required:
+            raise ApiError(f"The {field} field is required.", field=field)
+        return None
+    date = parse_iso(value) if isinstance(value, str) and len(value) <= 64 else None
+    if date is None:
+        raise ApiError(f"{field} is not a valid date.", field=field)
+    return date
 
 
 def cipher_json(row: asyncpg.Record, user_id: uuid.UUID) -> dict[str, Any]:
