@@ -79,6 +79,9 @@ class Config:
         "SIGNUPS_ALLOWED", True, _bool, "Whether anyone may register an account.")
     access_token_lifetime: int = _setting(
         "ACCESS_TOKEN_LIFETIME", 7200, _positive, "Seconds an access token is valid.")
+    max_items_per_user: int = _setting(
+        "MAX_ITEMS_PER_USER", 50_000, _positive,
+        "Items (ciphers) one user's vault may hold, deleted ones in the trash included.")
     hub_handshake_timeout: int = _setting(
         "HUB_HANDSHAKE_TIMEOUT", 15, _positive,
         "Seconds a hub connection has to send its SignalR handshake.")

@@ -18,7 +18,7 @@ from sanic.response import HTTPResponse
 from core.access import AccessDenied, Caller, authenticate, bearer_token
 from vaultapi.errors import Unauthorized
 
-__all__ = ["Caller", "authorized", "caller_of", "hash_refresh_token", "new_refresh_token"]
+__all__ = ["Caller", "authorized", "caller_of", "hash_refresh_token", "needs_caller", "new_refresh_token"]
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
 
@@ -39,10 +39,18 @@ def authorized(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def checked(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-        request.ctx.caller = await caller_of(request)
+        # checked already when the request has a body: before it was read (vaultapi.app)
+        if getattr(request.ctx, "caller", None) is None:
+            request.ctx.caller = await caller_of(request)
         return await handler(request, *args, **kwargs)
 
+    checked.needs_caller = True  # type: ignore[attr-defined]
     return checked
+
+
+def needs_caller(handler: Any) -> bool:
+    """Whether a route's handler is wrapped by :func:`authorized`."""
+    return getattr(handler, "needs_caller", False)
 
 
 def new_refresh_token() -> str:

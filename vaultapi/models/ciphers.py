@@ -1,28 +1,38 @@
 """The ciphers table: what a client may send, its wire shape, and owner-scoped finders.
 
 The encrypted fields are the client's business: they are kept as the JSON the client sent
-(column data) and handed back unchanged. Placement (folder, favorite) is per user.
+(column data) and handed back unchanged. What the server does check is what the Bitwarden
+server checks: each encrypted field is an EncString within its maximum length (vaultapi.limits),
+the dates are dates, and the whole item stays within the size Bitwarden allows one item.
+Placement (folder, favorite) is per user.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from sanic.response import json_dumps
 
-from vaultapi.body import Body
+from vaultapi import limits
+from vaultapi.body import Body, check_enc_string
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import folders
 
 __all__ = [
     "CipherInput",
+    "ImportInput",
     "check_folder",
+    "check_room",
     "cipher_json",
+    "encoded_by_user",
     "find_by_id_and_user",
     "find_by_user",
     "require",
@@ -33,7 +43,7 @@ Conn = asyncpg.Connection | asyncpg.Pool
 
 #: cipher type -> the key of its type-specific object
 TYPE_FIELDS = {1: "login", 2: "secureNote", 3: "card", 4: "identity", 5: "sshKey"}
-_COMMON_FIELDS = {"name": str, "notes": str, "fields": list, "passwordHistory": list}
+_COMMON_FIELDS = ("name", "notes", "fields", "passwordHistory")
 
 
 @dataclass(frozen=True)
@@ -55,28 +65,29 @@ class CipherInput:
             raise ApiError(f"Unknown cipher type {cipher_type}.", field="type")
         if body.get("organizationId") is not None:
             raise ApiError("Organizations are not supported by this server.", field="organizationId")
-        body.str("name", required=True)
-        data: dict[str, Any] = {}
-        for field, kind in _COMMON_FIELDS.items():
-            value = body.get(field)
-            if value is not None and not isinstance(value, kind):
-                raise ApiError(f"{field} has the wrong type.", field=field)
-            data[field] = value
-        for field in TYPE_FIELDS.values():
-            value = body.get(field)
-            if value is not None and not isinstance(value, dict):
-                raise ApiError(f"{field} must be an object.", field=field)
-            data[field] = value
+        body.enc_string("name", required=True, max_length=limits.CIPHER["name"])
+        body.enc_string("notes", max_length=limits.CIPHER["notes"])
+        data: dict[str, Any] = {"name": body.get("name"), "notes": body.get("notes")}
+        for field, shape in _LISTS.items():
+            shape.check_list(body.get(field), field)
+            data[field] = body.get(field)
+        for field, shape in _TYPE_SHAPES.items():
+            if body.get(field) is not None:
+                shape.check(body.get(field), field)
+            data[field] = body.get(field)
         if data[TYPE_FIELDS[cipher_type]] is None:
             raise ApiError(f"A cipher of type {cipher_type} needs {TYPE_FIELDS[cipher_type]}.",
                            field=TYPE_FIELDS[cipher_type])
+        if len(json.dumps(data, separators=(",", ":"))) > limits.MAX_ITEM_DATA:
+            raise ApiError(f"The item is larger than the {limits.MAX_ITEM_DATA} characters an item may hold.",
+                           field="data")
         reprompt = body.int("reprompt", default=0)
         if reprompt not in (0, 1):
             raise ApiError("reprompt must be 0 or 1.", field="reprompt")
         return cls(
             type=cipher_type,
             data=data,
-            key=body.str("key", max_length=10_000),
+            key=body.enc_string("key", max_length=limits.CIPHER_KEY),
             reprompt=reprompt,
             folder_id=body.uuid("folderId"),
             favorite=body.bool("favorite"),
@@ -95,6 +106,100 @@ class CipherInput:
             raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
 
 
+@dataclass(frozen=True)
+class ImportInput:
+    """An import as a client sends it: items, folders, and which item goes in which folder."""
+
+    items: list[CipherInput]
+    #: (the id the client gave, or None; the encrypted name), in the client's order
+    folders: list[tuple[str | None, str]]
+    #: item index -> folder index
+    relations: dict[int, int]
+
+    @classmethod
+    async def parse(cls, body: Body, max_items: int) -> ImportInput:
+        """Every entry checked as its own route would check it; the whole refused at the first fault.
+
+        Long lists are checked in slices (vaultapi.limits.Pacer), so others keep their turns."""
+        pacer = limits.Pacer()
+        raw_items, raw_folders = body.list("ciphers") or [], body.list("folders") or []
+        raw_relations = body.list("folderRelationships") or []
+        # counted before any entry is read: each costs work
+        if len(raw_items) > max_items:
+            raise ApiError(f"An import may hold at most {max_items} items.", field="ciphers")
+        if len(raw_folders) > max_items:
+            raise ApiError(f"An import may hold at most {max_items} folders.", field="folders")
+        if len(raw_relations) > len(raw_items):
+            raise ApiError("An item can be placed in one folder only.", field="folderRelationships")
+        items = []
+        for index, item in enumerate(raw_items):
+            with _inside(f"ciphers[{index}]"):
+                items.append(CipherInput.parse(_entry(item)))
+            await pacer.pace()
+        named: list[tuple[str | None, str]] = []
+        for index, folder in enumerate(raw_folders):
+            with _inside(f"folders[{index}]"):
+                folder = _entry(folder)
+                name = folder.enc_string("name", required=True, max_length=limits.FOLDER_NAME)
+            given = folder.get("id")
+            named.append((given if isinstance(given, str) else None, name))
+            await pacer.pace()
+        relations: dict[int, int] = {}
+        for index, relation in enumerate(raw_relations):
+            with _inside(f"folderRelationships[{index}]"):
+                pair = _entry(relation)
+                item, folder = pair.int("key", required=True), pair.int("value", required=True)
+            if not (0 <= item < len(items) and 0 <= folder < len(named)):
+                raise ApiError("A folder relationship points outside the import.", field="folderRelationships")
+            relations[item] = folder
+            await pacer.pace()
+        return cls(items, named, relations)
+
+
+# ---- what an item may hold -------------------------------------------------------------------
+# A shape checks one JSON object of an item. Keys are matched without regard to case (older
+# clients write PascalCase), and every spelling is checked, since each is stored. Keys it does
+# not know are kept as sent: the size limit of the whole item bounds them. Errors name the
+# place with the camelCase names (login.uris[0].uri), never with what the client wrote.
+
+_FieldCheck = Callable[[Any, str], None]
+
+
+class _Shape:
+    def __init__(self, checks: dict[str, _FieldCheck]) -> None:
+        self.checks = checks
+        self._by_lower = {name.lower(): name for name in checks}
+
+    def check(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ApiError(f"{where} must be an object.", field=where)
+        seen = set()
+        for key, inner in value.items():
+            name = self._by_lower.get(key.lower())
+            if name is not None:
+                seen.add(name)
+                self.checks[name](inner, f"{where}.{name}")
+        for name in self.checks.keys() - seen:
+            # absent is null: a required field is refused here
+            self.checks[name](None, f"{where}.{name}")
+
+    def check_list(self, value: Any, where: str) -> None:
+        if value is None:
+            return
+        if not isinstance(value, list):
+            raise ApiError(f"{where} must be a list.", field=where)
+        for index, entry in enumerate(value):
+            self.check(entry, f"{where}[{index}]")
+
+
+def _encrypted(lengths: dict[str, int], *, required: tuple[str, ...] = ()) -> dict[str, _FieldCheck]:
+    def check(max_length: int, needed: bool) -> _FieldCheck:
+        def encrypted(value: Any, where: str) -> None:
+            check_enc_string(value, where, max_length, required=needed)
+        return encrypted
+    return {name: check(length, name in required) for name, length in lengths.items()}
+
+
 def _date(value: Any, field: str, *, required: bool = False) -> datetime | None:
     if value is None:
         if required:
@@ -104,6 +209,61 @@ def _date(value: Any, field: str, *, required: bool = False) -> datetime | None:
     if date is None:
         raise ApiError(f"{field} is not a valid date.", field=field)
     return date
+
+
+def _optional_date(value: Any, where: str) -> None:
+    _date(value, where)
+
+
+def _required_date(value: Any, where: str) -> None:
+    _date(value, where, required=True)
+
+
+def _number(value: Any, where: str) -> None:
+    # an enum or an int on the Bitwarden server: a JSON number beyond 32 bits does not bind there
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not -2**31 <= value < 2**31):
+        raise ApiError(f"{where} must be a whole number.", field=where)
+
+
+def _flag(value: Any, where: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(f"{where} must be true or false.", field=where)
+
+
+_FIELD = _Shape({**_encrypted(limits.FIELD), "type": _number, "linkedId": _number})
+_PASSWORD_HISTORY = _Shape({**_encrypted(limits.PASSWORD_HISTORY, required=("password",)),
+                            "lastUsedDate": _required_date})
+_LOGIN_URI = _Shape({**_encrypted(limits.LOGIN_URI), "match": _number})
+_FIDO2_CREDENTIAL = _Shape({**_encrypted(limits.FIDO2_CREDENTIAL), "creationDate": _required_date})
+#: the lists common to every item
+_LISTS = {"fields": _FIELD, "passwordHistory": _PASSWORD_HISTORY}
+#: the object of each item type
+_TYPE_SHAPES = {
+    "login": _Shape({**_encrypted(limits.LOGIN), "uris": _LOGIN_URI.check_list,
+                     "passwordRevisionDate": _optional_date, "autofillOnPageLoad": _flag,
+                     "fido2Credentials": _FIDO2_CREDENTIAL.check_list}),
+    "secureNote": _Shape({"type": _number}),
+    "card": _Shape(_encrypted(limits.CARD)),
+    "identity": _Shape(_encrypted(limits.IDENTITY)),
+    "sshKey": _Shape(_encrypted(limits.SSH_KEY)),
+}
+
+
+def _entry(value: Any) -> Body:
+    if not isinstance(value, dict):
+        raise ApiError("Every entry must be an object.")
+    return Body(value)
+
+
+@contextmanager
+def _inside(prefix: str) -> Iterator[None]:
+    """Errors raised within name their field inside the entry at prefix (ciphers[3].notes)."""
+    try:
+        yield
+    except ApiError as error:
+        field = f"{prefix}.{error.field}" if error.field else prefix
+        raise ApiError(error.message, status=error.status, field=field) from None
 
 
 def cipher_json(row: asyncpg.Record, user_id: uuid.UUID) -> dict[str, Any]:
@@ -138,6 +298,40 @@ def cipher_json(row: asyncpg.Record, user_id: uuid.UUID) -> dict[str, Any]:
 
 async def find_by_user(conn: Conn, user_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM ciphers WHERE user_id = $1 ORDER BY creation_date, id", user_id)
+
+
+# data as text: decoded row by row below, between turns of the other requests, not all at once
+_BY_USER_AS_TEXT = """
+    SELECT id, type, data::text AS data, key, reprompt, folders, favorites, revision_date, creation_date,
+           deleted_date
+      FROM ciphers WHERE user_id = $1 ORDER BY creation_date, id
+"""
+
+
+async def encoded_by_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[bytes]:
+    """Every item of the user as encoded cipher JSON, in list order (needs a transaction).
+
+    A vault can be tens of megabytes: its rows come through a cursor and each is decoded and
+    encoded on its own, so no step holds the event loop for long."""
+    pacer = limits.Pacer()
+    encoded = []
+    async for row in conn.cursor(_BY_USER_AS_TEXT, user_id, prefetch=100):
+        record = dict(row)
+        record["data"] = json.loads(record["data"])
+        encoded.append(json_dumps(cipher_json(record, user_id)).encode())
+        await pacer.pace()
+    return encoded
+
+
+async def check_room(conn: asyncpg.Connection, user_id: uuid.UUID, adding: int, limit: int) -> None:
+    """Refuse a write that would take the user's vault past limit items (MAX_ITEMS_PER_USER).
+
+    The user's row stays locked to the end of the transaction, so two writes cannot both take
+    the last place. Call it after any folder lock: every write takes folders before the user."""
+    await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
+    held = await conn.fetchval("SELECT count(*) FROM ciphers WHERE user_id = $1", user_id)
+    if held + adding > limit:
+        raise ApiError(f"A vault may hold at most {limit} items.")
 
 
 async def find_by_id_and_user(conn: Conn, cipher_id: uuid.UUID, user_id: uuid.UUID) -> asyncpg.Record | None:

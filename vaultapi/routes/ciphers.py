@@ -16,10 +16,11 @@ from sanic.response import HTTPResponse, empty, json
 from db.events import PushType
 from vaultapi.auth import authorized
 from vaultapi.body import Body
-from vaultapi.database import write
+from vaultapi.database import encode_in_batches, write
 from vaultapi.errors import ApiError
 from vaultapi.models import ciphers, folders
-from vaultapi.models.ciphers import CipherInput
+from vaultapi.models.ciphers import CipherInput, ImportInput
+from vaultapi.replies import send_json_with_items
 
 __all__ = ["bp"]
 
@@ -41,6 +42,7 @@ async def _create(request: Request, cipher: CipherInput) -> HTTPResponse:
     folder_map, favorites = _placement(cipher, caller.user_id)
     async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         await ciphers.check_folder(conn, cipher.folder_id, caller.user_id)
+        await ciphers.check_room(conn, caller.user_id, 1, request.app.ctx.config.max_items_per_user)
         row = await conn.fetchrow(
             """
             INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
@@ -54,9 +56,10 @@ async def _create(request: Request, cipher: CipherInput) -> HTTPResponse:
 
 @bp.get("")
 @authorized
-async def list_ciphers(request: Request) -> HTTPResponse:
-    user_id = request.ctx.caller.user_id
-    return json(_list_json(await ciphers.find_by_user(request.app.ctx.pool, user_id), user_id))
+async def list_ciphers(request: Request) -> None:
+    async with request.app.ctx.pool.acquire() as conn, conn.transaction(readonly=True):
+        items = await ciphers.encoded_by_user(conn, request.ctx.caller.user_id)
+    await send_json_with_items(request, {"data": None, "object": "list", "continuationToken": None}, "data", items)
 
 
 @bp.post("")
@@ -219,19 +222,12 @@ async def delete_ciphers(request: Request) -> HTTPResponse:
 @bp.post("/import")
 @authorized
 async def import_ciphers(request: Request) -> HTTPResponse:
-    """Folders and items in two statements and one SyncVault, however many there are."""
-    body = Body.of(request)
+    """Folders and items in a few large statements, one SyncVault however many there are."""
     caller = request.ctx.caller
     owner = str(caller.user_id)
-    items = [CipherInput.parse(_object(item, "ciphers")) for item in body.list("ciphers") or []]
-    folder_bodies = [_object(item, "folders") for item in body.list("folders") or []]
-    relations: dict[int, int] = {}
-    for relation in body.list("folderRelationships") or []:
-        pair = _object(relation, "folderRelationships")
-        item, folder = pair.int("key", required=True), pair.int("value", required=True)
-        if not (0 <= item < len(items) and 0 <= folder < len(folder_bodies)):
-            raise ApiError("A folder relationship points outside the import.", field="folderRelationships")
-        relations[item] = folder
+    max_items = request.app.ctx.config.max_items_per_user
+    imported = await ImportInput.parse(await Body.receive(request), max_items)
+    items, relations = imported.items, imported.relations
 
     async with write(request.app.ctx.pool, caller.device_identifier) as conn:
         # however few items come, the triggers publish one SyncVault, not an item's event
@@ -240,28 +236,30 @@ async def import_ciphers(request: Request) -> HTTPResponse:
         existing = {str(row["id"]) for row in await folders.find_by_user(conn, caller.user_id, keep=True)}
         folder_ids: list[str] = []
         new_folders: list[dict[str, str]] = []
-        for folder in folder_bodies:
-            given = folder.get("id")
-            if isinstance(given, str) and given.lower() in existing:
+        for given, name in imported.folders:
+            if given is not None and given.lower() in existing:
                 folder_ids.append(given.lower())
                 continue
             folder_id = str(uuid.uuid4())
             folder_ids.append(folder_id)
-            new_folders.append({"id": folder_id, "name": folder.str("name", required=True)})
-        if new_folders:
+            new_folders.append({"id": folder_id, "name": name})
+        for names in await encode_in_batches(new_folders):
             await conn.execute(
                 "INSERT INTO folders (id, user_id, name)"
                 " SELECT id, $1, name FROM jsonb_to_recordset($2::jsonb) AS f(id uuid, name text)",
-                caller.user_id, new_folders)
-        rows = [
+                caller.user_id, names)
+        await ciphers.check_room(conn, caller.user_id, len(items), max_items)
+        batches = await encode_in_batches(
             {
                 "type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
                 "folders": {owner: folder_ids[relations[index]]} if index in relations else {},
                 "favorites": {owner: True} if item.favorite else {},
             }
             for index, item in enumerate(items)
-        ]
-        if rows:
+        )
+        # one statement per batch; the events of one transaction all carry its now(), so the
+        # statements still publish one SyncVault
+        for rows in batches:
             await conn.execute(
                 """
                 INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
@@ -275,9 +273,3 @@ async def import_ciphers(request: Request) -> HTTPResponse:
         await conn.execute(
             "INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", caller.user_id, PushType.SYNC_VAULT)
     return empty(status=200)
-
-
-def _object(value: Any, field: str) -> Body:
-    if not isinstance(value, dict):
-        raise ApiError(f"Every entry of {field} must be an object.", field=field)
-    return Body(value)
