@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from db import migrate  # noqa: E402
 from db.embedded import resolve_database_url  # noqa: E402
 from db.events import CHANNEL  # noqa: E402
-from core.tokens import TokenIssuer, ensure_signing_keys  # noqa: E402
+from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
+from core.tokens import TokenIssuer  # noqa: E402
 from wshub.codec import Invocation, MessagePackProtocol, MessageReader  # noqa: E402
 
 SCRATCH = f"pgwarden_bench_{os.getpid()}"
@@ -125,8 +126,8 @@ def floor_worker(database_url: str, ready: Any, stop: Any, results: Any) -> None
 async def seed(url: str, fan_connections: int) -> tuple[str, str, list[str], list[str]]:
     conn = await asyncpg.connect(url)
     try:
-        keys = await ensure_signing_keys(conn)
-        issuer = TokenIssuer(keys.private_key_pem, f"{DOMAIN}|login", 3600)
+        await ensure_signing_key(conn)
+        issuer = TokenIssuer(await load_signing_key(conn, None), f"{DOMAIN}|login", 3600)
         users = []
         for name in ("probe", "fan"):
             row = await conn.fetchrow(

@@ -75,7 +75,7 @@ async def single_item_updates(url: str, pairs: list, writers: int, seconds: floa
         try:
             while time.perf_counter() < deadline:
                 async with conn.transaction():
-                    await conn.execute("SELECT set_config('pgwarden.context_id', 'bench-device', true)")
+                    await conn.execute("SELECT set_config('pgwarden.device_identifier', 'bench-device', true)")
                     await conn.execute("UPDATE ciphers SET reprompt = 1 - reprompt WHERE id = $1", cipher)
                 counts[index] += 1
         finally:

@@ -10,15 +10,19 @@ The token comes as an ``Authorization: Bearer`` header or, for WebSockets opened
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from core import capabilities
 from core.tokens import TokenError, TokenVerifier
 
-__all__ = ["AccessDenied", "Caller", "access_claims", "authenticate", "bearer_token"]
+__all__ = ["AccessDenied", "Caller", "access_claims", "authenticate", "bearer_token", "find_stamp"]
+
+#: Reads the account of a token's subject: the hub its id and stamp, the API the whole row.
+UserFinder = Callable[[asyncpg.Pool, uuid.UUID], Awaitable[asyncpg.Record | None]]
 
 
 class AccessDenied(Exception):
@@ -33,6 +37,7 @@ class AccessDenied(Exception):
 class Caller:
     """The account behind a valid token, and the device the token was issued to."""
 
+    #: What the check's finder read of the account: id and security_stamp at least.
     user: asyncpg.Record
     #: The client's own device identifier: its changes carry it, so it can ignore their echo.
     device_identifier: str | None
@@ -53,17 +58,26 @@ def bearer_token(query: Mapping[str, Any], headers: Mapping[str, str], *, allow_
     return None
 
 
-async def authenticate(token: str | None, verifier: TokenVerifier, pool: asyncpg.Pool) -> Caller:
+async def find_stamp(db: asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """What a token check needs of the account, and all the hub's database role may read of it
+    (docs/security.md)."""
+    return await db.fetchrow("SELECT id, security_stamp FROM users WHERE id = $1", user_id)
+
+
+async def authenticate(
+    token: str | None, verifier: TokenVerifier, pool: asyncpg.Pool, *, find_user: UserFinder = find_stamp
+) -> Caller:
+    """The caller behind a valid token; ``find_user`` reads the account (the API: all of it)."""
     if not token:
         raise AccessDenied("no access token")
     try:
-        claims = verifier.verify(token)
+        claims = await verifier.verify(token)
         user_id = uuid.UUID(str(claims["sub"]))
     except TokenError as error:
         raise AccessDenied(f"invalid access token: {error}") from None
     except ValueError:
         raise AccessDenied("token subject is not a user id") from None
-    user = await pool.fetchrow("SELECT * FROM users WHERE id = $1", user_id)
+    user = await find_user(pool, user_id)
     if user is None:
         raise AccessDenied("no such user")
     if str(user["security_stamp"]) != claims.get("sstamp"):
@@ -79,7 +93,7 @@ def access_claims(user: Mapping[str, Any], device_identifier: str, client_id: st
         "email": user["email"],
         "email_verified": user["email_verified"],
         "name": user["name"] or "",
-        "premium": True,
+        "premium": capabilities.PREMIUM,
         "device": device_identifier,
         "sstamp": str(user["security_stamp"]),
         "client_id": client_id,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Config", "ConfigError", "redact_dsn"]
+__all__ = ["Config", "ConfigError", "Secret", "redact_dsn", "web_origin"]
 
 
 class ConfigError(ValueError):
@@ -24,6 +24,31 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return "invalid configuration:\n  " + "\n  ".join(self.problems)
+
+
+class Secret:
+    """A setting kept out of reprs and logs; ``reveal()`` hands it to the one place that uses it."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+def _readable_file(text: str) -> str:
+    try:
+        with open(text, encoding="utf-8") as file:
+            if not file.read().strip("\r\n"):
+                raise ValueError(f"{text} is empty")
+    except OSError as error:
+        raise ValueError(f"cannot read {text}: {error.strerror}") from None
+    return text
 
 
 def _bool(text: str) -> bool:
@@ -53,8 +78,46 @@ def _header_name(text: str) -> str | None:
     return None if text.strip().lower() == "none" else text.strip()
 
 
-def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "cast": cast, "doc": doc})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def web_origin(url: str) -> str:
+    """The origin of a URL as a browser sends it in ``Origin``: scheme and host lowercased, no
+    default port, no path."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    port = parts.port  # raises ValueError for a bad port
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS[parts.scheme]) else f":{port}")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = []
+    for item in text.replace(",", " ").split():
+        parts = urlsplit(item)
+        # an origin names a site, never a page: a path, query or credentials means a mistake
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
+        origins.append(web_origin(item))
+    return tuple(origins)
+
+
+def _url(text: str) -> str:
+    web_origin(text)
+    return text.strip()
+
+
+def _token(text: str) -> str:
+    token = text.strip()
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ValueError("expected at least 16 characters without spaces (e.g. `openssl rand -hex 32`)")
+    return token
+
+
+def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
+    # a secret stays out of the repr, so a logged or printed Config does not carry it
+    return field(default=default, repr=not secret, metadata={"env": env, "cast": cast, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -65,7 +128,7 @@ class Config:
     data_folder: str = _setting(
         "DATA_FOLDER", "data", str, "Where the embedded PostgreSQL keeps its files.")
     domain: str = _setting(
-        "DOMAIN", "http://localhost", str,
+        "DOMAIN", "http://localhost", _url,
         "The public URL clients use (scheme and host, optional path); names the token issuer.")
     api_address: str = _setting("API_ADDRESS", "0.0.0.0", str, "Address the REST API listens on.")
     api_port: int = _setting("API_PORT", 80, _port, "Port the REST API listens on.")
@@ -79,6 +142,16 @@ class Config:
         "SIGNUPS_ALLOWED", True, _bool, "Whether anyone may register an account.")
     access_token_lifetime: int = _setting(
         "ACCESS_TOKEN_LIFETIME", 7200, _positive, "Seconds an access token is valid.")
+    refresh_token_lifetime: int = _setting(
+        "REFRESH_TOKEN_LIFETIME", 2592000, _positive,
+        "Seconds a refresh token stays valid unused; each use starts the time again (30 days).")
+    login_ratelimit_seconds: int = _setting(
+        "LOGIN_RATELIMIT_SECONDS", 60, _positive,
+        "Seconds, on average, between master password attempts from one address or for one account,"
+        " once the burst is spent.")
+    login_ratelimit_max_burst: int = _setting(
+        "LOGIN_RATELIMIT_MAX_BURST", 10, _positive,
+        "Master password attempts one address or account may make in a burst, before it must wait.")
     max_items_per_user: int = _setting(
         "MAX_ITEMS_PER_USER", 50_000, _positive,
         "Items (ciphers) one user's vault may hold, deleted ones in the trash included.")
@@ -94,10 +167,24 @@ class Config:
     hub_send_queue: int = _setting(
         "HUB_SEND_QUEUE", 256, _positive,
         "Messages queued for one slow hub connection before it is closed to resync.")
+    metrics_token: str | None = _setting(
+        "METRICS_TOKEN", None, _token,
+        "Bearer token that /metrics on the hub requires (16 characters or more); unset: /metrics answers 404.",
+        secret=True)
+    cors_allowed_origins: tuple[str, ...] = _setting(
+        "CORS_ALLOWED_ORIGINS", (), _origins,
+        "Browser origins allowed besides DOMAIN's and the official apps' (comma-separated"
+        " scheme://host[:port]), e.g. a web vault hosted elsewhere.")
     ip_header: str | None = _setting(
         "IP_HEADER", "X-Real-IP", _header_name,
         "Header in which the reverse proxy passes the client's address (per-address limits, logs);"
         " none: use the connection's own address.")
+    signing_key_passphrase: Secret | None = _setting(
+        "SIGNING_KEY_PASSPHRASE", None, Secret,
+        "Encrypts the token signing key stored in the database; the API needs it, the hub does not.")
+    signing_key_passphrase_file: str | None = _setting(
+        "SIGNING_KEY_PASSPHRASE_FILE", None, _readable_file,
+        "A file holding SIGNING_KEY_PASSPHRASE (a Docker or systemd secret), read at startup.")
     log_level: str = _setting("LOG_LEVEL", "info", str, "debug, info, warning or error.")
 
     @classmethod
@@ -113,19 +200,36 @@ class Config:
                 values[f.name] = f.metadata["cast"](raw)
             except ValueError as error:
                 problems.append(f"{f.metadata['env']}: {error}")
+        if environ.get("SIGNING_KEY_PASSPHRASE") and environ.get("SIGNING_KEY_PASSPHRASE_FILE"):
+            problems.append("SIGNING_KEY_PASSPHRASE and SIGNING_KEY_PASSPHRASE_FILE: set one, not both")
         if problems:
             raise ConfigError(problems)
         return cls(**values)
+
+    def signing_key_secret(self) -> str | None:
+        """The signing key's passphrase: SIGNING_KEY_PASSPHRASE, or what its file holds (the
+        final line break dropped)."""
+        if self.signing_key_passphrase is not None:
+            return self.signing_key_passphrase.reveal()
+        if self.signing_key_passphrase_file is not None:
+            with open(self.signing_key_passphrase_file, encoding="utf-8") as file:
+                return file.read().rstrip("\r\n")
+        return None
 
     @property
     def token_issuer(self) -> str:
         return f"{self.domain.rstrip('/')}|login"
 
+    @property
+    def domain_origin(self) -> str:
+        """What a web vault served at DOMAIN sends as its Origin."""
+        return web_origin(self.domain)
+
     @staticmethod
     def reference() -> list[tuple[str, str, str]]:
         """(variable, default, description) for every setting, for docs and --help."""
         return [
-            (f.metadata["env"], "" if f.default is None else str(f.default).lower()
+            (f.metadata["env"], "" if f.default in (None, ()) else str(f.default).lower()
              if isinstance(f.default, bool) else str(f.default), f.metadata["doc"])
             for f in fields(Config)
         ]

@@ -1,8 +1,8 @@
 """Finding the database and making it ready: one way for every command, app and test.
 
 ``opened(config)`` yields the URL to use (DATABASE_URL, else an embedded PostgreSQL that is
-stopped on exit); ``prepare(url)`` migrates the schema and makes the token signing keys, which
-is all a fresh database needs before the API and the hub can start.
+stopped on exit); ``prepare(url)`` migrates the schema and makes the first token signing key,
+which is all a fresh database needs before the API and the hub can start.
 """
 
 from __future__ import annotations
@@ -34,19 +34,26 @@ def opened(config: Config) -> Iterator[str]:
             embedded.stop()
 
 
-def prepare(url: str) -> None:
-    """Migrate to the latest schema, then make the signing key pair if there is none yet."""
+def prepare(url: str, passphrase: str | None = None, *, unlock: bool = False) -> None:
+    """Migrate to the latest schema, then make the signing key (encrypted with the passphrase when
+    there is one) and the server secrets if there are none yet. With ``unlock`` (the API,
+    `pgwarden up`) also check that the passphrase opens the signing key: a SigningKeyError says
+    what is wrong."""
     from db import migrate
 
     migrate.upgrade(url)
-    asyncio.run(_ensure_signing_keys(url))
+    asyncio.run(_make_keys_and_secrets(url, passphrase, unlock))
 
 
-async def _ensure_signing_keys(url: str) -> None:
-    from core.tokens import ensure_signing_keys
+async def _make_keys_and_secrets(url: str, passphrase: str | None, unlock: bool) -> None:
+    from core.keystore import ensure_signing_key, load_signing_key
+    from core.server_secrets import ensure_server_secrets
 
     conn = await asyncpg.connect(url)
     try:
-        await ensure_signing_keys(conn)
+        await ensure_signing_key(conn, passphrase)
+        await ensure_server_secrets(conn)
+        if unlock:
+            await load_signing_key(conn, passphrase)
     finally:
         await conn.close()

@@ -1,115 +1,198 @@
-"""Access tokens: RS256 JWTs signed by the API and verified by anyone holding the public key.
+"""Access tokens: RS256 JWTs whose header names the key that signed them (``kid``).
 
-The key pair lives in the database (table signing_keys), made once by whichever process gets
-there first. So every API replica signs with the same key and every hub verifies with it, and
-a deployment with several replicas needs no key files.
+Pure: keys, signing and checking, no database. Where the keys live, and how a running process
+follows a rotation, are core.keystore and core.keyring.
+
+Several keys may verify at once (the signing key and, for a while after a rotation, the ones
+before it); a token names its key, and one naming no key, or a key not known, is refused. The
+one exception is a token older than key ids themselves: the key that signed it is marked with the
+moment it got its id (``no_kid_before``), and verifies kid-less tokens issued before then.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 __all__ = [
     "ALGORITHM",
-    "SigningKeys",
+    "LEEWAY",
+    "SigningKey",
+    "SigningKeyError",
     "TokenError",
     "TokenIssuer",
     "TokenVerifier",
-    "ensure_signing_keys",
-    "load_public_key",
-    "load_signing_keys",
+    "UnknownKeyId",
+    "VerifyingKey",
+    "is_encrypted",
+    "key_id",
 ]
 
 ALGORITHM = "RS256"
+#: Seconds of clock difference between machines that exp and nbf forgive.
+LEEWAY = 5.0
+
+_ENCRYPTED_PEM = "-----BEGIN ENCRYPTED PRIVATE KEY-----"
 
 
 class TokenError(Exception):
     """Raised when an access token is missing, malformed, forged, expired or not yet valid."""
 
 
+class UnknownKeyId(TokenError):
+    """Raised when a token names a key the verifier does not know (yet: a reload may find it)."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(kid)
+        self.kid = kid
+
+    def __str__(self) -> str:
+        return f"no key {self.kid!r}"
+
+
+class SigningKeyError(Exception):
+    """Raised when the signing key cannot be used: there is none, or it is encrypted and the
+    passphrase is missing or wrong. The message is for the operator."""
+
+
+def key_id(public_key_pem: str) -> str:
+    """A key's id: the first 16 hex digits of the SHA-256 of its public key's PEM text.
+
+    Migration 0004 computes the same in SQL for the key that predates ids."""
+    return hashlib.sha256(public_key_pem.encode()).hexdigest()[:16]
+
+
+def is_encrypted(private_key_pem: str) -> bool:
+    return private_key_pem.lstrip().startswith(_ENCRYPTED_PEM)
+
+
 @dataclass(frozen=True)
-class SigningKeys:
-    private_key_pem: str
-    public_key_pem: str
+class SigningKey:
+    kid: str
+    private_key: rsa.RSAPrivateKey = field(repr=False)
 
     @classmethod
-    def generate(cls) -> SigningKeys:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        private_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        public_pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return cls(private_pem.decode(), public_pem.decode())
+    def generate(cls) -> SigningKey:
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return cls(key_id(_public_pem(private_key)), private_key)
+
+    @classmethod
+    def from_pem(cls, kid: str, private_key_pem: str, passphrase: str | None) -> SigningKey:
+        """The key from its stored PEM; the passphrase is needed only when the PEM is encrypted."""
+        password = None
+        if is_encrypted(private_key_pem):
+            if not passphrase:
+                raise SigningKeyError(
+                    "the token signing key is encrypted: set SIGNING_KEY_PASSPHRASE or SIGNING_KEY_PASSPHRASE_FILE")
+            password = passphrase.encode()
+        try:
+            private_key = serialization.load_pem_private_key(private_key_pem.encode(), password=password)
+        except ValueError:
+            raise SigningKeyError("SIGNING_KEY_PASSPHRASE does not decrypt the token signing key") from None
+        if not isinstance(private_key, rsa.RSAPrivateKey):
+            raise SigningKeyError(f"the token signing key {kid} is no RSA key")
+        return cls(kid, private_key)
+
+    def private_pem(self, passphrase: str | None = None) -> str:
+        """PKCS#8 PEM, encrypted with the passphrase when there is one."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
+            else serialization.NoEncryption())
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode()
+
+    @property
+    def public_pem(self) -> str:
+        return _public_pem(self.private_key)
+
+    def verifying_key(self, retires_at: float | None = None, no_kid_before: float | None = None) -> VerifyingKey:
+        return VerifyingKey(self.kid, self.private_key.public_key(), retires_at, no_kid_before)
 
 
-async def ensure_signing_keys(conn: asyncpg.Connection) -> SigningKeys:
-    """The database's key pair, generated and stored first if there is none yet (race-free)."""
-    row = await conn.fetchrow("SELECT private_key_pem, public_key_pem FROM signing_keys")
-    if row is None:
-        fresh = SigningKeys.generate()
-        await conn.execute(
-            "INSERT INTO signing_keys (private_key_pem, public_key_pem) VALUES ($1, $2)"
-            " ON CONFLICT (id) DO NOTHING",
-            fresh.private_key_pem,
-            fresh.public_key_pem,
-        )
-        row = await conn.fetchrow("SELECT private_key_pem, public_key_pem FROM signing_keys")
-    return SigningKeys(row["private_key_pem"], row["public_key_pem"])
+@dataclass(frozen=True)
+class VerifyingKey:
+    kid: str
+    public_key: rsa.RSAPublicKey = field(repr=False)
+    #: Epoch seconds from which it verifies nothing; None while it is the signing key.
+    retires_at: float | None = None
+    #: Epoch seconds before which the tokens it signed carried no kid (they predate key ids).
+    no_kid_before: float | None = None
 
+    @classmethod
+    def from_pem(cls, kid: str, public_key_pem: str, retires_at: float | None = None,
+                 no_kid_before: float | None = None) -> VerifyingKey:
+        public_key = serialization.load_pem_public_key(public_key_pem.encode())
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise ValueError(f"the public key {kid} is no RSA key")
+        return cls(kid, public_key, retires_at, no_kid_before)
 
-async def load_signing_keys(conn: asyncpg.Connection | asyncpg.Pool) -> SigningKeys:
-    """The database's key pair (the API signs with it); core.database.prepare makes it."""
-    row = await conn.fetchrow("SELECT private_key_pem, public_key_pem FROM signing_keys")
-    if row is None:
-        raise RuntimeError("the database has no signing key yet: run `pgwarden migrate` first")
-    return SigningKeys(row["private_key_pem"], row["public_key_pem"])
-
-
-async def load_public_key(conn: asyncpg.Connection | asyncpg.Pool) -> str:
-    """The public key alone: all the hub needs to verify tokens."""
-    key = await conn.fetchval("SELECT public_key_pem FROM signing_keys")
-    if key is None:
-        raise RuntimeError("the database has no signing key yet: run `pgwarden migrate` first")
-    return key
+    def retired(self, now: float) -> bool:
+        return self.retires_at is not None and now >= self.retires_at
 
 
 class TokenIssuer:
-    def __init__(self, private_key_pem: str, issuer: str, lifetime: int) -> None:
-        self._key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    """Signs tokens with ``key``; a rotation assigns a new key and the issuer follows."""
+
+    def __init__(self, key: SigningKey, issuer: str, lifetime: int) -> None:
+        self.key = key
         self.issuer = issuer
         self.lifetime = lifetime
 
     def issue(self, claims: Mapping[str, Any]) -> str:
-        """Sign claims; nbf, exp and iss are added here."""
+        """Sign claims; nbf, exp and iss are added here, the kid goes in the header."""
         now = int(time.time())
         body = {"nbf": now, "exp": now + self.lifetime, "iss": self.issuer, **claims}
-        return jwt.encode(body, self._key, algorithm=ALGORITHM)
+        return jwt.encode(body, self.key.private_key, algorithm=ALGORITHM, headers={"kid": self.key.kid})
 
 
 class TokenVerifier:
-    def __init__(self, public_key_pem: str, issuer: str, leeway: float = 5.0) -> None:
-        self._key = serialization.load_pem_public_key(public_key_pem.encode())
+    """Checks tokens against ``keys`` (kid to key), read at every check so its owner may update it.
+
+    ``reload(kid)`` is awaited by :meth:`verify` when a token names an unknown key, and says
+    whether that key is known now.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, VerifyingKey],
+        issuer: str,
+        leeway: float = LEEWAY,
+        reload: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.keys = keys
         self.issuer = issuer
         self.leeway = leeway
+        self._reload = reload
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid token; checks signature, algorithm, exp, nbf, iss and sub."""
+    async def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token; an unknown kid is given one reload to become known."""
         try:
-            return jwt.decode(
+            return self.check(token)
+        except UnknownKeyId as unknown:
+            if self._reload is None or not await self._reload(unknown.kid):
+                raise
+        return self.check(token)
+
+    def check(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token; checks kid, signature, algorithm, exp, nbf, iss and sub."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as error:
+            raise TokenError(str(error)) from None
+        key = self._key_for(kid)
+        if key.retired(time.time()):
+            raise TokenError(f"key {key.kid!r} is retired")
+        try:
+            claims = jwt.decode(
                 token,
-                self._key,
+                key.public_key,
                 algorithms=[ALGORITHM],
                 issuer=self.issuer,
                 leeway=self.leeway,
@@ -117,3 +200,24 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise TokenError(str(error)) from None
+        if kid is None and claims["nbf"] >= (key.no_kid_before or 0):  # PyJWT checked nbf is a number
+            raise TokenError("token names no key (only tokens from before key ids may)")
+        return claims
+
+    def _key_for(self, kid: object) -> VerifyingKey:
+        if kid is None:
+            legacy = next((key for key in self.keys.values() if key.no_kid_before is not None), None)
+            if legacy is None:
+                raise TokenError("token names no key")
+            return legacy
+        if not isinstance(kid, str) or not kid:
+            raise TokenError("token's kid is no key id")
+        key = self.keys.get(kid)
+        if key is None:
+            raise UnknownKeyId(kid)
+        return key
+
+
+def _public_pem(private_key: rsa.RSAPrivateKey) -> str:
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()

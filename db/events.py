@@ -1,12 +1,19 @@
 """The event contract between the database triggers and whoever LISTENs.
 
-Every committed change to a vault row is published by a trigger as one NOTIFY on
-:data:`CHANNEL` whose payload is a small JSON object::
+Every committed change to a vault row is published as one NOTIFY on :data:`CHANNEL` whose
+payload is a small JSON object::
 
     {"type": 8, "user": "<uuid>|null", "org": "<uuid>|null", "item": "<uuid>|null",
-     "date": "2025-11-28T16:00:00.123000Z", "context": "<device identifier>|null"}
+     "date": "2025-11-28T16:00:00.123000Z", "device": "<device identifier>|null"}
 
-:func:`decode_event` turns that text into an :class:`Event`, or raises :class:`EventError`.
+``device`` is the acting client's device identifier (its ``deviceIdentifier``), which the
+hub passes on as the SignalR ``ContextId``.
+
+:class:`PushType` is the one table of push types: what each one's payload looks like, what
+raises it, which hub serves it and whether pgwarden produces it. The SQL side reads the same
+table (db/routines.py renders it) and tests/db/test_contract.py fails when any copy disagrees.
+
+:func:`decode_event` turns a payload into an :class:`Event`, or raises :class:`EventError`.
 """
 
 from __future__ import annotations
@@ -17,62 +24,157 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-__all__ = ["CHANNEL", "MAX_CONTEXT_ID_LENGTH", "Event", "EventError", "PushType", "decode_event"]
+__all__ = [
+    "CHANNEL",
+    "MAX_DEVICE_IDENTIFIER_LENGTH",
+    "Event",
+    "EventError",
+    "Hub",
+    "Payload",
+    "PushType",
+    "Source",
+    "Status",
+    "decode_event",
+]
 
 CHANNEL = "pgwarden_events"
 
-#: Longer context ids are published as null (the triggers enforce it), keeping payloads small.
-MAX_CONTEXT_ID_LENGTH = 255
+#: Longer device identifiers are published as null (the triggers enforce it): payloads stay small.
+MAX_DEVICE_IDENTIFIER_LENGTH = 255
+
+
+class Payload(enum.Enum):
+    """The shape of a notification's Payload, as protocol.md section 1 lists them."""
+
+    CIPHER = "cipher"
+    FOLDER = "folder"
+    SEND = "send"
+    USER = "user-level"
+    AUTH_REQUEST = "auth request"
+
+
+class Source(enum.Enum):
+    """What raises a push type, and so which table's trigger publishes it."""
+
+    CIPHER = "cipher"
+    FOLDER = "folder"
+    SEND = "send"
+    AUTH_REQUEST = "auth request"
+    ACCOUNT = "account"
+    ORGANIZATION = "organization"
+
+    @property
+    def table(self) -> str:
+        """The table whose trigger publishes it: ciphers and folders have their own; anything
+        else is published by inserting a sync_events row (the row is the message)."""
+        return {Source.CIPHER: "ciphers", Source.FOLDER: "folders"}.get(self, "sync_events")
+
+
+class Hub(enum.Flag):
+    """Where the clients listen: the signed-in user's hub, or the anonymous (login with device) one."""
+
+    USER = enum.auto()
+    ANONYMOUS = enum.auto()
+
+
+class Status(enum.Enum):
+    """Whether pgwarden raises the type today."""
+
+    PRODUCED = "produced"
+    NOT_YET = "not yet produced"
+    #: Billing types of the Bitwarden cloud: nothing on a self-hosted server raises them.
+    NEVER = "not applicable"
+
+
+_CIPHER, _FOLDER, _SEND = Source.CIPHER, Source.FOLDER, Source.SEND
+_AUTH, _ACCOUNT, _ORG = Source.AUTH_REQUEST, Source.ACCOUNT, Source.ORGANIZATION
 
 
 class PushType(enum.IntEnum):
-    """Bitwarden push notification types, as the clients number them."""
+    """Bitwarden push notification types, as the clients number them, and what each one means here.
 
-    SYNC_CIPHER_UPDATE = 0
-    SYNC_CIPHER_CREATE = 1
-    SYNC_LOGIN_DELETE = 2
-    SYNC_FOLDER_DELETE = 3
-    SYNC_CIPHERS = 4
-    SYNC_VAULT = 5
-    SYNC_ORG_KEYS = 6
-    SYNC_FOLDER_CREATE = 7
-    SYNC_FOLDER_UPDATE = 8
-    SYNC_CIPHER_DELETE = 9
-    SYNC_SETTINGS = 10
-    LOG_OUT = 11
-    SYNC_SEND_CREATE = 12
-    SYNC_SEND_UPDATE = 13
-    SYNC_SEND_DELETE = 14
-    AUTH_REQUEST = 15
-    AUTH_REQUEST_RESPONSE = 16
-    SYNC_ORGANIZATIONS = 17
-    SYNC_ORGANIZATION_STATUS_CHANGED = 18
-    SYNC_ORGANIZATION_COLLECTION_SETTING_CHANGED = 19
+    A row reads: number, payload shape (None: a shape pgwarden does not build), sources, status,
+    and the hubs that serve it (the user's hub unless said otherwise).
+    """
+
+    payload: Payload | None
+    sources: frozenset[Source]
+    status: Status
+    hubs: Hub
+
+    #                                              no. payload               sources                        status
+    SYNC_CIPHER_UPDATE                           = 0,  Payload.CIPHER,       {_CIPHER},                     Status.PRODUCED
+    SYNC_CIPHER_CREATE                           = 1,  Payload.CIPHER,       {_CIPHER},                     Status.PRODUCED
+    SYNC_LOGIN_DELETE                            = 2,  Payload.CIPHER,       {_CIPHER},                     Status.PRODUCED
+    SYNC_FOLDER_DELETE                           = 3,  Payload.FOLDER,       {_FOLDER},                     Status.PRODUCED
+    # bulk: a statement touching several items of a user, or a bulk action of the API
+    SYNC_CIPHERS                                 = 4,  Payload.USER,         {_CIPHER, _ACCOUNT},           Status.PRODUCED
+    # everything: an import (items inserted together), a purge
+    SYNC_VAULT                                   = 5,  Payload.USER,         {_CIPHER, _FOLDER, _ACCOUNT},  Status.PRODUCED
+    SYNC_ORG_KEYS                                = 6,  Payload.USER,         {_ORG},                        Status.NOT_YET
+    SYNC_FOLDER_CREATE                           = 7,  Payload.FOLDER,       {_FOLDER},                     Status.PRODUCED
+    SYNC_FOLDER_UPDATE                           = 8,  Payload.FOLDER,       {_FOLDER},                     Status.PRODUCED
+    # the established behaviour deletes with 2 (hard) or updates with 0 (soft)
+    SYNC_CIPHER_DELETE                           = 9,  Payload.CIPHER,       {_CIPHER},                     Status.NOT_YET
+    SYNC_SETTINGS                                = 10, Payload.USER,         {_ACCOUNT},                    Status.PRODUCED
+    LOG_OUT                                      = 11, Payload.USER,         {_ACCOUNT},                    Status.PRODUCED
+    SYNC_SEND_CREATE                             = 12, Payload.SEND,         {_SEND},                       Status.NOT_YET
+    SYNC_SEND_UPDATE                             = 13, Payload.SEND,         {_SEND},                       Status.NOT_YET
+    SYNC_SEND_DELETE                             = 14, Payload.SEND,         {_SEND},                       Status.NOT_YET
+    AUTH_REQUEST                                 = 15, Payload.AUTH_REQUEST, {_AUTH},                       Status.NOT_YET
+    # the waiting device is on the anonymous hub; the user's own devices hear of it too
+    AUTH_REQUEST_RESPONSE                        = (16, Payload.AUTH_REQUEST, {_AUTH},                      Status.NOT_YET,
+                                                   Hub.USER | Hub.ANONYMOUS)
+    SYNC_ORGANIZATIONS                           = 17, Payload.USER,         {_ORG},                        Status.NOT_YET
+    # 18-21 and 25-27 carry organization, notification, policy or premium objects: no shape yet
+    SYNC_ORGANIZATION_STATUS_CHANGED             = 18, None,                 {_ORG},                        Status.NOT_YET
+    SYNC_ORGANIZATION_COLLECTION_SETTING_CHANGED = 19, None,                 {_ORG},                        Status.NOT_YET
+    NOTIFICATION                                 = 20, None,                 {_ACCOUNT},                    Status.NOT_YET
+    NOTIFICATION_STATUS                          = 21, None,                 {_ACCOUNT},                    Status.NOT_YET
+    REFRESH_SECURITY_TASKS                       = 22, Payload.USER,         {_ORG},                        Status.NOT_YET
+    ORGANIZATION_BANK_ACCOUNT_VERIFIED           = 23, None,                 set(),                         Status.NEVER
+    PROVIDER_BANK_ACCOUNT_VERIFIED               = 24, None,                 set(),                         Status.NEVER
+    POLICY_CHANGED                               = 25, None,                 {_ORG},                        Status.NOT_YET
+    AUTO_CONFIRM                                 = 26, None,                 {_ORG},                        Status.NOT_YET
+    PREMIUM_STATUS_CHANGED                       = 27, None,                 {_ACCOUNT},                    Status.NOT_YET
+
+    def __new__(cls, number: int, payload: Payload | None, sources: set[Source], status: Status,
+                hubs: Hub = Hub.USER) -> PushType:
+        member = int.__new__(cls, number)
+        member._value_ = number
+        member.payload = payload
+        member.sources = frozenset(sources)
+        member.status = status
+        member.hubs = hubs
+        return member
+
+    @property
+    def sql_name(self) -> str:
+        """How the SQL names it: ``pgwarden_push_type('sync_cipher_create')``."""
+        return self.name.lower()
 
     @property
     def names_item(self) -> bool:
         """True when the event is about one item (cipher, folder, send, auth request)."""
-        return self in _ITEM_TYPES
+        return self.payload is not None and self.payload is not Payload.USER
+
+    @property
+    def deliverable(self) -> bool:
+        """True when the hub can build its payload; the decoder refuses the others."""
+        return self.payload is not None
+
+    @property
+    def tables(self) -> frozenset[str]:
+        """The tables whose triggers may publish it."""
+        return frozenset(source.table for source in self.sources)
+
+    @property
+    def by_row(self) -> bool:
+        """True when a sync_events row may carry it (the CHECK constraint allows exactly these)."""
+        return self.deliverable and "sync_events" in self.tables
 
 
-_ITEM_TYPES = frozenset(
-    {
-        PushType.SYNC_CIPHER_UPDATE,
-        PushType.SYNC_CIPHER_CREATE,
-        PushType.SYNC_LOGIN_DELETE,
-        PushType.SYNC_FOLDER_DELETE,
-        PushType.SYNC_FOLDER_CREATE,
-        PushType.SYNC_FOLDER_UPDATE,
-        PushType.SYNC_CIPHER_DELETE,
-        PushType.SYNC_SEND_CREATE,
-        PushType.SYNC_SEND_UPDATE,
-        PushType.SYNC_SEND_DELETE,
-        PushType.AUTH_REQUEST,
-        PushType.AUTH_REQUEST_RESPONSE,
-    }
-)
-
-_FIELDS = frozenset({"type", "user", "org", "item", "date", "context"})
+_FIELDS = frozenset({"type", "user", "org", "item", "date", "device"})
 
 
 class EventError(ValueError):
@@ -97,7 +199,8 @@ class Event:
     org_id: str | None
     item_id: str | None
     date: datetime
-    context_id: str | None
+    #: The acting client's device identifier; None when unknown (an admin's SQL session).
+    device_identifier: str | None
 
 
 def decode_event(payload: str) -> Event:
@@ -115,6 +218,8 @@ def decode_event(payload: str) -> Event:
     if type(raw_type) is not int or raw_type not in PushType._value2member_map_:
         raise EventError("unknown push type", payload)
     push_type = PushType(raw_type)
+    if not push_type.deliverable:
+        raise EventError("push type without a payload shape", payload)
 
     user_id = _uuid_or_none(data["user"], "user", payload)
     org_id = _uuid_or_none(data["org"], "org", payload)
@@ -124,11 +229,11 @@ def decode_event(payload: str) -> Event:
     if push_type.names_item and item_id is None:
         raise EventError("item event without an item id", payload)
 
-    context = data["context"]
-    if context is not None and (not isinstance(context, str) or len(context) > MAX_CONTEXT_ID_LENGTH):
-        raise EventError("bad context id", payload)
+    device = data["device"]
+    if device is not None and (not isinstance(device, str) or len(device) > MAX_DEVICE_IDENTIFIER_LENGTH):
+        raise EventError("bad device identifier", payload)
 
-    return Event(push_type, user_id, org_id, item_id, _utc_date(data["date"], payload), context or None)
+    return Event(push_type, user_id, org_id, item_id, _utc_date(data["date"], payload), device or None)
 
 
 def _uuid_or_none(value: object, field: str, payload: str) -> str | None:

@@ -22,7 +22,7 @@ def _migrate(config: Config, args: argparse.Namespace) -> int:
         if args.downgrade:
             migrate.downgrade(url, args.downgrade)
         else:
-            prepare(url)
+            prepare(url, config.signing_key_secret())
         log.info("database at revision %s", migrate.current_revision(url))
     return 0
 
@@ -46,9 +46,57 @@ def _up(config: Config, args: argparse.Namespace) -> int:
 
 
 def _user_create(config: Config, args: argparse.Namespace) -> int:
-    from vaultapi.admin import create_user_command
+    from vaultapi.admin import PasswordInputError, create_user_command, read_master_password
 
-    return create_user_command(config, email=args.email, password=args.password, name=args.name)
+    try:
+        password = read_master_password(sys.stdin, from_stdin=args.password_stdin)
+    except PasswordInputError as error:
+        print(f"pgwarden user create: {error}", file=sys.stderr)
+        return 2
+    return create_user_command(config, email=args.email, password=password, name=args.name)
+
+
+class _NoPasswordArgument(argparse.Action):
+    """Refuses the old --password option without repeating its value."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        parser.error("--password is not accepted (a command line is visible to every user of the machine):"
+                     " type the password when asked, or pipe it in with --password-stdin")
+
+
+def _keys_list(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.keys import list_command
+
+    return list_command(config)
+
+
+def _keys_rotate(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.keys import rotate_command
+
+    return rotate_command(config, retire_now=args.retire_now)
+
+
+def _db_grant_hub(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from core.database import opened
+    from db.roles import grant_hub, hub_grants
+
+    if args.print:
+        print(hub_grants(args.role), end="")
+        return 0
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            log.error("%s is not set: it should hold the password of role %s", args.password_env, args.role)
+            return 2
+    with opened(config) as url:
+        asyncio.run(grant_hub(url, args.role, password))
+        log.info("role %s may now run the hub on %s", args.role, redact_dsn(url))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,15 +112,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     user = commands.add_parser("user", help="manage accounts")
     user_commands = user.add_subparsers(dest="user_command", required=True)
-    create = user_commands.add_parser("create", help="create an account as a client would (keys derived here)")
+    # no abbreviations: "--password" must not quietly mean --password-stdin
+    create = user_commands.add_parser("create", help="create an account as a client would (keys derived here)",
+                                      allow_abbrev=False)
     create.add_argument("--email", required=True)
-    create.add_argument("--password", required=True, help="the master password")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the master password from standard input instead of asking twice on the terminal")
+    create.add_argument("--password", action=_NoPasswordArgument, help=argparse.SUPPRESS)
     create.add_argument("--name", default=None)
     create.set_defaults(run=_user_create)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
     migrate.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead (base: empty)")
     migrate.set_defaults(run=_migrate)
+
+    keys = commands.add_parser("keys", help="the keys that sign access tokens")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_list = keys_commands.add_parser("list", help="every key: id, created, signing, verifying or retired")
+    keys_list.set_defaults(run=_keys_list)
+    rotate = keys_commands.add_parser(
+        "rotate", help="sign with a new key; older ones verify until the tokens they signed expire")
+    rotate.add_argument("--retire-now", action="store_true",
+                        help="older keys stop verifying at once (a leaked key); clients renew with refresh tokens")
+    rotate.set_defaults(run=_keys_rotate)
+
+    db = commands.add_parser("db", help="database administration")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    grant = db_commands.add_parser(
+        "grant-hub", help="give ROLE what the hub needs and no more (run again after migrating)")
+    grant.add_argument("role")
+    grant.add_argument("--password-env", metavar="VARIABLE",
+                       help="make ROLE (LOGIN) if missing, and set its password, from this environment variable")
+    grant.add_argument("--print", action="store_true", help="print the SQL instead of applying it")
+    grant.set_defaults(run=_db_grant_hub)
     return parser
 
 
@@ -88,7 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     for chatty in ("pgserver", "alembic.runtime.plugins"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    return args.run(config, args)
+    from core.tokens import SigningKeyError
+    from db.roles import RoleError
+
+    try:
+        return args.run(config, args)
+    except (SigningKeyError, RoleError) as error:  # the operator's to fix: the reason, no traceback
+        log.error("%s", error)
+        return 2
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def _run(config: Config) -> None:
     with opened(config) as url:
         try:
             log.info("database: %s", redact_dsn(url))
-            prepare(url)
+            prepare(url, config.signing_key_secret(), unlock=True)
             _announce(config)
             children = [Child("api", "api")]
             if config.websocket_enabled:

@@ -1,16 +1,17 @@
 """The Sanic app: blueprints, the database pool, token keys, body limits and error handling.
 
 `create_app` builds an app and touches nothing until the server starts: the pool and the
-signing keys are set up in before_server_start and released in after_server_stop. Each app gets
+token keys are set up in before_server_start and released in after_server_stop. Each app gets
 a unique name, so several can live in one process (tests run two replicas side by side).
 
 A body is read only after the caller's token is checked, on the routes that want one, and only
-up to the route's limit (vaultapi.limits): Sanic refuses a larger Content-Length at once, and a
-chunked body as soon as its chunks pass the limit, with a 413 in the route's error shape.
+up to the route's limit (vaultapi.body_limits): Sanic refuses a larger Content-Length at once,
+and a chunked body as soon as its chunks pass the limit, with a 413 in the route's error shape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 
@@ -19,8 +20,9 @@ from sanic.request import RequestParameters
 
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
-from core.tokens import TokenIssuer, TokenVerifier, load_signing_keys
-from vaultapi import limits
+from core.keyring import REFRESH_INTERVAL, KeyRing
+from core.server_secrets import PRELOGIN, load_server_secret
+from vaultapi import body_limits, cors, headers
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.errors import ApiError, handle_error
@@ -32,7 +34,7 @@ __all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "LimitedRequest", "cr
 log = logging.getLogger(__name__)
 
 #: the largest request body any route accepts (the import's); each route has its own, smaller or equal
-MAX_BODY_SIZE = limits.IMPORT_BODY
+MAX_BODY_SIZE = body_limits.IMPORT_BODY
 #: seconds a registration (email verification) token stays valid
 REGISTRATION_TOKEN_LIFETIME = 3600
 
@@ -49,27 +51,28 @@ class LimitedRequest(Request):
                 # as ASP.NET authenticates before it binds a body: a stranger's body is never read
                 self.ctx.caller = await caller_of(self)
             # checked by Sanic against Content-Length before a byte is read, and per chunk
-            self.stream.request_max_size = min(limits.body_limit(self.route.path), self.app.ctx.max_body_size)
+            self.stream.request_max_size = min(body_limits.body_limit(self.route.path), self.app.ctx.max_body_size)
         await super().receive_body()
 
     def get_form(self, keep_blank_values: bool = False) -> RequestParameters | None:
         # counted before parsing: a form of thousands of fields is refused, not parsed
-        if self.body.count(b"&") >= limits.MAX_FORM_FIELDS:
+        if self.body.count(b"&") >= body_limits.MAX_FORM_FIELDS:
             raise ApiError("The form has too many fields.")
         form = super().get_form(keep_blank_values)
-        if form is not None and sum(len(values) for values in form.values()) > limits.MAX_FORM_FIELDS:
+        if form is not None and sum(len(values) for values in form.values()) > body_limits.MAX_FORM_FIELDS:
             raise ApiError("The form has too many fields.")
         return form
 
 
-def create_app(config: Config, database_url: str | None = None, *, max_body_size: int = MAX_BODY_SIZE) -> Sanic:
+def create_app(config: Config, database_url: str | None = None, *, max_body_size: int = MAX_BODY_SIZE,
+               key_refresh_interval: float = REFRESH_INTERVAL) -> Sanic:
     database_url = database_url or config.database_url
     if not database_url:
         raise ValueError("create_app needs a database URL")
     app = Sanic(f"pgwarden_api_{next(_app_numbers)}", configure_logging=False, request_class=LimitedRequest)
     app.ctx.max_body_size = max_body_size
     # what Sanic still reads of a refused request's body to keep the connection; past it, it closes
-    app.config.REQUEST_MAX_SIZE = min(max_body_size, limits.SMALL_BODY)
+    app.config.REQUEST_MAX_SIZE = min(max_body_size, body_limits.SMALL_BODY)
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
@@ -79,19 +82,28 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
+    cors.install(app)
+    headers.install(app)
 
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
         app.ctx.pool = await open_pool(database_url)
-        keys = await load_signing_keys(app.ctx.pool)
-        app.ctx.issuer = TokenIssuer(keys.private_key_pem, config.token_issuer, config.access_token_lifetime)
-        app.ctx.verifier = TokenVerifier(keys.public_key_pem, config.token_issuer)
+        keys = KeyRing(app.ctx.pool, passphrase=config.signing_key_secret(), signs=True,
+                       refresh_interval=key_refresh_interval)
+        await keys.load()
+        app.ctx.keys = keys
+        app.ctx.issuer = keys.issuer(config.token_issuer, config.access_token_lifetime)
+        app.ctx.verifier = keys.verifier(config.token_issuer)
         register_issuer = f"{config.domain.rstrip('/')}|register"
-        app.ctx.registration_issuer = TokenIssuer(keys.private_key_pem, register_issuer, REGISTRATION_TOKEN_LIFETIME)
-        app.ctx.registration_verifier = TokenVerifier(keys.public_key_pem, register_issuer)
+        app.ctx.registration_issuer = keys.issuer(register_issuer, REGISTRATION_TOKEN_LIFETIME)
+        app.ctx.registration_verifier = keys.verifier(register_issuer)
+        app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
+        app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
+        app.ctx.key_refresh.cancel()
+        await asyncio.gather(app.ctx.key_refresh, return_exceptions=True)
         await app.ctx.pool.close()
 
     return app
@@ -102,7 +114,8 @@ def serve(config: Config) -> int:
     from core.database import opened, prepare
 
     with opened(config) as database_url:
-        prepare(database_url)
+        # a signing key it cannot open stops it here, with the reason, before any port opens
+        prepare(database_url, config.signing_key_secret(), unlock=True)
         app = create_app(config, database_url)
         log.info("API listening on http://%s:%d, database %s",
                  config.api_address, config.api_port, redact_dsn(database_url))

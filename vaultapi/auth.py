@@ -17,6 +17,7 @@ from sanic.response import HTTPResponse
 
 from core.access import AccessDenied, Caller, authenticate, bearer_token
 from vaultapi.errors import Unauthorized
+from vaultapi.models import users
 
 __all__ = ["Caller", "authorized", "caller_of", "hash_refresh_token", "needs_caller", "new_refresh_token"]
 
@@ -29,7 +30,8 @@ async def caller_of(request: Request) -> Caller:
     if token is None:
         raise Unauthorized("Missing or malformed access token.")
     try:
-        return await authenticate(token, request.app.ctx.verifier, request.app.ctx.pool)
+        return await authenticate(token, request.app.ctx.verifier, request.app.ctx.pool,
+                                  find_user=users.find_by_id)
     except AccessDenied:
         raise Unauthorized("Invalid access token or ended session; log in again.") from None
 

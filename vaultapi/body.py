@@ -4,7 +4,7 @@ The clients send camelCase, some older ones PascalCase; ASP.NET binds either, so
 ignore case. Every accessor raises a 400 :class:`ApiError` naming the field when the value is
 missing or of the wrong type.
 
-Bodies are small (vaultapi.limits caps them per route) and parsed in one call, except the
+Bodies are small (vaultapi.body_limits caps them per route) and parsed in one call, except the
 import's, which is read in slices so that the other requests keep their turns.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from sanic import Request
 
-from vaultapi import limits
+from vaultapi import body_limits
 from vaultapi.errors import ApiError
 
 __all__ = ["Body", "check_enc_string", "is_enc_string", "parse_uuid"]
@@ -122,7 +122,7 @@ class Body:
     async def parse_paced(cls, body: bytes) -> Body:
         """As :meth:`parse`, for a body of megabytes: one top-level entry or one array element per
         step, letting other requests run between steps. One entry may be no larger than a whole
-        body of an ordinary route (limits.VAULT_BODY), so no single step is long."""
+        body of an ordinary route (body_limits.VAULT_BODY), so no single step is long."""
         try:
             text = body.decode(json.detect_encoding(body))
         except (UnicodeDecodeError, LookupError):
@@ -143,12 +143,16 @@ class Body:
             return None
         return value
 
-    def str(self, name: str, *, required: bool = False, max_length: int = 100_000) -> str | None:
+    def _of_type(self, name: str, required: bool, kind: type, described: str) -> Any:
         value = self._value(name, required)
+        if value is not None and not isinstance(value, kind):
+            raise ApiError(f"{name} must be {described}.", field=name)
+        return value
+
+    def str(self, name: str, *, required: bool = False, max_length: int = 100_000) -> str | None:
+        value = self._of_type(name, required, str, "a string")
         if value is None:
             return None
-        if not isinstance(value, str):
-            raise ApiError(f"{name} must be a string.", field=name)
         if required and not value.strip():
             raise ApiError(f"The {name} field is required.", field=name)
         if len(value) > max_length:
@@ -164,12 +168,8 @@ class Body:
         return value
 
     def bool(self, name: str, *, default: bool = False) -> bool:
-        value = self._value(name, False)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ApiError(f"{name} must be true or false.", field=name)
-        return value
+        value = self._of_type(name, False, bool, "true or false")
+        return default if value is None else value
 
     def uuid(self, name: str, *, required: bool = False) -> uuid.UUID | None:
         value = self._value(name, required)
@@ -180,20 +180,11 @@ class Body:
         return check_enc_string(self._value(name, False), name, max_length, required=required)
 
     def object(self, name: str, *, required: bool = False) -> Body | None:
-        value = self._value(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise ApiError(f"{name} must be an object.", field=name)
-        return Body(value)
+        value = self._of_type(name, required, dict, "an object")
+        return None if value is None else Body(value)
 
     def list(self, name: str, *, required: bool = False) -> list[Any] | None:
-        value = self._value(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            raise ApiError(f"{name} must be a list.", field=name)
-        return value
+        return self._of_type(name, required, list, "a list")
 
     def uuid_list(self, name: str) -> list[uuid.UUID]:
         values = self.list(name, required=True) or []
@@ -201,7 +192,7 @@ class Body:
 
 
 class _PacedReader:
-    """Reads one JSON object from text in steps, each bounded by limits.VAULT_BODY characters.
+    """Reads one JSON object from text in steps, each bounded by body_limits.VAULT_BODY characters.
 
     Arrays directly under the object are read element by element; every other value is one
     step. A step decodes a window of the text, widened while the value runs past its end, so
@@ -215,7 +206,7 @@ class _PacedReader:
         self.text = text
         self.pos = 0
         self.window = 4096
-        self.pacer = limits.Pacer()
+        self.pacer = body_limits.Pacer()
 
     async def read_object(self) -> dict[str, Any]:
         first = self._next()
@@ -285,10 +276,10 @@ class _PacedReader:
                 # a number cut at its "." or "e" reads short, ending within 2 of the window's end
                 if whole or end < len(chunk) - 2:
                     break
-            if window >= limits.VAULT_BODY:
+            if window >= body_limits.VAULT_BODY:
                 raise ApiError("An entry of the request body is too large.")
-            window = min(window * 2, limits.VAULT_BODY, rest)
-        self.window = max(4096, min(2 * end, limits.VAULT_BODY))
+            window = min(window * 2, body_limits.VAULT_BODY, rest)
+        self.window = max(4096, min(2 * end, body_limits.VAULT_BODY))
         if _SURROGATE_ESCAPE_TEXT.search(chunk, 0, end):
             try:
                 json.dumps(value, ensure_ascii=False).encode()

@@ -1,17 +1,17 @@
-"""The connection pool, the write transaction that names the acting device, and JSON parameters."""
+"""The connection pool, with JSON columns read and written as Python values, and JSON parameters
+encoded ahead in batches."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
 
-from vaultapi import limits
+from vaultapi import body_limits
 
-__all__ = ["BATCH", "EncodedJson", "encode_in_batches", "open_pool", "write"]
+__all__ = ["BATCH", "EncodedJson", "encode_in_batches", "open_pool"]
 
 #: characters of JSON in one parameter of a batch
 BATCH = 1024 * 1024
@@ -33,7 +33,7 @@ async def encode_in_batches(values: Iterable[Any]) -> list[EncodedJson]:
 
     An import's rows are tens of megabytes: one json.dumps of them all, and asyncpg's copy of
     the result into its buffer, would each hold the event loop. One value is encoded per step."""
-    pacer = limits.Pacer()
+    pacer = body_limits.Pacer()
     batches: list[EncodedJson] = []
     # brackets and commas in the same list: the one join is the only copy of a batch
     parts: list[str] = []
@@ -60,11 +60,3 @@ async def _init(conn: asyncpg.Connection) -> None:
 
 async def open_pool(database_url: str) -> asyncpg.Pool:
     return await asyncpg.create_pool(database_url, min_size=1, max_size=10, init=_init)
-
-
-@asynccontextmanager
-async def write(pool: asyncpg.Pool, context_id: str | None) -> AsyncIterator[asyncpg.Connection]:
-    """One transaction whose events carry context_id (the acting device) as their ContextId."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('pgwarden.context_id', $1, true)", context_id or "")
-        yield conn

@@ -17,7 +17,16 @@ from sanic.response import HTTPResponse, json
 
 from core.errors import error_json
 
-__all__ = ["TOKEN_PATH", "ApiError", "GrantError", "NotFound", "Unauthorized", "error_json", "handle_error"]
+__all__ = [
+    "TOKEN_PATH",
+    "ApiError",
+    "GrantError",
+    "NotFound",
+    "TooManyRequests",
+    "Unauthorized",
+    "error_json",
+    "handle_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,16 @@ class Unauthorized(ApiError):
     status = 401
 
 
+class TooManyRequests(ApiError):
+    """Raised when a client must wait before trying again; answered with Retry-After."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class GrantError(ApiError):
     """Raised by the token endpoint; answered in the OAuth shape the clients parse."""
 
@@ -76,10 +95,12 @@ class GrantError(ApiError):
 
 async def handle_error(request: Request, exception: Exception) -> HTTPResponse:
     error = _as_api_error(request, exception)
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, TooManyRequests) else None
     if request.path == TOKEN_PATH and not isinstance(error, GrantError):
         # the clients read only error/error_description from the token endpoint, whatever failed
-        error = GrantError(error.message, "invalid_request", status=error.status)
-    return json(error.body(), status=error.status)
+        kind = "temporarily_unavailable" if error.status == 429 else "invalid_request"
+        error = GrantError(error.message, kind, status=error.status)
+    return json(error.body(), status=error.status, headers=headers)
 
 
 def _as_api_error(request: Request, exception: Exception) -> ApiError:

@@ -1,125 +1,70 @@
-"""How much one request may carry, and how long one step of a big job may hold the event loop.
+"""How often a client address and an account may try a master password, and an address register.
 
-Where the Bitwarden server sets a limit, the number here is its number and the comment names the
-file it comes from (github.com/bitwarden/server). Where it sets none, the number is what the
-official clients send, with room to spare, and the comment says so.
+The settings are Vaultwarden's: a token bucket of LOGIN_RATELIMIT_MAX_BURST attempts that
+refills one attempt every LOGIN_RATELIMIT_SECONDS. pgwarden keeps one bucket per client address
+and one per account (an email, known or not, so unknown emails behave alike), in PostgreSQL, so
+every API replica counts the same attempts. Every attempt counts, successful or not, and so does a
+refused one (a client that keeps trying waits longer); a verified password refills its account's
+bucket, never its address's: an attacker with an account of their own could otherwise reset the
+count of the address they guess from.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+import ipaddress
+import math
 
-__all__ = [
-    "CARD",
-    "CIPHER",
-    "CIPHER_KEY",
-    "FIDO2_CREDENTIAL",
-    "FIELD",
-    "FOLDER_NAME",
-    "IDENTITY",
-    "IMPORT_BODY",
-    "LOGIN",
-    "LOGIN_URI",
-    "LOOP_SLICE",
-    "MAX_FORM_FIELDS",
-    "MAX_ITEM_DATA",
-    "PASSWORD_HISTORY",
-    "REGISTRATION_BODY",
-    "SMALL_BODY",
-    "SSH_KEY",
-    "VAULT_BODY",
-    "Pacer",
-    "body_limit",
-]
+from sanic import Request
 
-KiB = 1024
-MiB = 1024 * KiB
+from vaultapi.client import client_address
+from vaultapi.errors import TooManyRequests
+from vaultapi.models import login_limits
 
-# ---- request bodies, per route ---------------------------------------------------------------
+__all__ = ["address_key", "password_attempt", "password_verified", "registration_attempt"]
 
-#: login, refresh, prelogin, verification email: a few short fields (the clients send under 2 KiB)
-SMALL_BODY = 8 * KiB
-#: registration carries the wrapped account keys: about 4 KiB from the clients, and the per-field
-#: caps of vaultapi/routes/identity.py add up to about 36 KiB
-REGISTRATION_BODY = 64 * KiB
-#: every other call, vault writes included: one item at its largest (MAX_ITEM_DATA, twice over
-#: for a client that also sends the flat `data` copy) or the ids of about 50000 items (39 bytes
-#: each) in one bulk call
-VAULT_BODY = 2 * MiB
-#: the import, the one large body: it must hold at least Kestrel's default request cap
-#: (30,000,000 bytes), which the Bitwarden server keeps for its import
-IMPORT_BODY = 32 * MiB
-
-_BODY_LIMITS = {
-    "identity/connect/token": SMALL_BODY,
-    "identity/accounts/prelogin/password": SMALL_BODY,
-    "identity/accounts/prelogin": SMALL_BODY,
-    "api/accounts/prelogin": SMALL_BODY,
-    "identity/accounts/register/send-verification-email": SMALL_BODY,
-    "identity/accounts/register": REGISTRATION_BODY,
-    "api/accounts/register": REGISTRATION_BODY,
-    "identity/accounts/register/finish": REGISTRATION_BODY,
-    "api/ciphers/import": IMPORT_BODY,
-}
-
-#: form fields on the token endpoint: the clients send about 10, never more than 20
-MAX_FORM_FIELDS = 64
+ADDRESS = "address"
+ACCOUNT = "account"
+REGISTRATION = "registration"
 
 
-def body_limit(route_path: str) -> int:
-    """The largest body the route (as Sanic names its path, without the leading slash) accepts."""
-    return _BODY_LIMITS.get(route_path, VAULT_BODY)
+def address_key(address: str) -> str:
+    """The bucket of a client address. An IPv6 client usually holds a whole /64, so the /64 is
+    one client; an IPv4 address mapped into IPv6 is the IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
-# ---- vault items: maximum encrypted lengths, in characters ------------------------------------
-
-#: one item's encrypted data as stored (name, notes, fields, history, its type's object):
-#: CipherRequestModel.Data, [StringLength(500000)]
-MAX_ITEM_DATA = 500_000
-#: the item's own key; the Bitwarden server does not check it, the clients send about 200 characters
-CIPHER_KEY = 10_000
-
-# src/Api/Vault/Models/Request/CipherRequestModel.cs
-CIPHER = {"name": 1_000, "notes": 10_000}
-# src/Api/Vault/Models/Request/FolderRequestModel.cs
-FOLDER_NAME = 1_000
-# src/Api/Vault/Models/CipherFieldModel.cs
-FIELD = {"name": 1_000, "value": 5_000}
-# src/Api/Vault/Models/CipherPasswordHistoryModel.cs
-PASSWORD_HISTORY = {"password": 5_000}
-# src/Api/Vault/Models/CipherLoginModel.cs (the login and its CipherLoginUriModel)
-LOGIN = {"uri": 10_000, "username": 1_000, "password": 5_000, "totp": 1_000}
-LOGIN_URI = {"uri": 10_000, "uriChecksum": 10_000}
-# src/Api/Vault/Models/CipherFido2CredentialModel.cs
-FIDO2_CREDENTIAL = dict.fromkeys(
-    ("credentialId", "keyType", "keyAlgorithm", "keyCurve", "keyValue", "rpId", "rpName", "userHandle",
-     "userName", "userDisplayName", "counter", "discoverable"), 1_000)
-# src/Api/Vault/Models/CipherCardModel.cs
-CARD = dict.fromkeys(("cardholderName", "brand", "number", "expMonth", "expYear", "code"), 1_000)
-# src/Api/Vault/Models/CipherIdentityModel.cs
-IDENTITY = dict.fromkeys(
-    ("title", "firstName", "middleName", "lastName", "address1", "address2", "address3", "city", "state",
-     "postalCode", "country", "company", "email", "phone", "ssn", "username", "passportNumber",
-     "licenseNumber"), 1_000)
-# src/Api/Vault/Models/CipherSSHKeyModel.cs
-SSH_KEY = {"privateKey": 5_000, "publicKey": 5_000, "keyFingerprint": 1_000}
+def _account_key(email: str) -> str:
+    return email.strip().lower()
 
 
-# ---- time on the event loop ------------------------------------------------------------------
+async def _take(request: Request, *keys: tuple[str, str]) -> None:
+    config = request.app.ctx.config
+    wait = await login_limits.take(request.app.ctx.pool, keys, period=config.login_ratelimit_seconds,
+                                   burst=config.login_ratelimit_max_burst)
+    if wait:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(f"Too many attempts. Try again in {seconds} seconds.", retry_after=seconds)
 
-#: the longest one slice of a big job (reading an import, writing a sync) runs before the other
-#: requests get their turn. A worker thread would not help: the JSON codec holds the GIL throughout.
-LOOP_SLICE = 0.005
+
+async def password_attempt(request: Request, email: str) -> None:
+    """Count one master password attempt for the account behind `email`; 429 when over a limit.
+    Call it before the password is hashed, so a refused attempt costs no hashing."""
+    await _take(request, (ADDRESS, address_key(client_address(request))), (ACCOUNT, _account_key(email)))
 
 
-class Pacer:
-    """Lets the event loop run other work whenever a job has held it for LOOP_SLICE."""
+async def password_verified(request: Request, email: str) -> None:
+    """The right password: the account's count starts afresh."""
+    await login_limits.reset(request.app.ctx.pool, ACCOUNT, _account_key(email))
 
-    def __init__(self) -> None:
-        self._since = time.monotonic()
 
-    async def pace(self) -> None:
-        if time.monotonic() - self._since >= LOOP_SLICE:
-            await asyncio.sleep(0)
-            self._since = time.monotonic()
+async def registration_attempt(request: Request) -> None:
+    """Count one registration from the client's address: each tells whether an email is taken."""
+    await _take(request, (REGISTRATION, address_key(client_address(request))))

@@ -5,24 +5,59 @@ parameters are OWASP's recommended argon2id minimum (19 MiB, 2 passes, 1 lane): 
 already the output of 600000 client-side PBKDF2 rounds, and a login must stay cheap enough that
 a burst of them cannot starve the server. Stored hashes carry their parameters, so raising them
 later needs no migration.
+
+At most HASHING_SLOTS hashes run at once (one per core: more would only share the same cores
+and take the worker threads everything else needs). A hash that finds no free slot within
+HASHING_WAIT seconds is refused with a 429 rather than queued behind a burst.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import secrets
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-__all__ = ["hash_password", "verify_password"]
+from vaultapi.errors import TooManyRequests
+
+__all__ = ["HASHING_SLOTS", "HASHING_WAIT", "hash_password", "hashing_slot", "verify_password"]
+
+HASHING_SLOTS = os.cpu_count() or 1
+#: seconds a hash may wait for a slot; a login takes a few tens of milliseconds
+HASHING_WAIT = 2.0
 
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# a semaphore belongs to one event loop; tests run several loops in one process
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def hashing_slot() -> AsyncIterator[None]:
+    """Hold one of the HASHING_SLOTS; 429 when none frees up within HASHING_WAIT."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(HASHING_SLOTS)
+    try:
+        async with asyncio.timeout(HASHING_WAIT):
+            await slots.acquire()
+    except TimeoutError:
+        raise TooManyRequests("The server is busy. Try again in a moment.", retry_after=1) from None
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 async def hash_password(master_password_hash: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, master_password_hash)
+    async with hashing_slot():
+        return await asyncio.to_thread(_hasher.hash, master_password_hash)
 
 
 @functools.cache
@@ -39,4 +74,5 @@ async def verify_password(stored: str | None, master_password_hash: str) -> bool
         except (VerificationError, InvalidHashError):
             return False
 
-    return await asyncio.to_thread(check)
+    async with hashing_slot():
+        return await asyncio.to_thread(check)

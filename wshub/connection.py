@@ -1,8 +1,17 @@
-"""One client connection past its handshake: who it is, and a bounded queue for its socket.
+"""One client past its handshake: who it is, its Session, and a bounded queue for its socket.
 
 Everything sent to a client goes through ``send``, which never waits: frames queue up and one
 writer task per connection moves them to the socket. So a client that stops reading only ever
-blocks its own writer; once its queue is full it is closed, reconnects and syncs.
+blocks its own writer; once its queue is full it is closed (1013), reconnects and syncs.
+
+Its life follows its session's state:
+
+- OPEN: frames queue and go out in order.
+- CLOSING: one goodbye, whoever asked for it (``close`` from the hub, a Close or bad bytes from
+  the client): the session's SignalR Close queues behind what is waiting, then the WebSocket
+  close with the reason's code. A goodbye that does not fit in the queue, or is not taken within
+  ``close_timeout``, is cut short: the socket is failed with the same code at once.
+- CLOSED: the socket is gone and the writer stopped; queued frames are dropped.
 """
 
 from __future__ import annotations
@@ -10,136 +19,190 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from typing import Any
 
-from wshub.codec import HubProtocol
+from wshub.session import CloseReason, Frame, Session, SessionEvent, State
 
-__all__ = ["CloseCode", "Connection"]
+__all__ = ["Connection", "close_all"]
 
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
-
-
-class CloseCode:
-    """WebSocket close codes the hub uses."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    INVALID_DATA = 1003
-    POLICY = 1008
-    TOO_BIG = 1009
-    TRY_AGAIN_LATER = 1013
-
-
-@dataclass(frozen=True, slots=True)
-class _CloseRequest:
-    code: int
-    reason: str
+#: Queued behind the goodbye: the writer closes the socket when it reaches it.
+_CLOSE = object()
 
 
 class Connection:
     """A live hub connection. ``user_id`` is set on the hub, ``auth_request_id`` on the anonymous hub."""
 
+    # Slots: attribute reads on the fan-out path stay as cheap as they go.
+    __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "auth_request_id",
+                 "_open", "_queue", "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
+
     def __init__(
         self,
         ws: Any,
-        protocol: HubProtocol,
+        session: Session,
         *,
         ip: str,
         queue_size: int,
         user_id: str | None = None,
-        device: str | None = None,
+        device_identifier: str | None = None,
         auth_request_id: str | None = None,
         on_sent: Callable[[], None] = lambda: None,
-        on_dropped: Callable[[str], None] = lambda reason: None,
         close_timeout: float = 5.0,
     ) -> None:
+        if session.state is not State.OPEN or session.protocol is None:
+            raise ValueError("a connection starts once its handshake reply is written")
         self.id = next(_ids)
         self.ws = ws
-        self.protocol = protocol
+        self.session = session
+        self.protocol = session.protocol
         self.ip = ip
         self.user_id = user_id
-        self.device = device
+        self.device_identifier = device_identifier
         self.auth_request_id = auth_request_id
-        self.closing = False
-        self._queue: asyncio.Queue[bytes | str | _CloseRequest] = asyncio.Queue(queue_size)
+        # ``session.state is OPEN`` as one attribute, for ``send``, which runs per message per
+        # recipient; it changes only in _left_open.
+        self._open = True
+        self._queue: asyncio.Queue[Frame | object] = asyncio.Queue(queue_size)
         self._on_sent = on_sent
-        self._on_dropped = on_dropped
         self._close_timeout = close_timeout
         self._writer: asyncio.Task[None] | None = None
+        # The session left OPEN, and reached CLOSED, as something to wait for.
+        self._ending = asyncio.Event()
+        self._closed = asyncio.Event()
 
     def __repr__(self) -> str:
-        who = f"user={self.user_id} device={self.device}" if self.user_id else f"auth_request={self.auth_request_id}"
+        who = f"user={self.user_id} device={self.device_identifier}" if self.user_id else f"auth_request={self.auth_request_id}"
         return f"<Connection {self.id} {who} ip={self.ip} {self.protocol.name}>"
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"hub-writer-{self.id}")
+    # -- from the hub ---------------------------------------------------------------------------
 
-    @property
-    def done(self) -> asyncio.Task[None] | None:
-        """The writer task; it ends when the connection was closed from the hub's side."""
-        return self._writer
-
-    def send(self, frame: bytes | str) -> bool:
-        """Queue one encoded frame; a client too far behind is dropped instead."""
-        if self.closing:
+    def send(self, frame: Frame) -> bool:
+        """Queue one encoded frame; False once the connection is ending, or when it fell too far
+        behind and was closed for it."""
+        if not self._open:
             return False
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.abort(CloseCode.TRY_AGAIN_LATER, "too far behind; reconnect and sync")
+            self.close(CloseReason.TOO_SLOW)
             return False
         return True
 
-    def close_when_sent(self, code: int, reason: str) -> None:
-        """Close after what is already queued has gone out (a LogOut reaches the client first)."""
-        if self.closing:
-            return
-        try:
-            self._queue.put_nowait(_CloseRequest(code, reason))
-        except asyncio.QueueFull:
-            self.abort(code, reason)
-            return
-        self.closing = True
+    def close(self, reason: CloseReason, detail: str | None = None) -> None:
+        """Say goodbye: a SignalR Close after what is queued, then the WebSocket close.
+        The first reason wins; later calls do nothing."""
+        if self.session.close(reason, detail) is not None:
+            self._queue_from_session()
 
-    def abort(self, code: int, reason: str) -> None:
-        """Close now, without waiting on the socket: the way out for a client that stopped reading."""
-        if self.closing:
-            return
-        self.closing = True
-        log.info("closing %r: %s", self, reason)
-        self._on_dropped(reason)
+    # -- from the socket handler ----------------------------------------------------------------
+
+    def receive(self, data: Frame) -> list[SessionEvent]:
+        """Feed one client frame to the session and queue what it answers, its goodbye included."""
+        events = self.session.receive(data)
+        self._queue_from_session()
+        return events
+
+    def start(self) -> None:
+        """Start the writer: what is queued goes out from here on."""
+        self._writer = asyncio.create_task(self._write(), name=f"hub-writer-{self.id}")
+
+    def lost(self) -> None:
+        """The client's socket is gone: nothing more can be sent."""
+        self._gone()
         if self._writer is not None:
             self._writer.cancel()
-        fail = getattr(self.ws, "fail_connection", None)
-        if fail is not None:
-            fail(code, reason)
 
-    async def stop(self) -> None:
-        """Stop the writer (the client went away); frames still queued are discarded."""
-        self.closing = True
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+    async def ending(self) -> None:
+        """Returns once the session has left OPEN, from either side."""
+        await self._ending.wait()
+
+    async def finish(self) -> None:
+        """Let the goodbye go out (at most ``close_timeout``), then stop the writer."""
+        writer = self._writer
+        try:
+            if writer is not None and self.session.state is State.CLOSING:
+                done, _ = await asyncio.wait({writer}, timeout=self._close_timeout)
+                if not done:
+                    self._abort()
+        finally:
+            self._gone()
+            self._closed.set()
+            if writer is not None and not writer.done():
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+
+    async def wait_closed(self) -> None:
+        """Returns once ``finish`` is done: the socket closed or failed, the writer stopped."""
+        await self._closed.wait()
 
     # -- private ------------------------------------------------------------------------------
 
-    async def _write_loop(self) -> None:
+    def _queue_from_session(self) -> None:
+        for frame in self.session.data_to_send():
+            if not self._put(frame):
+                return
+        if self._open and self.session.state is not State.OPEN:
+            self._left_open()
+            self._put(_CLOSE)
+
+    def _left_open(self) -> None:
+        self._open = False
+        self._ending.set()
+
+    def _gone(self) -> None:
+        if self.session.state is not State.CLOSED:
+            self.session.connection_closed()
+        self._left_open()
+
+    def _put(self, item: Frame | object) -> bool:
         try:
-            while True:
-                item = await self._queue.get()
-                if isinstance(item, _CloseRequest):
-                    log.info("closing %r: %s", self, item.reason)
-                    self._on_dropped(item.reason)
-                    await asyncio.wait_for(self.ws.close(item.code, item.reason), self._close_timeout)
-                    return
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._abort()
+            return False
+        return True
+
+    def _abort(self) -> None:
+        """Close now, without waiting on the socket: the way out for a client that stopped reading."""
+        self.session.close(CloseReason.TOO_SLOW)  # kept if another reason came first
+        self.session.data_to_send()  # no room for them
+        self._left_open()
+        if self._writer is not None:
+            self._writer.cancel()
+        closing = self.session.closing
+        assert closing is not None
+        fail = getattr(self.ws, "fail_connection", None)
+        if fail is not None:
+            fail(closing.code, closing.text)
+
+    async def _write(self) -> None:
+        try:
+            while (item := await self._queue.get()) is not _CLOSE:
                 await self.ws.send(item)
                 self._on_sent()
+            closing = self.session.closing
+            assert closing is not None
+            await asyncio.wait_for(self.ws.close(closing.code, closing.text), self._close_timeout)
         except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the socket went away under us: the reader side cleans up
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            self._gone()  # Sanic cancels a write to a socket that is closing
+        except Exception as error:  # the socket went away under us
             log.debug("writer of %r ended: %s", self, error)
+            self._gone()
+
+
+async def close_all(connections: Collection[Connection], reason: CloseReason, timeout: float) -> None:
+    """Say goodbye to every connection, then wait (at most ``timeout``) for their sockets to close."""
+    for connection in connections:
+        connection.close(reason)
+    closed = [asyncio.ensure_future(connection.wait_closed()) for connection in connections]
+    if closed:
+        _, late = await asyncio.wait(closed, timeout=timeout)
+        for waiter in late:
+            waiter.cancel()

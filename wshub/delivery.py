@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 
-from db.events import Event, PushType
-from wshub.codec import Close, Invocation, Message
-from wshub.connection import CloseCode, Connection
+from db.events import Event, Hub, PushType
+from wshub.codec import Invocation, Message
+from wshub.connection import Connection
 from wshub.metrics import HubMetrics
 from wshub.notifications import auth_request_response, receive_message
 from wshub.registry import Registry
+from wshub.session import CloseReason
 
 __all__ = ["Delivery", "EncodedOnce"]
 
@@ -45,15 +46,15 @@ class Delivery:
         """Queue the event for every recipient connection; returns how many were queued."""
         self.metrics.events_in.inc()
         queued = 0
-        if event.user_id is not None:
+        if event.user_id is not None and Hub.USER in event.type.hubs:
             recipients = self.registry.of_user(event.user_id)
             queued += self._send(recipients, receive_message(event))
             if event.type == PushType.LOG_OUT:
                 self._log_out(recipients, event)
-        else:
+        elif event.user_id is None:
             # Organization-wide events need the membership tables, which do not exist yet.
             log.debug("no recipients known for organization event %s", event)
-        if event.type == PushType.AUTH_REQUEST_RESPONSE and event.item_id is not None:
+        if Hub.ANONYMOUS in event.type.hubs and event.item_id is not None:
             queued += self._send(self.registry.waiting_for(event.item_id), auth_request_response(event))
         if queued:
             self.metrics.event_latency.observe(max(0.0, time.time() - event.date.timestamp()))
@@ -69,9 +70,6 @@ class Delivery:
         # The acting device keeps its session; every other one was deauthorized. Closing them
         # after the LogOut was sent stops vault events reaching a session that should have none.
         # No context (a stamp reset, an admin's deauthorization) means every session goes.
-        goodbye = EncodedOnce(Close(error="logged out", allow_reconnect=False))
         for connection in connections:
-            if event.context_id is None or connection.device != event.context_id:
-                # a SignalR Close first, so the client library reports a reason, not a broken link
-                connection.send(goodbye.for_connection(connection))
-                connection.close_when_sent(CloseCode.POLICY, "logged out")
+            if event.device_identifier is None or connection.device_identifier != event.device_identifier:
+                connection.close(CloseReason.LOGGED_OUT)

@@ -1,10 +1,19 @@
-"""The hub's Prometheus metrics, kept in a registry of their own per app."""
+"""The hub's Prometheus metrics, kept in a registry of their own per app, and who may read them."""
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["CONTENT_TYPE", "HubMetrics"]
+from core.access import bearer_token
+
+if TYPE_CHECKING:
+    from wshub.session import CloseReason
+
+__all__ = ["CONTENT_TYPE", "HubMetrics", "scrape_allowed"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -35,5 +44,21 @@ class HubMetrics:
             "pgwarden_hub_event_latency_seconds", "From an event's date in PostgreSQL to delivery.",
             buckets=_LATENCY_BUCKETS, registry=self.registry)
 
+    def session_ended(self, reason: CloseReason) -> None:
+        """Count a session's end: never served is a refusal, closed by the hub a drop."""
+        if reason.refused:
+            self.refused.labels(reason.label).inc()
+        elif not reason.by_client:
+            self.dropped.labels(reason.label).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def scrape_allowed(headers: Mapping[str, str], token: str) -> bool:
+    """Whether the request carries METRICS_TOKEN as its bearer token (header only: a URL is logged).
+
+    Compared in constant time, so the answer's timing does not tell how much of a guess was right.
+    """
+    given = bearer_token({}, headers)
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())

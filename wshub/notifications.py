@@ -1,7 +1,8 @@
 """What a Bitwarden client receives for a published event: the ReceiveMessage invocation.
 
-The argument is ``{"ContextId", "Type", "Payload"}``; the payload's keys depend on what the
-event is about (an item, a folder, the whole account, an auth request). Keys are PascalCase and
+The argument is ``{"ContextId", "Type", "Payload"}``: ContextId is the acting device's identifier
+(``Event.device_identifier``), and the payload's keys follow the push type's payload shape
+(``PushType.payload``: cipher, folder, send, user-level, auth request). Keys are PascalCase and
 every key is present, with None where there is no value, as the clients expect.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.events import Event, PushType
+from db.events import Event, Payload
 from wshub.codec import Invocation
 
 __all__ = [
@@ -25,29 +26,25 @@ RECEIVE_MESSAGE_TARGET = "ReceiveMessage"
 #: Spelled so by the clients.
 AUTH_REQUEST_RESPONSE_TARGET = "AuthRequestResponseRecieved"
 
-_CIPHER_TYPES = frozenset({PushType.SYNC_CIPHER_UPDATE, PushType.SYNC_CIPHER_CREATE,
-                           PushType.SYNC_LOGIN_DELETE, PushType.SYNC_CIPHER_DELETE})
-_ITEM_TYPES = frozenset({PushType.SYNC_FOLDER_DELETE, PushType.SYNC_FOLDER_CREATE,
-                         PushType.SYNC_FOLDER_UPDATE, PushType.SYNC_SEND_CREATE,
-                         PushType.SYNC_SEND_UPDATE, PushType.SYNC_SEND_DELETE})
-_AUTH_REQUEST_TYPES = frozenset({PushType.AUTH_REQUEST, PushType.AUTH_REQUEST_RESPONSE})
-
 
 def payload(event: Event) -> dict[str, Any]:
-    """The Payload object for the event's push type."""
-    if event.type in _CIPHER_TYPES:
+    """The Payload object for the event's push type, in the shape PushType names."""
+    shape = event.type.payload
+    if shape is Payload.CIPHER:
         return {"Id": event.item_id, "UserId": event.user_id, "OrganizationId": event.org_id,
                 "CollectionIds": None, "RevisionDate": event.date}
-    if event.type in _ITEM_TYPES:
+    if shape is Payload.FOLDER or shape is Payload.SEND:
         return {"Id": event.item_id, "UserId": event.user_id, "RevisionDate": event.date}
-    if event.type in _AUTH_REQUEST_TYPES:
+    if shape is Payload.AUTH_REQUEST:
         return {"Id": event.item_id, "UserId": event.user_id}
-    # Account-wide: full sync, settings, log out, organization changes.
-    return {"UserId": event.user_id, "Date": event.date}
+    if shape is Payload.USER:
+        return {"UserId": event.user_id, "Date": event.date}
+    # decode_event refuses these, so only a hand-made Event gets here
+    raise ValueError(f"no payload shape for push type {event.type!r}")
 
 
 def receive_message_argument(event: Event) -> dict[str, Any]:
-    return {"ContextId": event.context_id, "Type": int(event.type), "Payload": payload(event)}
+    return {"ContextId": event.device_identifier, "Type": int(event.type), "Payload": payload(event)}
 
 
 def receive_message(event: Event) -> Invocation:

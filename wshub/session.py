@@ -1,25 +1,32 @@
-"""The life of one hub connection, from the WebSocket upgrade to its close.
+"""One client's SignalR session as a state machine: frames in, events and frames out.
 
-1. Handshake: the client has a deadline to send ``{"protocol":...,"version":...}\\x1e``;
-   nothing is sent to it before the reply.
-2. Registered: from here on notifications and pings are queued for it.
-3. Reading: pings keep it alive, a Close message ends it, invocations are answered with an
-   error completion (the hub has no methods), and bytes that are not SignalR close it with the
-   reason. Whatever happens, it leaves the registry.
+No sockets and no event loop here, in the manner of the websockets library's ``Protocol``:
+the caller feeds each client frame to :meth:`Session.receive`, acts on the events it returns,
+and writes what :meth:`Session.data_to_send` hands back. So every rule of the conversation can
+be tested byte by byte::
+
+    AWAITING_HANDSHAKE --handshake--> OPEN --either side ends it--> CLOSING --socket closed--> CLOSED
+            |                                                          ^
+            +------------- bad handshake, or none in time -------------+
+
+- Nothing is sent before the handshake reply; bytes behind the handshake are messages.
+- Pings only prove the client alive; invocations get an error completion (the hub has no
+  methods); a SignalR Close from the client ends the session.
+- Bytes that are not SignalR end it with the reason; a record over the size limit is refused
+  before it is buffered whole.
+
+Every end has a :class:`CloseReason`: its WebSocket close code, its metric label and its text.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Callable
-from typing import Any
+import enum
+from dataclasses import dataclass
 
 from wshub.codec import (
     HANDSHAKE_REPLY,
-    CodecError,
     Close,
+    CodecError,
     Completion,
     FramingError,
     HandshakeError,
@@ -31,100 +38,225 @@ from wshub.codec import (
     StreamInvocation,
     handshake_error_reply,
 )
-from wshub.connection import CloseCode, Connection
-from wshub.registry import Registry
 
-__all__ = ["handshake", "serve_connection"]
+__all__ = [
+    "Closing",
+    "CloseReason",
+    "Frame",
+    "HandshakeDone",
+    "MessageReceived",
+    "Session",
+    "SessionEvent",
+    "State",
+]
 
-log = logging.getLogger(__name__)
+Frame = bytes | str
 
-
-async def handshake(ws: Any, timeout: float) -> tuple[HubProtocol, bytes] | None:
-    """The negotiated protocol and any bytes after the handshake, or None when refused (closed)."""
-    reader = HandshakeReader()
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            data = await ws.recv(timeout=max(remaining, 0.0)) if remaining > 0 else None
-            if data is None:
-                log.info("refused connection: no handshake within %s s", timeout)
-                await ws.close(CloseCode.POLICY, f"no handshake within {timeout:g} s")
-                return None
-            request = reader.feed(data)
-            if request is not None:
-                return request.protocol, reader.remainder
-    except HandshakeError as error:
-        log.info("refused handshake: %s", error.reason)
-        await ws.send(handshake_error_reply(error.reason))
-        await ws.close(CloseCode.PROTOCOL_ERROR, error.reason[:120])
-        return None
+#: A WebSocket close frame carries at most 123 bytes of reason.
+_MAX_CLOSE_REASON = 123
 
 
-async def serve_connection(
-    ws: Any, protocol: HubProtocol, remainder: bytes, connection: Connection, registry: Registry,
-    max_message_size: int, on_refused: Callable[[str], None],
-) -> None:
-    await ws.send(HANDSHAKE_REPLY)
-    refusal = registry.add(connection)
-    if refusal is not None:
-        log.info("refused %r: %s", connection, refusal)
-        on_refused("limit")
-        await ws.close(CloseCode.POLICY, refusal)
-        return
-    connection.start()
-    try:
-        await _read(ws, protocol, remainder, connection, max_message_size)
-    finally:
-        registry.remove(connection)
-        if not connection.closing:
-            await connection.stop()
+class State(enum.Enum):
+    AWAITING_HANDSHAKE = enum.auto()
+    OPEN = enum.auto()
+    CLOSING = enum.auto()
+    CLOSED = enum.auto()
 
 
-async def _read(ws: Any, protocol: HubProtocol, remainder: bytes, connection: Connection, max_size: int) -> None:
-    reader = MessageReader(protocol, max_size)
-    try:
-        messages = reader.feed(remainder)
-        while True:
-            for message in messages:
-                if isinstance(message, Close):
-                    await connection.stop()
-                    await ws.close(CloseCode.NORMAL, "closed by the client")
-                    return
-                _answer(message, connection)
-            if connection.closing:
-                # the hub closes it (logged out, too slow): wait for the writer, then leave
-                if connection.done is not None:
-                    await asyncio.gather(connection.done, return_exceptions=True)
-                return
-            data = await _next_frame(ws, connection)
-            if data is None:
-                return
-            messages = reader.feed(data)
-    except CodecError as error:
-        log.info("closing %r: invalid message: %s", connection, error.reason)
-        await connection.stop()
-        await ws.send(protocol.encode(Close(error=f"invalid message: {error.reason}")))
-        code = CloseCode.TOO_BIG if isinstance(error, FramingError) else CloseCode.INVALID_DATA
-        await ws.close(code, error.reason[:120])
+class CloseReason(enum.Enum):
+    """Why a session ended: the WebSocket close code, the metric label, the text for logs and the
+    close frame, and whether a SignalR Close sent first lets the client reconnect at once."""
+
+    #                 code  label               text                                  reconnect
+    NO_HANDSHAKE    = (1008, "no_handshake",    "no handshake in time",                False)
+    BAD_HANDSHAKE   = (1002, "bad_handshake",   "bad handshake",                       False)
+    LIMIT           = (1008, "limit",           "too many connections",                False)
+    INVALID_MESSAGE = (1003, "invalid_message", "invalid message",                     False)
+    # a length over the limit is an invalid message too: the code and the label tell it apart
+    TOO_BIG         = (1009, "too_big",         "invalid message",                     False)
+    LOGGED_OUT      = (1008, "logged_out",      "logged out",                          False)
+    TOO_SLOW        = (1013, "too_slow",        "too far behind; reconnect and sync",  True)
+    SHUTDOWN        = (1001, "shutdown",        "server shutting down",                True)
+    CLIENT_CLOSED   = (1000, "client_closed",   "closed by the client",                False)
+    DISCONNECTED    = (1006, "disconnected",    "connection lost",                     False)
+
+    def __init__(self, code: int, label: str, text: str, allow_reconnect: bool) -> None:
+        self.code = code
+        self.label = label
+        self.text = text
+        self.allow_reconnect = allow_reconnect
+
+    @property
+    def refused(self) -> bool:
+        """True when the session was never served: counted with the refused connections."""
+        return self in _REFUSALS
+
+    @property
+    def by_client(self) -> bool:
+        """True when the client ended it: no SignalR Close is owed, nothing is counted as dropped."""
+        return self in _CLIENT_ENDINGS
 
 
-async def _next_frame(ws: Any, connection: Connection) -> bytes | str | None:
-    """The client's next frame, or None once the socket or the hub's writer is done."""
-    receive = asyncio.ensure_future(ws.recv())
-    waiters: set[asyncio.Future[Any]] = {receive}
-    if connection.done is not None:
-        waiters.add(connection.done)
-    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    if not receive.done():
-        receive.cancel()
-        await asyncio.gather(receive, return_exceptions=True)
-        return None
-    return receive.result()
+_REFUSALS = frozenset({CloseReason.NO_HANDSHAKE, CloseReason.BAD_HANDSHAKE, CloseReason.LIMIT})
+_CLIENT_ENDINGS = frozenset({CloseReason.CLIENT_CLOSED, CloseReason.DISCONNECTED})
 
 
-def _answer(message: Message, connection: Connection) -> None:
-    # Pings only prove the client alive; the hub exposes no methods to call.
-    if isinstance(message, Invocation | StreamInvocation) and message.invocation_id is not None:
-        error = f"Unknown hub method '{message.target}'"
-        connection.send(connection.protocol.encode(Completion(message.invocation_id, error=error)))
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeDone:
+    """The client named a protocol the hub speaks; the reply is in ``data_to_send``."""
+
+    protocol: HubProtocol
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """The session is ending: write ``data_to_send``, then close the WebSocket with ``code``
+    and ``text``. ``detail`` says more than the reason's own text (an error, a limit)."""
+
+    reason: CloseReason
+    detail: str | None = None
+
+    @property
+    def code(self) -> int:
+        return self.reason.code
+
+    @property
+    def text(self) -> str:
+        """The close frame's reason, cut to what a close frame can carry."""
+        text = self.detail or self.reason.text
+        encoded = text.encode()
+        if len(encoded) <= _MAX_CLOSE_REASON:
+            return text
+        return encoded[:_MAX_CLOSE_REASON].decode(errors="ignore")
+
+    def signalr_close(self) -> Close:
+        """The SignalR Close that tells a client library why, before the socket closes."""
+        if self.reason.allow_reconnect:
+            return Close(error=None, allow_reconnect=True)
+        error = f"{self.reason.text}: {self.detail}" if self.detail else self.reason.text
+        return Close(error=error, allow_reconnect=False)
+
+    def __str__(self) -> str:
+        return f"{self.reason.label}: {self.text}"
+
+
+SessionEvent = HandshakeDone | MessageReceived | Closing
+
+
+# -- the session -------------------------------------------------------------------------------
+
+
+class Session:
+    """The state of one client's conversation; see the module docstring."""
+
+    __slots__ = ("state", "protocol", "closing", "_max_message_size", "_handshake", "_reader", "_outgoing")
+
+    def __init__(self, max_message_size: int = 65536, *, max_handshake_size: int = 4096) -> None:
+        self.state = State.AWAITING_HANDSHAKE
+        self.protocol: HubProtocol | None = None
+        #: Why the session ended, once it does: the first reason given wins.
+        self.closing: Closing | None = None
+        self._max_message_size = max_message_size
+        self._handshake: HandshakeReader | None = HandshakeReader(max_handshake_size)
+        self._reader: MessageReader | None = None
+        self._outgoing: list[Frame] = []
+
+    def __repr__(self) -> str:
+        protocol = self.protocol.name if self.protocol else "-"
+        return f"<Session {self.state.name} {protocol}>"
+
+    def receive(self, data: Frame) -> list[SessionEvent]:
+        """Take one client frame; return what happened. Frames after the end are ignored."""
+        if self.state is State.AWAITING_HANDSHAKE:
+            return self._receive_handshake(data)
+        if self.state is State.OPEN:
+            return self._receive_messages(data)
+        return []
+
+    def data_to_send(self) -> list[Frame]:
+        """Frames to write to the client, in order; each is returned once."""
+        frames, self._outgoing = self._outgoing, []
+        return frames
+
+    def close(self, reason: CloseReason, detail: str | None = None) -> Closing | None:
+        """End the session; None when it is already ending.
+
+        When the hub ends an open session it says why in a SignalR Close first; before the
+        handshake reply the client has no protocol to be told in.
+        """
+        was_open = self.state is State.OPEN
+        closing = self._end(reason, detail)
+        if closing is not None and was_open and not reason.by_client:
+            assert self.protocol is not None
+            self._outgoing.append(self.protocol.encode(closing.signalr_close()))
+        return closing
+
+    def connection_closed(self) -> Closing:
+        """The socket is gone; returns why the session ended (the connection was lost, unless a
+        reason was given before)."""
+        self._end(CloseReason.DISCONNECTED)
+        self.state = State.CLOSED
+        self._outgoing.clear()
+        assert self.closing is not None
+        return self.closing
+
+    # -- private ------------------------------------------------------------------------------
+
+    def _end(self, reason: CloseReason, detail: str | None = None) -> Closing | None:
+        if self.closing is not None:
+            return None
+        self.closing = Closing(reason, detail)
+        self.state = State.CLOSING
+        self._handshake = self._reader = None
+        return self.closing
+
+    def _receive_handshake(self, data: Frame) -> list[SessionEvent]:
+        assert self._handshake is not None
+        try:
+            request = self._handshake.feed(data)
+        except HandshakeError as error:
+            self._outgoing.append(handshake_error_reply(error.reason))
+            closing = self._end(CloseReason.BAD_HANDSHAKE, error.reason)
+            return [closing] if closing else []
+        if request is None:
+            return []
+        remainder = self._handshake.remainder
+        self.state = State.OPEN
+        self.protocol = request.protocol
+        self._handshake = None
+        self._reader = MessageReader(request.protocol, self._max_message_size)
+        self._outgoing.append(HANDSHAKE_REPLY)
+        events: list[SessionEvent] = [HandshakeDone(request.protocol)]
+        if remainder:
+            events += self._receive_messages(remainder)
+        return events
+
+    def _receive_messages(self, data: Frame) -> list[SessionEvent]:
+        assert self._reader is not None and self.protocol is not None
+        try:
+            messages = self._reader.feed(data)
+        except CodecError as error:
+            reason = CloseReason.TOO_BIG if isinstance(error, FramingError) else CloseReason.INVALID_MESSAGE
+            closing = self.close(reason, error.reason)
+            return [closing] if closing else []
+        events: list[SessionEvent] = []
+        for message in messages:
+            events.append(MessageReceived(message))
+            if isinstance(message, Close):
+                # what follows a Close in the same frame is never read
+                closing = self.close(CloseReason.CLIENT_CLOSED)
+                if closing is not None:
+                    events.append(closing)
+                break
+            if isinstance(message, Invocation | StreamInvocation) and message.invocation_id is not None:
+                unknown = f"Unknown hub method '{message.target}'"
+                self._outgoing.append(self.protocol.encode(Completion(message.invocation_id, error=unknown)))
+        return events

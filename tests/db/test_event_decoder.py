@@ -20,7 +20,7 @@ def payload(**changes: object) -> str:
         "org": None,
         "item": ITEM,
         "date": "2025-11-28T16:00:00.123000Z",
-        "context": "4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11",
+        "device": "4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11",
     }
     fields.update(changes)
     return json.dumps(fields)
@@ -34,7 +34,7 @@ def test_decode_folder_update_gives_typed_event() -> None:
         org_id=None,
         item_id=ITEM,
         date=datetime(2025, 11, 28, 16, 0, 0, 123000, tzinfo=timezone.utc),
-        context_id="4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11",
+        device_identifier="4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11",
     )
 
 
@@ -43,8 +43,8 @@ def test_decode_normalizes_uuids_to_lowercase() -> None:
 
 
 def test_decode_user_level_event_without_item() -> None:
-    event = decode_event(payload(type=5, item=None, context=None))
-    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_VAULT, None, None)
+    event = decode_event(payload(type=5, item=None, device=None))
+    assert (event.type, event.item_id, event.device_identifier) == (PushType.SYNC_VAULT, None, None)
 
 
 @pytest.mark.parametrize(
@@ -64,8 +64,9 @@ def test_decode_user_level_event_without_item() -> None:
         (payload(date="yesterday"), "date is not ISO-8601"),
         (payload(date="2025-11-28T16:00:00"), "date has no time zone"),
         (payload(date=12), "date is not a string"),
-        (payload(context=["x"]), "bad context id"),
-        (payload(context="x" * 256), "bad context id"),
+        (payload(device=["x"]), "bad device identifier"),
+        (payload(device="x" * 256), "bad device identifier"),
+        (payload(type=18, item=None), "push type without a payload shape"),
     ],
 )
 def test_decode_rejects_malformed_payload_with_reason(text: str, reason: str) -> None:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
+import asyncpg
+import jwt
 import psycopg
 import pytest
 
+from core.keyring import KeyRing
+from core.keystore import ensure_signing_key
+from core.tokens import SigningKey, SigningKeyError, key_id
 from db import migrate
 from tests.conftest import PostgresServer, with_database
 
-VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "signing_keys"}
+VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "token_public_keys",
+                "token_private_keys", "login_limits", "server_secrets"}
+ISSUER = "https://vault.test|login"
 
 
 @pytest.fixture
@@ -57,8 +65,11 @@ def test_migrate_command_against_database_url(empty_database_url: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     with psycopg.connect(empty_database_url) as conn:
-        keys = conn.execute("SELECT count(*) FROM signing_keys").fetchone()[0]
+        keys = conn.execute("SELECT count(*) FROM token_public_keys WHERE retires_at IS NULL").fetchone()[0]
     assert keys == 1, "migrate also makes the token signing key pair"
+    with psycopg.connect(empty_database_url) as conn:
+        secrets = conn.execute("SELECT count(*) FROM server_secrets WHERE length(value) = 32").fetchone()[0]
+    assert secrets == 1, "and the API's server secrets"
     assert migrate.current_revision(empty_database_url) == migrate_head()
 
 
@@ -81,3 +92,77 @@ def test_migrate_command_on_embedded_postgres_keeps_data(tmp_path) -> None:
         assert done.returncode == 0, done.stderr
         assert f"database at revision {migrate_head()}" in done.stderr
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+
+
+def test_refresh_tokens_issued_before_0004_keep_working_for_a_lifetime(empty_database_url: str) -> None:
+    migrate.upgrade(empty_database_url, "0003")
+    with psycopg.connect(empty_database_url) as conn:
+        conn.execute("INSERT INTO users (email, password_hash, key) VALUES ('a@example.com', 'x', 'k')")
+        conn.execute("INSERT INTO devices (user_id, identifier, type, name, refresh_token_hash)"
+                     " SELECT id, 'd', 25, 'n', 'h' FROM users")
+    migrate.upgrade(empty_database_url, "0004")
+    with psycopg.connect(empty_database_url) as conn:
+        carried = conn.execute(
+            "SELECT d.refresh_token_stamp = u.security_stamp,"
+            "       d.refresh_token_expires_at BETWEEN now() + interval '29 days' AND now() + interval '31 days'"
+            "  FROM devices d JOIN users u ON u.id = d.user_id").fetchone()
+    assert carried == (True, True)
+
+
+def key_before_key_ids(url: str) -> tuple[str, str]:
+    """The private and public PEM in the single-row table of the revisions before key ids."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT private_key_pem, public_key_pem FROM signing_keys").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_upgrade_keeps_the_key_and_the_tokens_it_signed_before(empty_database_url: str) -> None:
+    url = empty_database_url
+    migrate.upgrade(url, "0004")
+    key = SigningKey.generate()
+    with psycopg.connect(url) as conn:  # as the server made it before key ids
+        conn.execute("INSERT INTO signing_keys (private_key_pem, public_key_pem) VALUES (%s, %s)",
+                     (key.private_pem(), key.public_pem))
+    now = int(time.time())
+    issued_before = jwt.encode({"sub": "u", "iss": ISSUER, "nbf": now - 5, "exp": now + 600}, key.private_key,
+                               algorithm="RS256")
+
+    migrate.upgrade(url)
+    conn = await asyncpg.connect(url)
+    try:
+        ring = KeyRing(conn, signs=True)
+        await ring.load()
+        assert (await ring.verifier(ISSUER).verify(issued_before))["sub"] == "u"
+        issued_after = ring.issuer(ISSUER, 600).issue({"sub": "u"})
+        assert jwt.get_unverified_header(issued_after)["kid"] == key_id(key.public_pem)
+        assert await ring.verifier(ISSUER).verify(issued_after)
+    finally:
+        await conn.close()
+
+    migrate.downgrade(url, "0004")
+    private_pem, public_pem = key_before_key_ids(url)
+    assert public_pem == key.public_pem
+    assert SigningKey.from_pem("k", private_pem, None).public_pem == key.public_pem
+
+
+async def test_downgrade_of_an_encrypted_key_needs_the_passphrase(empty_database_url: str, monkeypatch) -> None:
+    url = empty_database_url
+    monkeypatch.delenv("SIGNING_KEY_PASSPHRASE", raising=False)
+    monkeypatch.delenv("SIGNING_KEY_PASSPHRASE_FILE", raising=False)
+    migrate.upgrade(url)
+    conn = await asyncpg.connect(url)
+    try:
+        kid = await ensure_signing_key(conn, "correct horse")
+        public_pem = await conn.fetchval("SELECT public_key_pem FROM token_public_keys WHERE kid = $1", kid)
+    finally:
+        await conn.close()
+    with pytest.raises(SigningKeyError, match="SIGNING_KEY_PASSPHRASE"):
+        migrate.downgrade(url, "0004")
+    assert migrate.current_revision(url) == migrate_head(), "the refused downgrade changed nothing"
+
+    monkeypatch.setenv("SIGNING_KEY_PASSPHRASE", "correct horse")
+    migrate.downgrade(url, "0004")
+    private_pem, stored_public = key_before_key_ids(url)
+    assert stored_public == public_pem
+    assert SigningKey.from_pem("k", private_pem, None).public_pem.strip() == public_pem.strip()

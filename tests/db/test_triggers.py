@@ -28,7 +28,7 @@ async def acting(db: asyncpg.Connection, device: str | None = DEVICE) -> asyncpg
     tx = db.transaction()
     await tx.start()
     if device is not None:
-        await db.execute("SELECT set_config('pgwarden.context_id', $1, true)", device)
+        await db.execute("SELECT set_config('pgwarden.device_identifier', $1, true)", device)
     return tx
 
 
@@ -65,7 +65,7 @@ async def test_cipher_create_is_one_event_after_commit(db: asyncpg.Connection, e
     [event] = await events.exactly(1)
     stored = await db.fetchval("SELECT revision_date FROM ciphers WHERE id = $1", uuid.UUID(cipher))
     assert event.type is PushType.SYNC_CIPHER_CREATE
-    assert (event.user_id, event.org_id, event.item_id, event.context_id) == (user, None, cipher, DEVICE)
+    assert (event.user_id, event.org_id, event.item_id, event.device_identifier) == (user, None, cipher, DEVICE)
     assert event.date == stored
 
 
@@ -95,7 +95,7 @@ async def test_cipher_change_is_one_event_of_its_type(
 
     [event] = await events.exactly(1)
     assert event.type is expected
-    assert (event.user_id, event.item_id, event.context_id) == (user, cipher, DEVICE)
+    assert (event.user_id, event.item_id, event.device_identifier) == (user, cipher, DEVICE)
     assert await revision(db, user) > before
 
 
@@ -138,13 +138,13 @@ async def test_folder_change_is_one_event_of_its_type(
     folder = await insert_folder(db, user)
     await tx.commit()
     [created] = await events.exactly(1)
-    assert (created.type, created.item_id, created.context_id) == (PushType.SYNC_FOLDER_CREATE, folder, DEVICE)
+    assert (created.type, created.item_id, created.device_identifier) == (PushType.SYNC_FOLDER_CREATE, folder, DEVICE)
 
     tx = await acting(db)
     await db.execute(statement, uuid.UUID(folder))
     await tx.commit()
     [event] = await events.exactly(1)
-    assert (event.type, event.user_id, event.item_id, event.context_id) == (expected, user, folder, DEVICE)
+    assert (event.type, event.user_id, event.item_id, event.device_identifier) == (expected, user, folder, DEVICE)
 
 
 async def test_deleting_a_folder_makes_its_items_folderless(db: asyncpg.Connection, events: EventListener) -> None:
@@ -174,7 +174,7 @@ async def test_sync_row_publishes_its_own_type(
     await tx.commit()
 
     [event] = await events.exactly(1)
-    assert (event.type, event.user_id, event.item_id, event.context_id) == (push_type, user, None, DEVICE)
+    assert (event.type, event.user_id, event.item_id, event.device_identifier) == (push_type, user, None, DEVICE)
     assert await revision(db, user) > before
 
 
@@ -183,11 +183,11 @@ async def test_sync_row_with_explicit_null_context(db: asyncpg.Connection, event
     user = await new_user(db)
     tx = await acting(db)
     await db.execute(
-        "INSERT INTO sync_events (user_id, push_type, context_id) VALUES ($1, 11, NULL)", uuid.UUID(user)
+        "INSERT INTO sync_events (user_id, push_type, device_identifier) VALUES ($1, 11, NULL)", uuid.UUID(user)
     )
     await tx.commit()
     [event] = await events.exactly(1)
-    assert (event.type, event.context_id) == (PushType.LOG_OUT, None)
+    assert (event.type, event.device_identifier) == (PushType.LOG_OUT, None)
 
 
 async def test_old_sync_rows_are_pruned(db: asyncpg.Connection, events: EventListener) -> None:
@@ -220,7 +220,7 @@ async def test_plain_sql_session_notifies_with_null_context(db: asyncpg.Connecti
     user = await new_user(db)
     cipher = await insert_cipher(db, user)  # autocommit, no set_config: an admin's psql
     [event] = await events.exactly(1)
-    assert (event.item_id, event.context_id) == (cipher, None)
+    assert (event.item_id, event.device_identifier) == (cipher, None)
 
 
 async def test_context_is_transaction_local(db: asyncpg.Connection, events: EventListener) -> None:
@@ -230,7 +230,7 @@ async def test_context_is_transaction_local(db: asyncpg.Connection, events: Even
     await tx.commit()
     await insert_folder(db, user)  # a later transaction on the same session names no device
     first, second = await events.exactly(2)
-    assert (first.context_id, second.context_id) == (DEVICE, None)
+    assert (first.device_identifier, second.device_identifier) == (DEVICE, None)
 
 
 async def test_oversized_context_is_published_as_null(db: asyncpg.Connection, events: EventListener) -> None:
@@ -239,7 +239,7 @@ async def test_oversized_context_is_published_as_null(db: asyncpg.Connection, ev
     await insert_folder(db, user)
     await tx.commit()
     [event] = await events.exactly(1)
-    assert event.context_id is None
+    assert event.device_identifier is None
 
 
 async def test_revision_date_moves_forward_with_every_change(db: asyncpg.Connection, events: EventListener) -> None:
@@ -278,7 +278,7 @@ async def test_import_like_insert_is_one_sync_vault(db: asyncpg.Connection, even
     )
     await tx.commit()
     [event] = await events.exactly(1)
-    assert (event.type, event.user_id, event.item_id, event.context_id) == (PushType.SYNC_VAULT, user, None, DEVICE)
+    assert (event.type, event.user_id, event.item_id, event.device_identifier) == (PushType.SYNC_VAULT, user, None, DEVICE)
 
 
 async def test_bulk_transaction_publishes_bulk_events_only(db: asyncpg.Connection, events: EventListener) -> None:
@@ -290,7 +290,7 @@ async def test_bulk_transaction_publishes_bulk_events_only(db: asyncpg.Connectio
     await insert_cipher(db, user)
     await tx.commit()
     [event] = await events.exactly(1)
-    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_VAULT, None, DEVICE)
+    assert (event.type, event.item_id, event.device_identifier) == (PushType.SYNC_VAULT, None, DEVICE)
 
 
 @pytest.mark.parametrize(

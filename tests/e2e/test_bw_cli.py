@@ -43,9 +43,9 @@ def server(database_url: str, certs: TlsFiles, logs: Path) -> Iterator[str]:
     try:
         created = subprocess.run(
             [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", EMAIL,
-             "--password", PASSWORD, "--name", "Carol"],
+             "--password-stdin", "--name", "Carol"],
             env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, timeout=120,
+            input=PASSWORD, capture_output=True, text=True, timeout=120,
         )
         assert created.returncode == 0, created.stdout + created.stderr
         yield settings.url
@@ -85,7 +85,7 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
     assert str(row["user_id"]) == user_id
     assert row["name"].startswith("2.") and "Work" not in row["name"]  # stored encrypted
     event = await events.next()
-    assert (event.type, event.item_id, event.user_id, event.context_id) == (
+    assert (event.type, event.item_id, event.user_id, event.device_identifier) == (
         PushType.SYNC_FOLDER_CREATE, folder["id"], user_id, device)
 
     created = await laptop.json("create", "item", encode(await login_item(laptop, "Mail", folder["id"])))
@@ -94,12 +94,12 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
     assert str(row["user_id"]) == user_id and row["deleted_date"] is None
     assert folder["id"] in row["folders"]
     event = await events.next()
-    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_CREATE, created["id"], device)
+    assert (event.type, event.item_id, event.device_identifier) == (PushType.SYNC_CIPHER_CREATE, created["id"], device)
 
     edited = await laptop.json("edit", "item", created["id"], encode({**created, "name": "Mail (work)"}))
     assert edited["name"] == "Mail (work)"
     event = await events.next()
-    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
+    assert (event.type, event.item_id, event.device_identifier) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
 
     # A second device sees the vault as the first one left it.
     await phone.login(server, EMAIL, PASSWORD)
@@ -113,7 +113,7 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
     await laptop.run("delete", "item", created["id"])
     assert await db.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is not None
     event = await events.next()
-    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
+    assert (event.type, event.item_id, event.device_identifier) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
     await phone.run("sync")
     assert await phone.json("list", "items") == []
     assert names(await phone.json("list", "items", "--trash")) == ["Mail (work)"]
@@ -121,14 +121,14 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
     await laptop.run("restore", "item", created["id"])
     assert await db.fetchval("SELECT deleted_date FROM ciphers WHERE id = $1", created["id"]) is None
     event = await events.next()
-    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
+    assert (event.type, event.item_id, event.device_identifier) == (PushType.SYNC_CIPHER_UPDATE, created["id"], device)
     await phone.run("sync")
     assert names(await phone.json("list", "items")) == ["Mail (work)"]
 
     await laptop.run("delete", "item", created["id"], "--permanent")
     assert await db.fetchval("SELECT count(*) FROM ciphers WHERE id = $1", created["id"]) == 0
     event = await events.next()
-    assert (event.type, event.item_id, event.context_id) == (PushType.SYNC_LOGIN_DELETE, created["id"], device)
+    assert (event.type, event.item_id, event.device_identifier) == (PushType.SYNC_LOGIN_DELETE, created["id"], device)
     await phone.run("sync")
     assert await phone.json("list", "items") == []
     assert await phone.json("list", "items", "--trash") == []

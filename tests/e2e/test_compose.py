@@ -41,9 +41,14 @@ def compose() -> dict:
 
 def test_compose_has_the_documented_shape(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "migrate", "api-1", "api-2", "hub", "caddy"}
+    assert set(services) == {"postgres", "migrate", "hub-role", "api-1", "api-2", "hub", "caddy"}
     assert services["migrate"]["command"] == ["pgwarden", "migrate"]
     assert services["migrate"]["restart"] == "no"
+    # the hub logs in as its own role, given only what it reads (docs/security.md)
+    assert services["hub-role"]["command"][:4] == ["pgwarden", "db", "grant-hub", "pgwarden_hub"]
+    assert services["hub"]["environment"]["DATABASE_URL"].startswith("postgresql://pgwarden_hub:")
+    assert services["hub"]["depends_on"]["hub-role"]["condition"] == "service_completed_successfully"
+    assert "SIGNING_KEY_PASSPHRASE" not in services["hub"]["environment"]
     for name in ("api-1", "api-2"):
         assert services[name]["command"] == ["pgwarden", "api"]
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"

@@ -55,9 +55,9 @@ def deployment(database_url: str, certs: TlsFiles, logs: Path) -> Iterator[Deplo
     proxy = start_proxy("caddy", settings, logs / "caddy")
     try:
         created = subprocess.run(
-            [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", EMAIL, "--password", PASSWORD],
+            [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", EMAIL, "--password-stdin"],
             env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, timeout=120)
+            input=PASSWORD, capture_output=True, text=True, timeout=120)
         assert created.returncode == 0, created.stdout + created.stderr
         yield Deployment(stack, settings)
     finally:

@@ -71,7 +71,7 @@ async def test_official_client_receives_each_committed_change_of_its_user_only(
 
         # An admin's session that names itself: its context id reaches the client.
         async with db.transaction():
-            await db.execute("SELECT set_config('pgwarden.context_id', 'admin-console', true)")
+            await db.execute("SELECT set_config('pgwarden.device_identifier', 'admin-console', true)")
             folder = await db.fetchrow(
                 "INSERT INTO folders (user_id, name) VALUES ($1, $2) RETURNING id, revision_date",
                 alice_id, alice.encrypt("From SQL"))

@@ -29,6 +29,33 @@ def test_every_bad_value_is_reported_at_once() -> None:
     assert "API_PORT" in message and "WEBSOCKET_PORT" in message and "WEBSOCKET_ENABLED" in message
 
 
+def test_domain_origin_is_what_a_browser_sends_as_origin() -> None:
+    assert Config(domain="https://Vault.Example.com:443/bitwarden/").domain_origin == "https://vault.example.com"
+    assert Config(domain="http://localhost:8080").domain_origin == "http://localhost:8080"
+    assert Config().domain_origin == "http://localhost"
+
+
+def test_cors_allowed_origins_are_a_list_of_exact_origins() -> None:
+    config = Config.from_env({"CORS_ALLOWED_ORIGINS": "https://Web.Example.com, https://other.example:8443/"})
+    assert config.cors_allowed_origins == ("https://web.example.com", "https://other.example:8443")
+    assert Config.from_env({}).cors_allowed_origins == ()
+    for bad in ("*", "null", "web.example.com", "https://web.example.com/vault", "https://a.example?x=1"):
+        with pytest.raises(ConfigError) as caught:
+            Config.from_env({"CORS_ALLOWED_ORIGINS": bad})
+        assert "CORS_ALLOWED_ORIGINS" in str(caught.value), bad
+
+
+def test_metrics_token_is_off_by_default_and_kept_out_of_reprs() -> None:
+    assert Config.from_env({}).metrics_token is None
+    token = "0123456789abcdef0123456789abcdef"
+    config = Config.from_env({"METRICS_TOKEN": token})
+    assert config.metrics_token == token
+    assert token not in repr(config)
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"METRICS_TOKEN": "short"})
+    assert "METRICS_TOKEN" in str(caught.value)
+
+
 def test_readme_documents_every_setting_with_its_default() -> None:
     readme = (ROOT / "README.md").read_text()
     for name, default, _ in Config.reference():
@@ -39,3 +66,28 @@ def test_readme_documents_every_setting_with_its_default() -> None:
 def test_redact_dsn_hides_the_password_only() -> None:
     assert redact_dsn("postgresql://app:s3cret@db:5432/vault") == "postgresql://app:***@db:5432/vault"
     assert redact_dsn("postgresql://app@db/vault") == "postgresql://app@db/vault"
+
+
+def test_signing_key_passphrase_comes_from_the_environment_or_a_file(tmp_path) -> None:
+    assert Config.from_env({}).signing_key_secret() is None
+    assert Config.from_env({"SIGNING_KEY_PASSPHRASE": "s3cret"}).signing_key_secret() == "s3cret"
+    secret = tmp_path / "passphrase"
+    secret.write_text("from a file\n")
+    assert Config.from_env({"SIGNING_KEY_PASSPHRASE_FILE": str(secret)}).signing_key_secret() == "from a file"
+
+
+def test_signing_key_passphrase_stays_out_of_reprs() -> None:
+    config = Config.from_env({"SIGNING_KEY_PASSPHRASE": "s3cret"})
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config.signing_key_passphrase)
+
+
+def test_signing_key_passphrase_settings_that_cannot_work_are_reported(tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for environ, expected in [
+        ({"SIGNING_KEY_PASSPHRASE": "a", "SIGNING_KEY_PASSPHRASE_FILE": str(empty)}, "not both"),
+        ({"SIGNING_KEY_PASSPHRASE_FILE": str(tmp_path / "missing")}, "SIGNING_KEY_PASSPHRASE_FILE"),
+        ({"SIGNING_KEY_PASSPHRASE_FILE": str(empty)}, "empty"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            Config.from_env(environ)

@@ -25,12 +25,14 @@ class BitwardenClient:
     """One device of one user. `device` is its device identifier (the events' ContextId)."""
 
     def __init__(self, base_url: str, *, device: str | None = None, device_type: int = CLI_DEVICE_TYPE,
-                 verify: ssl.SSLContext | bool = True) -> None:
+                 verify: ssl.SSLContext | bool = True, local_address: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.device = device or str(uuid.uuid4())
         self.device_type = device_type
-        # verify: the TLS trust for an https base_url (the end-to-end tests' own CA)
-        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=30, verify=verify)
+        # verify: the TLS trust for an https base_url (the end-to-end tests' own CA);
+        # local_address: connect from another loopback address (127.0.0.2, ...) to be another client
+        transport = httpx.AsyncHTTPTransport(verify=verify, local_address=local_address) if local_address else None
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=30, verify=verify, transport=transport)
         self.email: str | None = None
         self.password: str | None = None
         self.iterations = TEST_ITERATIONS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from core.config import Config
 from tests.support.bwclient import BitwardenClient
+from tests.support.serve import serve
 from vaultapi.app import create_app
 
 PASSWORD = "correct horse battery staple"
@@ -23,22 +23,11 @@ async def running_api(database_url: str, **settings: Any) -> AsyncIterator[str]:
     """Serve a fresh app on 127.0.0.1 (a free port) for the duration; yields its base URL."""
     max_body_size = settings.pop("max_body_size", None)
     config = Config(database_url=database_url, domain="https://vault.test", **settings)
-    app = create_app(config, **({"max_body_size": max_body_size} if max_body_size else {}))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = await app.create_server(sock=sock, access_log=False)
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    await server.start_serving()
+    served = await serve(create_app(config, **({"max_body_size": max_body_size} if max_body_size else {})))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield served.url
     finally:
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
-        sock.close()
+        await served.stop()
 
 
 @pytest.fixture
@@ -87,5 +76,5 @@ async def user_id_of(client: BitwardenClient) -> str:
 
 def assert_event(event: Any, push_type: int, user_id: str, item_id: str | None, context: str | None) -> None:
     """One published event: its type, whose it is, what it names, and the acting device."""
-    assert (int(event.type), event.user_id, event.item_id, event.context_id) == (
+    assert (int(event.type), event.user_id, event.item_id, event.device_identifier) == (
         push_type, user_id, item_id, context), event

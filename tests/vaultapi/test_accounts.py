@@ -1,8 +1,6 @@
-"""Accounts: profile, revision date, user key id, password change, session resets, devices."""
+"""Accounts: profile, revision date, user key id, password change, session resets."""
 
 from __future__ import annotations
-
-import base64
 
 from tests.support.bwclient import BitwardenClient
 from tests.vaultapi.conftest import PASSWORD, assert_event, user_id_of
@@ -92,20 +90,3 @@ async def test_verify_password(alice: BitwardenClient) -> None:
                              {"masterPasswordHash": alice.password_hash()})).status_code == 200
     assert (await alice.post("/api/accounts/verify-password",
                              {"masterPasswordHash": alice.password_hash("x")})).status_code == 400
-
-
-async def test_known_device(alice: BitwardenClient) -> None:
-    def headers(email: str, device: str) -> dict[str, str]:
-        encoded = base64.urlsafe_b64encode(email.encode()).decode().rstrip("=")
-        return {"X-Request-Email": encoded, "X-Device-Identifier": device}
-
-    known = await alice.http.get("/api/devices/knowndevice", headers=headers("alice@example.com", alice.device))
-    assert known.status_code == 200 and known.json() is True
-    unknown = await alice.http.get("/api/devices/knowndevice", headers=headers("alice@example.com", "other"))
-    assert unknown.json() is False
-    stranger = await alice.http.get("/api/devices/knowndevice", headers=headers("bob@example.com", alice.device))
-    assert stranger.json() is False
-    assert (await alice.http.get("/api/devices/knowndevice")).status_code == 400
-    bad = await alice.http.get("/api/devices/knowndevice",
-                               headers={"X-Request-Email": "%%%", "X-Device-Identifier": "d"})
-    assert bad.status_code == 400

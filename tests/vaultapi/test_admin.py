@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import pytest
 
 from tests.support.bwclient import BitwardenClient
 from tests.vaultapi.conftest import ROOT_DIR
+from vaultapi.admin import PasswordInputError, read_master_password
 
 
 async def test_user_create_command_makes_an_account_a_client_can_unlock(database_url: str, api: str) -> None:
     env = {**os.environ, "DATABASE_URL": database_url}
     command = [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", "Grace@Example.com",
-               "--password", "grace's passphrase", "--name", "Grace"]
-    created = subprocess.run(command, env=env, cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
+               "--password-stdin", "--name", "Grace"]
+    created = subprocess.run(command, env=env, cwd=ROOT_DIR, input="grace's passphrase\n",
+                             capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr
     assert "grace@example.com" in created.stdout
 
@@ -34,9 +39,56 @@ async def test_user_create_command_makes_an_account_a_client_can_unlock(database
         folder = (await client.post("/api/folders", {"name": client.encrypt("works")})).json()
         assert client.decrypt(folder["name"]) == "works"
 
-    again = subprocess.run(command, env=env, cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(command, env=env, cwd=ROOT_DIR, input="grace's passphrase\n",
+                           capture_output=True, text=True, timeout=120)
     assert again.returncode == 1
     assert "already exists" in again.stdout
+
+
+def test_user_create_takes_no_password_on_the_command_line(database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    base = [sys.executable, "-m", "pgwarden.cli", "user", "create", "--email", "eve@example.com"]
+    # on the command line a password is visible to every user of the machine (ps, /proc)
+    refused = subprocess.run([*base, "--password", "visible to all"], env=env, cwd=ROOT_DIR,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--password-stdin" in refused.stderr
+    assert "visible to all" not in refused.stderr + refused.stdout
+    # no terminal to prompt on and no --password-stdin: refused, not read silently from the pipe
+    no_terminal = subprocess.run(base, env=env, cwd=ROOT_DIR, input="from a pipe\n",
+                                 capture_output=True, text=True, timeout=120)
+    assert no_terminal.returncode == 2 and "--password-stdin" in no_terminal.stderr
+    empty = subprocess.run([*base, "--password-stdin"], env=env, cwd=ROOT_DIR, input="\n",
+                           capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2 and "empty" in empty.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _asker(*answers: str) -> Callable[[str], str]:
+    replies = iter(answers)
+    return lambda prompt: next(replies)
+
+
+def test_master_password_from_stdin_drops_only_the_line_end() -> None:
+    assert read_master_password(io.StringIO("pass word\n"), from_stdin=True) == "pass word"
+    assert read_master_password(io.StringIO(" spaced \r\n"), from_stdin=True) == " spaced "
+    assert read_master_password(io.StringIO("no newline"), from_stdin=True) == "no newline"
+    for bad in ("", "\n", "two\nlines\n"):
+        with pytest.raises(PasswordInputError):
+            read_master_password(io.StringIO(bad), from_stdin=True)
+
+
+def test_master_password_is_asked_twice_on_a_terminal() -> None:
+    assert read_master_password(_Terminal(), from_stdin=False, ask=_asker("secret", "secret")) == "secret"
+    with pytest.raises(PasswordInputError, match="do not match"):
+        read_master_password(_Terminal(), from_stdin=False, ask=_asker("secret", "secreT"))
+    with pytest.raises(PasswordInputError, match="empty"):
+        read_master_password(_Terminal(), from_stdin=False, ask=_asker("", ""))
+    with pytest.raises(PasswordInputError, match="--password-stdin"):
+        read_master_password(io.StringIO("piped"), from_stdin=False, ask=_asker("x", "x"))
 
 
 def _with_password(url: str, password: str) -> str:

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.keystore import load_signing_key
 from db.events import Event
 from tests.support.bwclient import BitwardenClient
 from tests.support.listen import EventListener
@@ -328,18 +329,19 @@ class Arena:
 
     async def _bad_tokens(self) -> list[str]:
         """Authorization headers that must all be refused with a 401."""
-        private_pem = await self.db.fetchval("SELECT private_key_pem FROM signing_keys")
-        public_pem = await self.db.fetchval("SELECT public_key_pem FROM signing_keys")
+        key = await load_signing_key(self.db, None)
+        public_pem = key.public_pem
         claims = jwt.decode(self.alice.access_token, options={"verify_signature": False})
         now = int(time.time())
 
-        def signed(**changes: Any) -> str:
-            return "Bearer " + jwt.encode({**claims, **changes}, private_pem, algorithm="RS256")
+        def signed(**changes: Any) -> str:  # by the real key, naming it: only the claims are wrong
+            return "Bearer " + jwt.encode({**claims, **changes}, key.private_key, algorithm="RS256",
+                                          headers={"kid": key.kid})
 
         header, payload, signature = self.alice.access_token.split(".")
         as_bob = jwt.utils.base64url_encode(json.dumps({**claims, "sub": self.bob_id}).encode()).decode()
-        unsigned = jwt.utils.base64url_encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).decode()
-        hs256_header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()).decode()
+        unsigned = jwt.utils.base64url_encode(json.dumps({"alg": "none", "typ": "JWT", "kid": key.kid}).encode()).decode()
+        hs256_header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": key.kid}).encode()).decode()
         hs256_body = f"{hs256_header}.{payload}"
         hs256_mac = hmac.new(public_pem.encode(), hs256_body.encode(), hashlib.sha256).digest()
         return [

@@ -163,7 +163,7 @@ async def test_import_of_one_item_still_syncs_the_vault(alice: BitwardenClient, 
                                                      "folderRelationships": []})
     assert reply.status_code == 200
     [event] = await events.exactly(1)
-    assert (event.type, event.user_id, event.item_id, event.context_id) == (5, me, None, alice.device)
+    assert (event.type, event.user_id, event.item_id, event.device_identifier) == (5, me, None, alice.device)
 
 
 async def test_bad_import_writes_nothing(alice: BitwardenClient, events, db) -> None:

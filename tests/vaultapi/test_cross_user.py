@@ -97,7 +97,7 @@ async def test_import_naming_alice_folder_makes_bob_a_folder_of_his_own(alice: B
     })
     assert reply.status_code == 200, reply.text
     [event] = await events.exactly(1)
-    assert (int(event.type), event.user_id, event.context_id) == (5, bob_id, bob.device)
+    assert (int(event.type), event.user_id, event.device_identifier) == (5, bob_id, bob.device)
     sync = (await bob.get("/api/sync")).json()
     [folder] = sync["folders"]
     assert folder["id"] != a["folder"] and bob.decrypt(folder["name"]) == "Bob's copy"

@@ -42,7 +42,7 @@ async def test_delete_folder_by_post_makes_its_items_folderless(alice: Bitwarden
     await events.exactly(2)
     assert (await alice.post(f"/api/folders/{folder['id']}/delete")).status_code == 200
     received = await events.exactly(2)
-    assert {(int(e.type), e.item_id, e.context_id) for e in received} == {
+    assert {(int(e.type), e.item_id, e.device_identifier) for e in received} == {
         (3, folder["id"], alice.device), (0, item["id"], alice.device)}
     assert all(e.user_id == me for e in received)
     assert (await alice.get(f"/api/ciphers/{item['id']}")).json()["folderId"] is None

@@ -18,8 +18,9 @@ from sanic import Sanic
 
 from core.access import access_claims
 from core.config import Config
+from core.keystore import load_signing_key
 from core.tokens import TokenIssuer
-from tests.support.processes import free_port
+from tests.support.serve import ServedApp, serve
 from wshub.app import HubTuning, create_app
 from wshub.ingress import IngressTuning
 
@@ -53,10 +54,16 @@ def hub_config(**overrides: Any) -> Config:
 
 @dataclass
 class RunningHub:
-    app: Sanic
-    server: Any
-    port: int
+    served: ServedApp
     config: Config
+
+    @property
+    def app(self) -> Sanic:
+        return self.served.app
+
+    @property
+    def port(self) -> int:
+        return self.served.port
 
     @property
     def base(self) -> str:
@@ -71,23 +78,12 @@ class RunningHub:
         return f"ws://{self.base}{path}" + (f"?{params}" if params else "")
 
     async def stop(self) -> None:
-        await self.server.before_stop()
-        self.server.close()
-        await self.server.wait_closed()
-        await self.server.after_stop()
+        await self.served.stop()
 
 
 async def start_hub(database_url: str, config: Config | None = None, tuning: HubTuning = FAST) -> RunningHub:
     config = config or hub_config()
-    app = create_app(config, database_url, tuning=tuning)
-    app.config.TOUCHUP = False  # Sanic's code rewriting works once per process, and tests start many apps
-    port = free_port()
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
-                                     access_log=False)
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    return RunningHub(app, server, port, config)
+    return RunningHub(await serve(create_app(config, database_url, tuning=tuning)), config)
 
 
 @dataclass
@@ -103,8 +99,8 @@ class HubUser:
 
 
 async def issuer_for(db: asyncpg.Connection, config: Config) -> TokenIssuer:
-    private_pem = await db.fetchval("SELECT private_key_pem FROM signing_keys")
-    return TokenIssuer(private_pem, config.token_issuer, 3600)
+    """An issuer with the database's current signing key, as the API has it."""
+    return TokenIssuer(await load_signing_key(db, None), config.token_issuer, 3600)
 
 
 async def create_user(db: asyncpg.Connection, issuer: TokenIssuer) -> HubUser:

@@ -66,7 +66,7 @@ async def test_pysignalr_client_receives_notifications(hub, db, make_user, proto
     try:
         await asyncio.wait_for(opened.wait(), 10)
         async with db.transaction():
-            await db.execute("SELECT set_config('pgwarden.context_id', 'pysignalr-device', true)")
+            await db.execute("SELECT set_config('pgwarden.device_identifier', 'pysignalr-device', true)")
             cipher = await db.fetchval(
                 "INSERT INTO ciphers (user_id, type, data) VALUES ($1, 1, '{}') RETURNING id::text", user.id)
         [argument] = await asyncio.wait_for(received.get(), 10)

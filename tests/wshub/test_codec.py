@@ -57,7 +57,7 @@ VECTOR_EVENT = Event(
     org_id=None,
     item_id="0b7c1c3e-2f4a-4b8e-9d3f-6a5e4c3b2a10",
     date=VECTOR_DATE,
-    context_id="4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11",
+    device_identifier="4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11",
 )
 
 

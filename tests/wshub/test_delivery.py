@@ -23,7 +23,7 @@ async def test_commit_reaches_every_connection_of_the_user_with_the_exact_messag
     browser = await connect(user, "json")
     stranger = await connect(other, "messagepack")
     async with db.transaction():
-        await db.execute("SELECT set_config('pgwarden.context_id', $1, true)", CONTEXT)
+        await db.execute("SELECT set_config('pgwarden.device_identifier', $1, true)", CONTEXT)
         cipher_id, revision = await db.fetchrow(
             "INSERT INTO ciphers (user_id, type, data) VALUES ($1, 1, '{}') RETURNING id::text, revision_date",
             user.id)
@@ -64,7 +64,7 @@ async def test_log_out_closes_the_other_sessions_after_telling_them(db, make_use
     acting = await connect(user, device="device-a")
     other = await connect(user, device="device-b")
     async with db.transaction():
-        await db.execute("SELECT set_config('pgwarden.context_id', 'device-a', true)")
+        await db.execute("SELECT set_config('pgwarden.device_identifier', 'device-a', true)")
         await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 11)", user.id)
     for client in (acting, other):
         notification = await client.notification()
@@ -136,10 +136,10 @@ async def test_a_stalled_client_does_not_delay_a_healthy_one(start, db, make_use
     # Commits of 100 distinct ~450-byte events until the stalled client's socket buffers and
     # queue are full (a few MB on loopback): the healthy client must get every batch meanwhile.
     batches = 0
-    while hub.metric("pgwarden_hub_dropped_connections_total", reason="too_far_behind") == 0:
+    while hub.metric("pgwarden_hub_dropped_connections_total", reason="too_slow") == 0:
         assert batches < 300, "the stalled client was never cut loose"
         async with db.transaction():
-            await db.execute("SELECT set_config('pgwarden.context_id', $1, true)", "c" * 255)
+            await db.execute("SELECT set_config('pgwarden.device_identifier', $1, true)", "c" * 255)
             await db.execute(
                 "INSERT INTO sync_events (user_id, push_type, item_id)"
                 " SELECT $1, 12, gen_random_uuid() FROM generate_series(1, 100)", uuid.UUID(user.id))

@@ -15,11 +15,13 @@ import pytest
 import websockets
 from cryptography.hazmat.primitives import serialization
 
-from core.tokens import SigningKeys, TokenIssuer
+from core.keystore import load_signing_key
+from core.tokens import SigningKey, TokenIssuer
 from tests.wshub.support import FAST, HubClient, decode_frames, eventually
 from wshub.app import HubTuning
 
 PING = bytes.fromhex("02 91 06")
+METRICS_TOKEN = "metrics-token-for-the-tests-0123"
 
 
 async def _folder(db, user) -> str:
@@ -126,12 +128,14 @@ async def test_token_not_yet_valid_is_401(hub, make_user) -> None:
     assert await _refused_status(hub.ws_url(access_token=user.token(nbf=later))) == 401
 
 
-async def test_forged_token_signed_by_another_key_is_401(hub, make_user) -> None:
+async def test_forged_token_signed_by_another_key_is_401(hub, make_user, db) -> None:
     user = await make_user()
-    other = SigningKeys.generate()
-    forged = TokenIssuer(other.private_key_pem, hub.config.token_issuer, 3600)
-    token = forged.issue({"sub": user.id, "device": "d", "sstamp": user.security_stamp})
-    assert await _refused_status(hub.ws_url(access_token=token)) == 401
+    other = SigningKey.generate()
+    real_kid = (await load_signing_key(db, None)).kid
+    for key in (other, SigningKey(real_kid, other.private_key)):  # its own kid, and the real key's
+        forged = TokenIssuer(key, hub.config.token_issuer, 3600)
+        token = forged.issue({"sub": user.id, "device": "d", "sstamp": user.security_stamp})
+        assert await _refused_status(hub.ws_url(access_token=token)) == 401
 
 
 async def test_tampered_token_is_401(hub, make_user) -> None:
@@ -143,17 +147,17 @@ async def test_tampered_token_is_401(hub, make_user) -> None:
 @pytest.mark.parametrize("algorithm", ["HS256", "none"])
 async def test_wrong_algorithm_token_is_401(hub, make_user, db, algorithm) -> None:
     user = await make_user()
-    public_pem = await db.fetchval("SELECT public_key_pem FROM signing_keys")
+    kid, public_pem = await db.fetchrow("SELECT kid, public_key_pem FROM token_public_keys")
     now = int(time.time())
     claims = {"sub": user.id, "device": "d", "sstamp": user.security_stamp, "nbf": now, "exp": now + 600,
               "iss": hub.config.token_issuer}
     if algorithm == "none":
-        token = jwt.encode(claims, None, algorithm="none")
+        token = jwt.encode(claims, None, algorithm="none", headers={"kid": kid})
     else:
         # the classic confusion: the public key used as an HMAC secret
         key = serialization.load_pem_public_key(public_pem.encode()).public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
         payload = jwt.utils.base64url_encode(json.dumps(claims).encode())
         import hashlib
         import hmac
@@ -164,8 +168,7 @@ async def test_wrong_algorithm_token_is_401(hub, make_user, db, algorithm) -> No
 
 async def test_token_of_another_issuer_is_401(hub, make_user, db) -> None:
     user = await make_user()
-    private_pem = await db.fetchval("SELECT private_key_pem FROM signing_keys")
-    token = TokenIssuer(private_pem, "https://elsewhere|login", 600).issue(
+    token = TokenIssuer(await load_signing_key(db, None), "https://elsewhere|login", 600).issue(
         {"sub": user.id, "device": "d", "sstamp": user.security_stamp})
     assert await _refused_status(hub.ws_url(access_token=token)) == 401
 
@@ -382,14 +385,16 @@ async def test_disabled_websockets_negotiate_nothing_and_refuse_the_hub(start, m
     assert await _refused_status(hub.ws_url(access_token=user.token())) == 404
 
 
-async def test_alive_and_metrics(hub, make_user, db) -> None:
+async def test_alive_and_metrics(start, make_user, db) -> None:
+    hub = await start(metrics_token=METRICS_TOKEN)
     user = await make_user()
     client = await HubClient.connect(hub.ws_url(access_token=user.token()))
     await _folder(db, user)
     await client.notification()
     async with httpx.AsyncClient() as http:
         alive = await http.get(f"http://{hub.base}/alive")
-        metrics = (await http.get(f"http://{hub.base}/metrics")).text
+        metrics = (await http.get(f"http://{hub.base}/metrics",
+                                  headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
     assert alive.status_code == 200
     assert 'pgwarden_hub_connections{hub="user"} 1.0' in metrics
     assert "pgwarden_hub_events_total 1.0" in metrics

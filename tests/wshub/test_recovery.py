@@ -119,9 +119,9 @@ async def private_postgres(tmp_path: Path) -> AsyncIterator[tuple[object, str]]:
     await asyncio.to_thread(migrate.upgrade, url)
     conn = await asyncpg.connect(url)
     try:
-        from core.tokens import ensure_signing_keys
+        from core.keystore import ensure_signing_key
 
-        await ensure_signing_keys(conn)
+        await ensure_signing_key(conn)
     finally:
         await conn.close()
     try:

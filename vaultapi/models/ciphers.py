@@ -1,10 +1,15 @@
-"""The ciphers table: what a client may send, its wire shape, and owner-scoped finders.
+"""The ciphers table: what a client may send, its wire shape, owner-scoped finders and writes.
 
 The encrypted fields are the client's business: they are kept as the JSON the client sent
 (column data) and handed back unchanged. What the server does check is what the Bitwarden
-server checks: each encrypted field is an EncString within its maximum length (vaultapi.limits),
-the dates are dates, and the whole item stays within the size Bitwarden allows one item.
-Placement (folder, favorite) is per user.
+server checks: each encrypted field is an EncString within its maximum length
+(vaultapi.body_limits), the dates are dates, and the whole item stays within the size Bitwarden
+allows one item. Placement (folder, favorite) is per user.
+
+Each write is one statement, so the triggers publish one event for it: a statement that
+touches one item publishes that item's event (SyncCipherCreate, SyncCipherUpdate,
+SyncLoginDelete), one that touches several publishes a single SyncCiphers. The import is the
+exception: a bulk change, one SyncVault however many statements it takes.
 """
 
 from __future__ import annotations
@@ -20,23 +25,31 @@ from typing import Any
 import asyncpg
 from sanic.response import json_dumps
 
-from vaultapi import limits
+from db.events import PushType
+from vaultapi import body_limits, publish
 from vaultapi.body import Body, check_enc_string
+from vaultapi.database import encode_in_batches
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import folders
 
 __all__ = [
     "CipherInput",
-    "ImportInput",
+    "VaultImport",
     "check_folder",
     "check_room",
     "cipher_json",
+    "create",
+    "delete",
     "encoded_by_user",
     "find_by_id_and_user",
     "find_by_user",
+    "import_vault",
+    "move",
     "require",
-    "require_all",
+    "set_deleted",
+    "set_placement",
+    "update",
 ]
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -65,8 +78,8 @@ class CipherInput:
             raise ApiError(f"Unknown cipher type {cipher_type}.", field="type")
         if body.get("organizationId") is not None:
             raise ApiError("Organizations are not supported by this server.", field="organizationId")
-        body.enc_string("name", required=True, max_length=limits.CIPHER["name"])
-        body.enc_string("notes", max_length=limits.CIPHER["notes"])
+        body.enc_string("name", required=True, max_length=body_limits.CIPHER["name"])
+        body.enc_string("notes", max_length=body_limits.CIPHER["notes"])
         data: dict[str, Any] = {"name": body.get("name"), "notes": body.get("notes")}
         for field, shape in _LISTS.items():
             shape.check_list(body.get(field), field)
@@ -78,8 +91,8 @@ class CipherInput:
         if data[TYPE_FIELDS[cipher_type]] is None:
             raise ApiError(f"A cipher of type {cipher_type} needs {TYPE_FIELDS[cipher_type]}.",
                            field=TYPE_FIELDS[cipher_type])
-        if len(json.dumps(data, separators=(",", ":"))) > limits.MAX_ITEM_DATA:
-            raise ApiError(f"The item is larger than the {limits.MAX_ITEM_DATA} characters an item may hold.",
+        if len(json.dumps(data, separators=(",", ":"))) > body_limits.MAX_ITEM_DATA:
+            raise ApiError(f"The item is larger than the {body_limits.MAX_ITEM_DATA} characters an item may hold.",
                            field="data")
         reprompt = body.int("reprompt", default=0)
         if reprompt not in (0, 1):
@@ -87,7 +100,7 @@ class CipherInput:
         return cls(
             type=cipher_type,
             data=data,
-            key=body.enc_string("key", max_length=limits.CIPHER_KEY),
+            key=body.enc_string("key", max_length=body_limits.CIPHER_KEY),
             reprompt=reprompt,
             folder_id=body.uuid("folderId"),
             favorite=body.bool("favorite"),
@@ -107,21 +120,20 @@ class CipherInput:
 
 
 @dataclass(frozen=True)
-class ImportInput:
+class VaultImport:
     """An import as a client sends it: items, folders, and which item goes in which folder."""
 
     items: list[CipherInput]
     #: (the id the client gave, or None; the encrypted name), in the client's order
     folders: list[tuple[str | None, str]]
-    #: item index -> folder index
-    relations: dict[int, int]
+    folder_of_item: dict[int, int]  # item index -> folder index
 
     @classmethod
-    async def parse(cls, body: Body, max_items: int) -> ImportInput:
+    async def parse(cls, body: Body, max_items: int) -> VaultImport:
         """Every entry checked as its own route would check it; the whole refused at the first fault.
 
-        Long lists are checked in slices (vaultapi.limits.Pacer), so others keep their turns."""
-        pacer = limits.Pacer()
+        Long lists are checked in slices (vaultapi.body_limits.Pacer), so others keep their turns."""
+        pacer = body_limits.Pacer()
         raw_items, raw_folders = body.list("ciphers") or [], body.list("folders") or []
         raw_relations = body.list("folderRelationships") or []
         # counted before any entry is read: each costs work
@@ -140,20 +152,20 @@ class ImportInput:
         for index, folder in enumerate(raw_folders):
             with _inside(f"folders[{index}]"):
                 folder = _entry(folder)
-                name = folder.enc_string("name", required=True, max_length=limits.FOLDER_NAME)
+                name = folder.enc_string("name", required=True, max_length=body_limits.FOLDER_NAME)
             given = folder.get("id")
             named.append((given if isinstance(given, str) else None, name))
             await pacer.pace()
-        relations: dict[int, int] = {}
+        folder_of_item: dict[int, int] = {}
         for index, relation in enumerate(raw_relations):
             with _inside(f"folderRelationships[{index}]"):
                 pair = _entry(relation)
                 item, folder = pair.int("key", required=True), pair.int("value", required=True)
             if not (0 <= item < len(items) and 0 <= folder < len(named)):
                 raise ApiError("A folder relationship points outside the import.", field="folderRelationships")
-            relations[item] = folder
+            folder_of_item[item] = folder
             await pacer.pace()
-        return cls(items, named, relations)
+        return cls(items=items, folders=named, folder_of_item=folder_of_item)
 
 
 # ---- what an item may hold -------------------------------------------------------------------
@@ -231,22 +243,22 @@ def _flag(value: Any, where: str) -> None:
         raise ApiError(f"{where} must be true or false.", field=where)
 
 
-_FIELD = _Shape({**_encrypted(limits.FIELD), "type": _number, "linkedId": _number})
-_PASSWORD_HISTORY = _Shape({**_encrypted(limits.PASSWORD_HISTORY, required=("password",)),
+_FIELD = _Shape({**_encrypted(body_limits.FIELD), "type": _number, "linkedId": _number})
+_PASSWORD_HISTORY = _Shape({**_encrypted(body_limits.PASSWORD_HISTORY, required=("password",)),
                             "lastUsedDate": _required_date})
-_LOGIN_URI = _Shape({**_encrypted(limits.LOGIN_URI), "match": _number})
-_FIDO2_CREDENTIAL = _Shape({**_encrypted(limits.FIDO2_CREDENTIAL), "creationDate": _required_date})
+_LOGIN_URI = _Shape({**_encrypted(body_limits.LOGIN_URI), "match": _number})
+_FIDO2_CREDENTIAL = _Shape({**_encrypted(body_limits.FIDO2_CREDENTIAL), "creationDate": _required_date})
 #: the lists common to every item
 _LISTS = {"fields": _FIELD, "passwordHistory": _PASSWORD_HISTORY}
 #: the object of each item type
 _TYPE_SHAPES = {
-    "login": _Shape({**_encrypted(limits.LOGIN), "uris": _LOGIN_URI.check_list,
+    "login": _Shape({**_encrypted(body_limits.LOGIN), "uris": _LOGIN_URI.check_list,
                      "passwordRevisionDate": _optional_date, "autofillOnPageLoad": _flag,
                      "fido2Credentials": _FIDO2_CREDENTIAL.check_list}),
     "secureNote": _Shape({"type": _number}),
-    "card": _Shape(_encrypted(limits.CARD)),
-    "identity": _Shape(_encrypted(limits.IDENTITY)),
-    "sshKey": _Shape(_encrypted(limits.SSH_KEY)),
+    "card": _Shape(_encrypted(body_limits.CARD)),
+    "identity": _Shape(_encrypted(body_limits.IDENTITY)),
+    "sshKey": _Shape(_encrypted(body_limits.SSH_KEY)),
 }
 
 
@@ -283,7 +295,9 @@ def cipher_json(row: asyncpg.Record, user_id: uuid.UUID) -> dict[str, Any]:
         "key": row["key"],
         "reprompt": row["reprompt"],
         "attachments": None,
-        "organizationUseTotp": False,
+        # Without premium the clients hide an item's TOTP code unless this says the code may be
+        # shown; generating codes needs nothing from the server, so every item may show them.
+        "organizationUseTotp": True,
         "edit": True,
         "viewPassword": True,
         "permissions": {"delete": True, "restore": True},
@@ -313,7 +327,7 @@ async def encoded_by_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[
 
     A vault can be tens of megabytes: its rows come through a cursor and each is decoded and
     encoded on its own, so no step holds the event loop for long."""
-    pacer = limits.Pacer()
+    pacer = body_limits.Pacer()
     encoded = []
     async for row in conn.cursor(_BY_USER_AS_TEXT, user_id, prefetch=100):
         record = dict(row)
@@ -347,17 +361,167 @@ async def require(conn: Conn, cipher_id: uuid.UUID, user_id: uuid.UUID, *, lock:
     return row
 
 
-async def require_all(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID) -> None:
-    """Every id names one of the caller's ciphers, else nothing happens at all (404)."""
-    if not ids:
-        raise ApiError("No ids given.", field="ids")
-    owned = await conn.fetchval(
-        "SELECT count(*) FROM ciphers WHERE id = ANY($1::uuid[]) AND user_id = $2", list(set(ids)), user_id)
-    if owned != len(set(ids)):
-        raise NotFound("Cipher")
-
-
 async def check_folder(conn: Conn, folder_id: uuid.UUID | None, user_id: uuid.UUID) -> None:
     """The folder an item is placed in is the caller's, and stays until the write commits."""
     if folder_id is not None and await folders.find_by_id_and_user(conn, folder_id, user_id, keep=True) is None:
         raise ApiError("Invalid folder.", field="folderId")
+
+
+# ---- writes: call them inside publish.write, whose transaction a refusal rolls back ----------
+
+async def create(
+    conn: asyncpg.Connection, user_id: uuid.UUID, cipher: CipherInput, *, max_items: int
+) -> asyncpg.Record:
+    """SyncCipherCreate; refused when the vault already holds max_items items."""
+    await check_folder(conn, cipher.folder_id, user_id)
+    await check_room(conn, user_id, 1, max_items)
+    return await conn.fetchrow(
+        """
+        INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *
+        """,
+        user_id, cipher.type, cipher.data, cipher.key, cipher.reprompt,
+        _folder_placement(user_id, cipher.folder_id), _favorite_placement(user_id, cipher.favorite))
+
+
+async def update(
+    conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, cipher: CipherInput
+) -> asyncpg.Record:
+    """The item's content and this user's placement of it: SyncCipherUpdate.
+
+    Refused when the client edited an older copy than the stored one."""
+    cipher.check_not_stale(await require(conn, cipher_id, user_id, lock=True))
+    await check_folder(conn, cipher.folder_id, user_id)
+    return await conn.fetchrow(
+        """
+        UPDATE ciphers SET type = $2, data = $3, key = $4, reprompt = $5,
+                           folders = (folders - $6::text) || $7, favorites = (favorites - $6::text) || $8
+         WHERE id = $1 RETURNING *
+        """,
+        cipher_id, cipher.type, cipher.data, cipher.key, cipher.reprompt, str(user_id),
+        _folder_placement(user_id, cipher.folder_id), _favorite_placement(user_id, cipher.favorite))
+
+
+async def set_placement(
+    conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, folder_id: uuid.UUID | None, favorite: bool
+) -> asyncpg.Record:
+    """Folder and favorite only, what a user changes without the item's key: SyncCipherUpdate."""
+    await check_folder(conn, folder_id, user_id)
+    row = await conn.fetchrow(
+        """
+        UPDATE ciphers SET folders = (folders - $3::text) || $4, favorites = (favorites - $3::text) || $5
+         WHERE id = $1 AND user_id = $2 RETURNING *
+        """,
+        cipher_id, user_id, str(user_id), _folder_placement(user_id, folder_id), _favorite_placement(user_id, favorite))
+    if row is None:
+        raise NotFound("Cipher")
+    return row
+
+
+async def move(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID, folder_id: uuid.UUID | None
+) -> None:
+    """Into the folder (none: out of any), one statement: SyncCiphers, or one item's SyncCipherUpdate."""
+    await check_folder(conn, folder_id, user_id)
+    _check_ids(ids)
+    moved = await conn.fetch(
+        """
+        UPDATE ciphers SET folders = (folders - $3::text) || $4
+         WHERE id = ANY($1::uuid[]) AND user_id = $2 RETURNING id
+        """,
+        ids, user_id, str(user_id), _folder_placement(user_id, folder_id))
+    _check_all_written(moved, ids)
+
+
+async def set_deleted(
+    conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID, deleted: bool
+) -> list[asyncpg.Record]:
+    """Into the trash or back out, one statement: SyncCiphers, or one item's SyncCipherUpdate."""
+    _check_ids(ids)
+    rows = await conn.fetch(
+        f"UPDATE ciphers SET deleted_date = {'now()' if deleted else 'NULL'}"
+        " WHERE id = ANY($1::uuid[]) AND user_id = $2 RETURNING *",
+        ids, user_id)
+    _check_all_written(rows, ids)
+    return rows
+
+
+async def delete(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.UUID) -> None:
+    """For good, one statement: SyncCiphers, or one item's SyncLoginDelete."""
+    _check_ids(ids)
+    deleted = await conn.fetch(
+        "DELETE FROM ciphers WHERE id = ANY($1::uuid[]) AND user_id = $2 RETURNING id", ids, user_id)
+    _check_all_written(deleted, ids)
+
+
+async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, vault: VaultImport, *, max_items: int) -> None:
+    """Folders and items in a few large statements and one SyncVault, however many or few there are.
+
+    Refused when the vault would hold more than max_items items."""
+    await publish.mark_bulk_change(conn)
+    folder_ids = await _import_folders(conn, user_id, vault.folders)
+    # after the folder locks above: every write takes folders before the user's row
+    await check_room(conn, user_id, len(vault.items), max_items)
+    batches = await encode_in_batches(
+        {
+            "type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
+            "folders": _folder_placement(user_id, folder_ids[vault.folder_of_item[index]]
+                                         if index in vault.folder_of_item else None),
+            "favorites": _favorite_placement(user_id, item.favorite),
+        }
+        for index, item in enumerate(vault.items)
+    )
+    # one statement per batch; the events of one transaction all carry its now(), so the
+    # statements still publish one SyncVault
+    for rows in batches:
+        await conn.execute(
+            """
+            INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
+            SELECT $1, type, data, key, reprompt, folders, favorites
+              FROM jsonb_to_recordset($2::jsonb)
+                AS c(type smallint, data jsonb, key text, reprompt smallint, folders jsonb, favorites jsonb)
+            """,
+            user_id, rows)
+    # the inserts publish this same SyncVault (identical notifications in one transaction are
+    # delivered once); this one publishes it when the import was empty
+    await publish.user_event(conn, user_id, PushType.SYNC_VAULT)
+
+
+# ---- private -------------------------------------------------------------------------------
+
+def _folder_placement(user_id: uuid.UUID, folder_id: uuid.UUID | None) -> dict[str, str]:
+    """The user's entry in the folders column: {user id: folder id}, none for no folder."""
+    return {str(user_id): str(folder_id)} if folder_id else {}
+
+
+def _favorite_placement(user_id: uuid.UUID, favorite: bool) -> dict[str, bool]:
+    return {str(user_id): True} if favorite else {}
+
+
+def _check_ids(ids: list[uuid.UUID]) -> None:
+    if not ids:
+        raise ApiError("No ids given.", field="ids")
+
+
+def _check_all_written(rows: list[asyncpg.Record], ids: list[uuid.UUID]) -> None:
+    """Every id named one of the caller's items, else a 404 that rolls the whole write back."""
+    if len(rows) != len(set(ids)):
+        raise NotFound("Cipher")
+
+
+async def _import_folders(
+    conn: asyncpg.Connection, user_id: uuid.UUID, sent: list[tuple[str | None, str]]
+) -> list[uuid.UUID]:
+    """The id of each folder sent, creating the new ones in a few large statements."""
+    # a folder sent with the id of one of the user's folders is that folder, not a copy
+    existing = {str(row["id"]): row["id"] for row in await folders.find_by_user(conn, user_id, keep=True)}
+    folder_ids: list[uuid.UUID] = []
+    new_folders: dict[uuid.UUID, str] = {}
+    for given, name in sent:
+        folder_id = existing.get(given.lower()) if given is not None else None
+        if folder_id is None:
+            folder_id = uuid.uuid4()
+            new_folders[folder_id] = name
+        folder_ids.append(folder_id)
+    await folders.create_many(conn, user_id, new_folders)
+    return folder_ids

@@ -1,4 +1,8 @@
-"""The folders table: wire shape and finders, always scoped to the owner."""
+"""The folders table: wire shape, finders and writes, always scoped to the owner.
+
+The triggers publish each write: SyncFolderCreate, SyncFolderUpdate or SyncFolderDelete for
+one folder, a SyncVault for several in one statement.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from typing import Any
 
 import asyncpg
 
+from vaultapi.database import encode_in_batches
 from vaultapi.dates import iso
 from vaultapi.errors import NotFound
 
-__all__ = ["find_by_id_and_user", "find_by_user", "folder_json", "require"]
+__all__ = ["create", "create_many", "delete", "find_by_id_and_user", "find_by_user", "folder_json", "rename", "require"]
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -41,3 +46,36 @@ async def require(conn: Conn, folder_id: uuid.UUID, user_id: uuid.UUID) -> async
     if row is None:
         raise NotFound("Folder")
     return row
+
+
+async def create(conn: asyncpg.Connection, user_id: uuid.UUID, name: str) -> asyncpg.Record:
+    """SyncFolderCreate."""
+    return await conn.fetchrow("INSERT INTO folders (user_id, name) VALUES ($1, $2) RETURNING *", user_id, name)
+
+
+async def create_many(conn: asyncpg.Connection, user_id: uuid.UUID, names: dict[uuid.UUID, str]) -> None:
+    """Folders with the ids given (folder id -> name), one statement per batch of about a
+    megabyte: a SyncVault, or one folder's SyncFolderCreate unless the transaction is a bulk change."""
+    batches = await encode_in_batches({"id": str(folder_id), "name": name} for folder_id, name in names.items())
+    for batch in batches:
+        await conn.execute(
+            "INSERT INTO folders (id, user_id, name)"
+            " SELECT id, $1, name FROM jsonb_to_recordset($2::jsonb) AS f(id uuid, name text)",
+            user_id, batch)
+
+
+async def rename(conn: asyncpg.Connection, folder_id: uuid.UUID, user_id: uuid.UUID, name: str) -> asyncpg.Record:
+    """SyncFolderUpdate."""
+    row = await conn.fetchrow(
+        "UPDATE folders SET name = $3 WHERE id = $1 AND user_id = $2 RETURNING *", folder_id, user_id, name)
+    if row is None:
+        raise NotFound("Folder")
+    return row
+
+
+async def delete(conn: asyncpg.Connection, folder_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """SyncFolderDelete; the trigger then takes the folder's items out of it, which publishes
+    that item's SyncCipherUpdate, or one SyncCiphers for several."""
+    deleted = await conn.fetchval("DELETE FROM folders WHERE id = $1 AND user_id = $2 RETURNING id", folder_id, user_id)
+    if deleted is None:
+        raise NotFound("Folder")

@@ -1,23 +1,39 @@
-"""The users table: account finders and the JSON shapes that describe an account."""
+"""The users table: account finders, writes, and the JSON shapes that describe an account.
+
+The users table has no trigger: a write here that other devices must hear of publishes its
+event itself, through vaultapi.publish.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from core import capabilities
+from db.events import PushType
+from vaultapi import publish
 from vaultapi.dates import iso
+from vaultapi.errors import ApiError
+from vaultapi.models import devices
 
 __all__ = [
     "account_keys_json",
+    "change_password",
     "domains_json",
     "find_by_email",
     "find_by_id",
     "kdf_json",
     "master_password_unlock_json",
     "profile_json",
+    "reset_security_stamp",
+    "revision_date",
+    "save_domains",
+    "set_user_key_id",
     "touch",
+    "update_profile",
 ]
 
 
@@ -29,10 +45,79 @@ async def find_by_email(conn: asyncpg.Connection | asyncpg.Pool, email: str) -> 
     return await conn.fetchrow("SELECT * FROM users WHERE lower(email) = lower($1)", email.strip())
 
 
+async def revision_date(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> datetime:
+    return await conn.fetchval("SELECT revision_date FROM users WHERE id = $1", user_id)
+
+
 async def touch(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
     """Move the account revision date forward, so clients re-sync on their next check."""
     await conn.execute("SELECT pgwarden_touch_users(ARRAY[$1::uuid])", user_id)
 
+
+# ---- writes: call them inside publish.write -------------------------------------------------
+
+async def update_profile(
+    conn: asyncpg.Connection, user_id: uuid.UUID, name: str | None, hint: str | None, culture: str | None
+) -> asyncpg.Record:
+    """Publishes nothing: the other devices read the profile on their next sync."""
+    return await conn.fetchrow(
+        """
+        UPDATE users SET name = $2, password_hint = $3, culture = COALESCE($4, culture), updated_at = now()
+         WHERE id = $1 RETURNING *
+        """,
+        user_id, name, hint, culture)
+
+
+async def set_user_key_id(conn: asyncpg.Connection, user_id: uuid.UUID, key_id: str) -> None:
+    """Stored once; the same id again is fine, another one is refused."""
+    current = await conn.fetchval("SELECT user_key_id FROM users WHERE id = $1 FOR UPDATE", user_id)
+    if current == key_id:
+        return
+    if current is not None:
+        raise ApiError("User key id is already set.", field="userKeyId")
+    await conn.execute("UPDATE users SET user_key_id = $2 WHERE id = $1", user_id, key_id)
+    # a newer revision date makes clients drop the sync they cached without the id
+    await touch(conn, user_id)
+
+
+async def save_domains(
+    conn: asyncpg.Connection, user_id: uuid.UUID, groups: list[list[str]], excluded: list[int]
+) -> asyncpg.Record:
+    """The equivalent domains; the other devices are told to sync their settings."""
+    user = await conn.fetchrow(
+        """
+        UPDATE users SET equivalent_domains = $2, excluded_global_equivalent_domains = $3, updated_at = now()
+         WHERE id = $1 RETURNING *
+        """,
+        user_id, groups, excluded)
+    await publish.user_event(conn, user_id, PushType.SYNC_SETTINGS)
+    return user
+
+
+async def change_password(
+    conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str, key: str, hint: str | None
+) -> None:
+    """New hash and key: every session ends. The LogOut names the acting device, whose client
+    signs itself out."""
+    await conn.execute(
+        """
+        UPDATE users SET password_hash = $2, key = $3, password_hint = $4,
+                         security_stamp = gen_random_uuid(), updated_at = now()
+         WHERE id = $1
+        """,
+        user_id, password_hash, key, hint)
+    await devices.revoke_refresh_tokens(conn, user_id)
+    await publish.log_out_other_devices(conn, user_id)
+
+
+async def reset_security_stamp(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """Deauthorize every session, the acting one's too."""
+    await conn.execute("UPDATE users SET security_stamp = gen_random_uuid(), updated_at = now() WHERE id = $1", user_id)
+    await devices.revoke_refresh_tokens(conn, user_id)
+    await publish.log_out_all_devices(conn, user_id)
+
+
+# ---- wire shapes ---------------------------------------------------------------------------
 
 def kdf_json(user: asyncpg.Record) -> dict[str, Any]:
     return {
@@ -71,7 +156,7 @@ def profile_json(user: asyncpg.Record) -> dict[str, Any]:
         "name": user["name"],
         "email": user["email"],
         "emailVerified": user["email_verified"],
-        "premium": True,
+        "premium": capabilities.PREMIUM,
         "premiumFromOrganization": False,
         "masterPasswordHint": user["password_hint"],
         "culture": user["culture"],

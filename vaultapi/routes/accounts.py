@@ -7,13 +7,12 @@ import re
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from db.events import PushType
+from vaultapi import limits, publish
 from vaultapi.auth import authorized
 from vaultapi.body import Body
-from vaultapi.database import write
 from vaultapi.dates import epoch_ms
 from vaultapi.errors import ApiError
-from vaultapi.models import devices, users
+from vaultapi.models import users
 from vaultapi.passwords import hash_password, verify_password
 
 __all__ = ["bp"]
@@ -28,8 +27,13 @@ async def _check_password(request: Request, body: Body) -> None:
     given = body.str("masterPasswordHash", max_length=1024)
     if given is None and (auth := body.object("authenticationData")):
         given = auth.str("masterPasswordAuthenticationHash", max_length=1024)
-    if not given or not await verify_password(request.ctx.caller.user["password_hash"], given):
+    if not given:
         raise ApiError("Invalid password.", field="masterPasswordHash")
+    user = request.ctx.caller.user
+    await limits.password_attempt(request, user["email"])
+    if not await verify_password(user["password_hash"], given):
+        raise ApiError("Invalid password.", field="masterPasswordHash")
+    await limits.password_verified(request, user["email"])
 
 
 @bp.get("/profile")
@@ -46,24 +50,15 @@ async def update_profile(request: Request) -> HTTPResponse:
     name = body.str("name", max_length=256)
     culture = body.str("culture", max_length=32)
     hint = body.str("masterPasswordHint", max_length=256)
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        user = await conn.fetchrow(
-            """
-            UPDATE users SET name = $2, password_hint = $3, culture = COALESCE($4, culture),
-                             updated_at = now()
-             WHERE id = $1 RETURNING *
-            """,
-            caller.user_id, name, hint, culture,
-        )
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        user = await users.update_profile(conn, caller.user_id, name, hint, culture)
     return json(users.profile_json(user))
 
 
 @bp.get("/revision-date")
 @authorized
 async def revision_date(request: Request) -> HTTPResponse:
-    date = await request.app.ctx.pool.fetchval(
-        "SELECT revision_date FROM users WHERE id = $1", request.ctx.caller.user_id)
-    return json(epoch_ms(date))
+    return json(epoch_ms(await users.revision_date(request.app.ctx.pool, request.ctx.caller.user_id)))
 
 
 @bp.post("/key-management/user-key-id")
@@ -74,16 +69,8 @@ async def set_user_key_id(request: Request) -> HTTPResponse:
     if not _USER_KEY_ID.fullmatch(key_id):
         raise ApiError("UserKeyId is not a valid key id.", field="userKeyId")
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        current = await conn.fetchval(
-            "SELECT user_key_id FROM users WHERE id = $1 FOR UPDATE", caller.user_id)
-        if current == key_id:
-            return empty(status=200)
-        if current is not None:
-            raise ApiError("User key id is already set.", field="userKeyId")
-        await conn.execute("UPDATE users SET user_key_id = $2 WHERE id = $1", caller.user_id, key_id)
-        # a newer revision date makes clients drop the sync they cached without the id
-        await users.touch(conn, caller.user_id)
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        await users.set_user_key_id(conn, caller.user_id, key_id)
     return empty(status=200)
 
 
@@ -97,7 +84,7 @@ async def verify(request: Request) -> HTTPResponse:
 @bp.post("/password")
 @authorized
 async def change_password(request: Request) -> HTTPResponse:
-    """New hash and key; every session ends, the acting device is told not to react itself."""
+    """New hash and key; every session ends."""
     body = Body.of(request)
     await _check_password(request, body)
     new_hash = body.str("newMasterPasswordHash", max_length=1024)
@@ -113,33 +100,17 @@ async def change_password(request: Request) -> HTTPResponse:
     hint = body.str("masterPasswordHint", max_length=256)
     password_hash = await hash_password(new_hash)
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        await conn.execute(
-            """
-            UPDATE users SET password_hash = $2, key = $3, password_hint = $4,
-                             security_stamp = gen_random_uuid(), updated_at = now()
-             WHERE id = $1
-            """,
-            caller.user_id, password_hash, key, hint,
-        )
-        await devices.revoke_refresh_tokens(conn, caller.user_id)
-        await conn.execute(
-            "INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", caller.user_id, PushType.LOG_OUT)
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        await users.change_password(conn, caller.user_id, password_hash, key, hint)
     return empty(status=200)
 
 
 @bp.post("/security-stamp")
 @authorized
 async def reset_security_stamp(request: Request) -> HTTPResponse:
-    """Deauthorize every session, the caller's too: LogOut with no ContextId reaches all."""
+    """Deauthorize every session, the caller's too."""
     await _check_password(request, Body.of(request))
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        await conn.execute(
-            "UPDATE users SET security_stamp = gen_random_uuid(), updated_at = now() WHERE id = $1",
-            caller.user_id)
-        await devices.revoke_refresh_tokens(conn, caller.user_id)
-        await conn.execute(
-            "INSERT INTO sync_events (user_id, push_type, context_id) VALUES ($1, $2, NULL)",
-            caller.user_id, PushType.LOG_OUT)
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        await users.reset_security_stamp(conn, caller.user_id)
     return empty(status=200)

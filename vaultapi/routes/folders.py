@@ -7,10 +7,9 @@ import uuid
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from vaultapi import limits
+from vaultapi import body_limits, publish
 from vaultapi.auth import authorized
 from vaultapi.body import Body
-from vaultapi.database import write
 from vaultapi.models import folders
 
 __all__ = ["bp"]
@@ -19,7 +18,7 @@ bp = Blueprint("folders", url_prefix="/api/folders")
 
 
 def _name(request: Request) -> str:
-    return Body.of(request).enc_string("name", required=True, max_length=limits.FOLDER_NAME)
+    return Body.of(request).enc_string("name", required=True, max_length=body_limits.FOLDER_NAME)
 
 
 @bp.get("")
@@ -40,9 +39,8 @@ async def get_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
 async def create_folder(request: Request) -> HTTPResponse:
     name = _name(request)
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        row = await conn.fetchrow(
-            "INSERT INTO folders (user_id, name) VALUES ($1, $2) RETURNING *", caller.user_id, name)
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        row = await folders.create(conn, caller.user_id, name)
     return json(folders.folder_json(row))
 
 
@@ -51,12 +49,8 @@ async def create_folder(request: Request) -> HTTPResponse:
 async def update_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
     name = _name(request)
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        row = await conn.fetchrow(
-            "UPDATE folders SET name = $3 WHERE id = $1 AND user_id = $2 RETURNING *",
-            folder_id, caller.user_id, name)
-        if row is None:
-            await folders.require(conn, folder_id, caller.user_id)
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        row = await folders.rename(conn, folder_id, caller.user_id, name)
     return json(folders.folder_json(row))
 
 
@@ -65,9 +59,6 @@ async def update_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
 @authorized
 async def delete_folder(request: Request, folder_id: uuid.UUID) -> HTTPResponse:
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        deleted = await conn.fetchval(
-            "DELETE FROM folders WHERE id = $1 AND user_id = $2 RETURNING id", folder_id, caller.user_id)
-        if deleted is None:
-            await folders.require(conn, folder_id, caller.user_id)
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        await folders.delete(conn, folder_id, caller.user_id)
     return empty(status=200)

@@ -10,19 +10,20 @@ from sanic.response import HTTPResponse, json
 
 from core.access import access_claims
 from core.tokens import TokenError
+from vaultapi import limits
 from vaultapi.auth import hash_refresh_token, new_refresh_token
 from vaultapi.body import Body
 from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
 from vaultapi.models import devices, users
 from vaultapi.passwords import verify_password
 from vaultapi.registration import KDF_PBKDF2, Registration, register
+from vaultapi.stand_in import stand_in_kdf
 
 __all__ = ["bp"]
 
 bp = Blueprint("identity")
 
 _WRONG_PASSWORD = "Username or password is incorrect. Try again."
-_DEFAULT_KDF = {"kdfType": KDF_PBKDF2, "iterations": 600_000, "memory": None, "parallelism": None}
 
 
 # ---- prelogin ------------------------------------------------------------------------------
@@ -33,8 +34,8 @@ _DEFAULT_KDF = {"kdfType": KDF_PBKDF2, "iterations": 600_000, "memory": None, "p
 async def prelogin(request: Request) -> HTTPResponse:
     email = Body.of(request).str("email", required=True, max_length=256)
     user = await users.find_by_email(request.app.ctx.pool, email)
-    # an unknown email gets the defaults, so prelogin does not reveal who has an account
-    kdf = users.kdf_json(user) if user else _DEFAULT_KDF
+    # an unknown email gets stand-in settings, so prelogin does not reveal who has an account
+    kdf = users.kdf_json(user) if user else stand_in_kdf(request.app.ctx.prelogin_secret, email)
     return json({
         "kdfSettings": kdf,
         "salt": email.strip().lower(),
@@ -79,25 +80,30 @@ async def _password_grant(request: Request) -> HTTPResponse:
     except ValueError:
         raise GrantError("deviceType must be a number.", "invalid_request") from None
 
+    await limits.password_attempt(request, email)
     pool = request.app.ctx.pool
     user = await users.find_by_email(pool, email)
     if not await verify_password(user["password_hash"] if user else None, password) or user is None:
         raise GrantError(_WRONG_PASSWORD)
+    await limits.password_verified(request, email)
     refresh_token = new_refresh_token()
-    await devices.sign_in(pool, user["id"], identifier, device_type, name, hash_refresh_token(refresh_token))
+    await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
+                          request.app.ctx.config.refresh_token_lifetime)
     return json(_token_reply(request, user, identifier, client_id, refresh_token))
 
 
 async def _refresh_grant(request: Request) -> HTTPResponse:
     old = _form(request, "refresh_token")
     refresh_token = new_refresh_token()
-    pool = request.app.ctx.pool
-    device = await devices.take_refresh_token(pool, hash_refresh_token(old), hash_refresh_token(refresh_token))
-    if device is None:
-        raise GrantError("The refresh token is invalid or was revoked.")
-    user = await users.find_by_id(pool, device["user_id"])
+    try:
+        # the account as the exchange saw it: the new access token carries the stamp it checked
+        user, identifier = await devices.exchange_refresh_token(
+            request.app.ctx.pool, hash_refresh_token(old), hash_refresh_token(refresh_token),
+            request.app.ctx.config.refresh_token_lifetime)
+    except devices.RefreshRefused:
+        raise GrantError("The refresh token is invalid or was revoked.") from None
     client_id = _form(request, "client_id", required=False, max_length=64) or "web"
-    return json(_token_reply(request, user, device["identifier"], client_id, refresh_token))
+    return json(_token_reply(request, user, identifier, client_id, refresh_token))
 
 
 def _token_reply(
@@ -165,6 +171,7 @@ def _kdf_fields(body: Body) -> dict[str, Any]:
 
 
 async def _create(request: Request, account: Registration) -> HTTPResponse:
+    await limits.registration_attempt(request)
     await register(request.app.ctx.pool, account)
     return json({"object": "register", "captchaBypassToken": ""})
 
@@ -203,7 +210,7 @@ async def register_finish(request: Request) -> HTTPResponse:
     body = Body.of(request)
     email = body.str("email", required=True, max_length=256)
     try:
-        claims = request.app.ctx.registration_verifier.verify(
+        claims = await request.app.ctx.registration_verifier.verify(
             body.str("emailVerificationToken", required=True, max_length=4096))
     except TokenError:
         raise ApiError("Invalid or expired email verification token.", field="emailVerificationToken") from None

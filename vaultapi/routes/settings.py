@@ -5,10 +5,9 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from db.events import PushType
+from vaultapi import publish
 from vaultapi.auth import authorized
 from vaultapi.body import Body
-from vaultapi.database import write
 from vaultapi.errors import ApiError
 from vaultapi.models import users
 
@@ -35,14 +34,6 @@ async def save_domains(request: Request) -> HTTPResponse:
         raise ApiError("excludedGlobalEquivalentDomains must be a list of numbers.",
                        field="excludedGlobalEquivalentDomains")
     caller = request.ctx.caller
-    async with write(request.app.ctx.pool, caller.device_identifier) as conn:
-        user = await conn.fetchrow(
-            """
-            UPDATE users SET equivalent_domains = $2, excluded_global_equivalent_domains = $3,
-                             updated_at = now()
-             WHERE id = $1 RETURNING *
-            """,
-            caller.user_id, groups, excluded)
-        await conn.execute(
-            "INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", caller.user_id, PushType.SYNC_SETTINGS)
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        user = await users.save_domains(conn, caller.user_id, groups, excluded)
     return json(users.domains_json(user))

@@ -1,0 +1,172 @@
+"""A connection's outgoing side without sockets: its queue, its writer and its one goodbye."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import pytest
+from websockets.exceptions import ConnectionClosedError
+
+from tests.wshub.memory import MemorySocket, make_connection, serve, settle
+from wshub.connection import Connection, close_all
+from wshub.session import CloseReason, Session, State
+
+PING = bytes.fromhex("02 91 06")
+CLIENT_CLOSE = bytes.fromhex("04 93 07 c0 c2")
+
+
+def _invocation(invocation_id: str | None) -> bytes:
+    body = msgpack.packb([1, {}, invocation_id, "Send", []])
+    return bytes([len(body)]) + body
+
+
+def test_a_connection_needs_a_session_past_its_handshake() -> None:
+    with pytest.raises(ValueError):
+        Connection(MemorySocket(), Session(), ip="192.0.2.1", queue_size=4)
+
+
+async def test_frames_go_out_in_order_and_are_counted() -> None:
+    sent: list[None] = []
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws, on_sent=lambda: sent.append(None))
+    assert connection.send(b"queued before the writer starts")
+    connection.start()
+    assert connection.send(PING)
+    await settle()
+    assert ws.frames == [b"queued before the writer starts", PING]
+    assert len(sent) == 2 and ws.closed is None
+    connection.lost()
+    await connection.finish()
+
+
+async def test_close_sends_what_is_queued_then_a_signalr_close_then_the_close_code() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws)
+    served = asyncio.create_task(serve(connection))
+    connection.send(PING)
+    connection.close(CloseReason.LOGGED_OUT)
+    assert not connection.send(PING)  # nothing after the goodbye
+    await served
+    assert ws.messages() == [[6], [7, "logged out", False]]
+    assert ws.closed == (1008, "logged out") and ws.failed is None
+    assert connection.session.state is State.CLOSED
+    assert connection.session.closing.reason is CloseReason.LOGGED_OUT
+
+
+async def test_a_second_close_changes_nothing() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws)
+    connection.close(CloseReason.LOGGED_OUT)
+    connection.close(CloseReason.SHUTDOWN)
+    await serve(connection)
+    assert ws.messages() == [[7, "logged out", False]]
+    assert ws.closed == (1008, "logged out")
+
+
+async def test_client_frames_are_answered_through_the_queue() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws)
+    connection.start()
+    connection.receive(PING)
+    connection.receive(_invocation("7"))
+    connection.receive(_invocation(None))
+    await settle()
+    assert ws.messages() == [[3, {}, "7", 1, "Unknown hub method 'Send'"]]
+    connection.lost()
+    await connection.finish()
+
+
+async def test_client_close_gets_no_signalr_close_only_the_normal_close() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws)
+    served = asyncio.create_task(serve(connection))
+    connection.send(PING)
+    connection.receive(CLIENT_CLOSE)
+    await served
+    assert ws.frames == [PING]
+    assert ws.closed == (1000, "closed by the client")
+
+
+async def test_bad_bytes_get_a_signalr_close_with_the_error_then_1003() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws)
+    served = asyncio.create_task(serve(connection))
+    connection.receive(b"\x03\xc1\xc1\xc1")
+    await served
+    [[kind, error, allow_reconnect]] = ws.messages()
+    assert (kind, allow_reconnect) == (7, False) and error.startswith("invalid message: ")
+    assert ws.closed[0] == 1003
+    assert connection.session.closing.reason is CloseReason.INVALID_MESSAGE
+
+
+async def test_client_too_far_behind_is_failed_1013_at_once_and_later_sends_are_refused() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws, queue_size=3)
+    served = asyncio.create_task(serve(connection))
+    assert connection.send(PING)
+    await settle()  # the writer took that frame and waits on the socket forever
+    results = [connection.send(PING) for _ in range(4)]
+    assert results == [True, True, True, False]
+    assert ws.failed == (1013, "too far behind; reconnect and sync") and ws.closed is None
+    assert connection.session.closing.reason is CloseReason.TOO_SLOW
+    assert not connection.send(PING)
+    await asyncio.wait_for(served, 1)  # no goodbye waits on a client that stopped reading
+    assert connection.session.state is State.CLOSED
+
+
+async def test_a_goodbye_that_does_not_fit_the_queue_fails_the_socket_with_its_code() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws, queue_size=2)
+    connection.send(PING)
+    connection.send(PING)
+    connection.close(CloseReason.LOGGED_OUT)
+    assert ws.failed == (1008, "logged out")
+    assert connection.session.closing.reason is CloseReason.LOGGED_OUT
+
+
+async def test_a_goodbye_not_taken_in_time_is_cut_short() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws, close_timeout=0.05)
+    served = asyncio.create_task(serve(connection))
+    connection.send(PING)
+    connection.close(CloseReason.LOGGED_OUT)
+    await asyncio.wait_for(served, 2)
+    assert ws.failed == (1008, "logged out") and ws.frames == []
+    assert connection.session.state is State.CLOSED
+
+
+async def test_a_socket_that_breaks_under_the_writer_ends_the_connection() -> None:
+    ws = MemorySocket(broken=ConnectionClosedError(None, None))
+    connection = make_connection("u", ws=ws)
+    served = asyncio.create_task(serve(connection))
+    connection.send(PING)
+    await asyncio.wait_for(served, 1)
+    assert connection.session.state is State.CLOSED
+    assert connection.session.closing.reason is CloseReason.DISCONNECTED
+    assert not connection.send(PING)
+
+
+async def test_a_client_gone_drops_what_is_queued() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws)
+    served = asyncio.create_task(serve(connection))
+    connection.send(PING)
+    connection.send(PING)
+    connection.lost()
+    await asyncio.wait_for(served, 1)
+    assert ws.frames == [] and ws.closed is None and ws.failed is None
+    assert connection.session.closing.reason is CloseReason.DISCONNECTED
+
+
+async def test_close_all_says_goodbye_to_each_and_waits_for_them() -> None:
+    sockets = [MemorySocket(), MemorySocket(), MemorySocket(stalled=True)]
+    connections = [make_connection("u", ws=ws, protocol=p, close_timeout=0.1)
+                   for ws, p in zip(sockets, ["messagepack", "json", "messagepack"], strict=True)]
+    served = [asyncio.create_task(serve(c)) for c in connections]
+    await asyncio.wait_for(close_all(connections, CloseReason.SHUTDOWN, timeout=2), 3)
+    assert sockets[0].messages() == [[7, None, True]]
+    assert sockets[1].frames == ['{"type":7,"allowReconnect":true}\x1e']
+    assert sockets[0].closed == sockets[1].closed == (1001, "server shutting down")
+    assert sockets[2].failed == (1001, "server shutting down")  # it stopped reading: cut short
+    assert all(task.done() for task in served)

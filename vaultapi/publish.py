@@ -1,0 +1,76 @@
+"""The write side of the event contract: the one place in the API that speaks the triggers' dialect.
+
+Most events need no call here: the triggers on ciphers and folders publish every committed
+change (db/migrations/versions/0002). What they cannot know comes from here:
+
+- which device acts (``write``): every event of the transaction carries it, so that device
+  does not react to its own change;
+- that a transaction is a bulk change (``mark_bulk_change``): only SyncVault/SyncCiphers,
+  never an item's event;
+- events about a user rather than a row (``user_event``, ``log_out_other_devices``,
+  ``log_out_all_devices``): a row in sync_events, which its trigger publishes.
+
+Like every NOTIFY, these leave on COMMIT and never on ROLLBACK.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from db.events import PushType
+
+__all__ = ["log_out_all_devices", "log_out_other_devices", "mark_bulk_change", "user_event", "write"]
+
+# The triggers' names for the acting device and the bulk flag, kept here and nowhere else.
+_DEVICE_SETTING = "pgwarden.device_identifier"
+_DEVICE_COLUMN = "device_identifier"
+_BULK_SETTING = "pgwarden.bulk"
+
+
+@asynccontextmanager
+async def write(pool: asyncpg.Pool, device_identifier: str | None) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction whose events name device_identifier as the device that acted."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _set_local(conn, _DEVICE_SETTING, device_identifier or "")
+        yield conn
+
+
+async def mark_bulk_change(conn: asyncpg.Connection) -> None:
+    """However few rows this transaction writes, the triggers publish one bulk event per user."""
+    await _set_local(conn, _BULK_SETTING, "on")
+
+
+async def user_event(conn: asyncpg.Connection, user_id: uuid.UUID, push_type: PushType) -> None:
+    """Publish an event about the user's whole account (SyncSettings, SyncVault...) as the acting device's."""
+    if push_type == PushType.LOG_OUT:
+        # a log-out must say whether the acting device is spared: use one of the two below
+        raise ValueError("LogOut is published with log_out_other_devices or log_out_all_devices")
+    await _add_event(conn, user_id, push_type)
+
+
+async def log_out_other_devices(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """LogOut naming the acting device: every other session of the user ends."""
+    await _add_event(conn, user_id, PushType.LOG_OUT)
+
+
+async def log_out_all_devices(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """LogOut naming no device: every session of the user ends, the acting one's too."""
+    await conn.execute(
+        f"INSERT INTO sync_events (user_id, push_type, {_DEVICE_COLUMN}) VALUES ($1, $2, NULL)",
+        user_id, PushType.LOG_OUT)
+
+
+# ---- private -------------------------------------------------------------------------------
+
+async def _set_local(conn: asyncpg.Connection, setting: str, value: str) -> None:
+    # is_local: the setting ends with the transaction, so a pooled connection carries nothing over
+    await conn.execute("SELECT set_config($1, $2, true)", setting, value)
+
+
+async def _add_event(conn: asyncpg.Connection, user_id: uuid.UUID, push_type: PushType) -> None:
+    # the device column is left to its default, the acting device (null when it is too long)
+    await conn.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", user_id, push_type)

@@ -1,0 +1,92 @@
+"""Checks made before the WebSocket upgrade, so that a refusal is a plain HTTP response.
+
+In order: the hub is enabled, the request is a WebSocket upgrade the library can accept, the
+caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
+connection stays within the per-address and per-user limits. Each refusal is logged and counted
+by a label.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import uuid
+
+from sanic import Request
+from sanic.response import HTTPResponse, json
+from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+from websockets.server import ServerProtocol
+
+from core.access import AccessDenied, authenticate, bearer_token
+from core.database import DATABASE_ERRORS
+from core.errors import error_json
+from wshub.metrics import HubMetrics
+
+__all__ = ["admit", "peer"]
+
+log = logging.getLogger("wshub")
+
+
+def peer(request: Request) -> str:
+    """The client's address: the one the proxy passed in IP_HEADER when that is an address."""
+    header = request.app.ctx.config.ip_header
+    if header:
+        claimed = request.headers.get(header, "").split(",")[0].strip()
+        try:
+            return str(ipaddress.ip_address(claimed))
+        except ValueError:
+            pass
+    return request.remote_addr or request.ip or "unknown"
+
+
+async def admit(request: Request) -> HTTPResponse | None:
+    """A request middleware of the hub routes: None lets the upgrade go on."""
+    app, config = request.app, request.app.ctx.config
+    metrics: HubMetrics = app.ctx.metrics
+    if not config.websocket_enabled:
+        return _refuse(metrics, 404, "disabled", "live sync is disabled (WEBSOCKET_ENABLED=false)")
+    refused_upgrade = _upgrade_refusal(request)
+    if refused_upgrade is not None:
+        return _refuse(metrics, *refused_upgrade)
+    user_id = None
+    if request.path.endswith("/anonymous-hub"):
+        try:
+            request.ctx.auth_request_id = str(uuid.UUID(request.args.get("Token", "")))
+        except ValueError:
+            return _refuse(metrics, 400, "bad_request", "Token must be an auth request id")
+    else:
+        try:
+            token = bearer_token(request.args, request.headers, allow_query=True)
+            caller = await authenticate(token, app.ctx.verifier, app.ctx.pool)
+        except AccessDenied as error:
+            log.info("refused hub connection from %s: %s", peer(request), error.reason)
+            metrics.refused.labels("unauthorized").inc()
+            return json(error_json("Unauthorized"), status=401)
+        except DATABASE_ERRORS as error:
+            log.warning("cannot check a hub token: database unavailable (%s)", error)
+            return _refuse(metrics, 503, "unavailable", "temporarily unavailable")
+        request.ctx.caller = caller
+        user_id = str(caller.user_id)
+    reason = app.ctx.registry.refusal(peer(request), user_id)
+    if reason is not None:
+        return _refuse(metrics, 429, "limit", reason)
+    return None
+
+
+def _upgrade_refusal(request: Request) -> tuple[int, str, str] | None:
+    """Why the request is no WebSocket upgrade, asked of the library that does the upgrade.
+
+    Sanic would raise for such a request after this point and log it as a server error, with the
+    URL and so the client's token; refused here it is an ordinary 4xx.
+    """
+    response = ServerProtocol().accept(WebSocketProtocol.sanic_request_to_ws_request(request))
+    if response.status_code == 101:
+        return None
+    label = "not_websocket" if response.status_code == 426 else "bad_upgrade"
+    return response.status_code, label, response.body.decode(errors="replace").splitlines()[0]
+
+
+def _refuse(metrics: HubMetrics, status: int, label: str, reason: str) -> HTTPResponse:
+    log.info("refused hub connection: %s", reason)
+    metrics.refused.labels(label).inc()
+    return json(error_json(reason), status=status)
