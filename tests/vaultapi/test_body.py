@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-import time
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 
+from vaultapi import body_limits
 from vaultapi.body import Body, is_enc_string
 from vaultapi.errors import ApiError
 
@@ -76,42 +77,50 @@ def _import_body(items: int) -> bytes:
                        "nested": {"a": [1, 2.5, None, True, "x"]}}, indent=1).encode()
 
 
-async def test_paced_parse_reads_what_json_reads_and_lets_others_run() -> None:
-    """Measured in CPU time, the garbage collector off: a busy machine and GC pauses are not the
-    parser's doing (tests/vaultapi/test_large_vaults.py measures the same way)."""
-    raw = _import_body(20_000)
-    expected = json.loads(raw)
-    gc.collect()
-    gc.disable()
+async def turns_during(work: Awaitable[Any]) -> tuple[Any, int]:
+    """What work returns, and how many turns another task had while it ran."""
+    turns = 0
+    done = False
+
+    async def other() -> None:
+        nonlocal turns
+        while not done:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counting = asyncio.ensure_future(other())
+    await asyncio.sleep(0)  # the other task is waiting for its first turn
     try:
-        runs = []
-        for _ in range(3):
-            started = time.process_time()
-            json.loads(raw)
-            runs.append(time.process_time() - started)
-        in_one_call = min(runs)
-
-        gaps: list[float] = []
-        done = False
-
-        async def ticker() -> None:
-            last = time.process_time()
-            while not done:
-                await asyncio.sleep(0)
-                now = time.process_time()
-                gaps.append(now - last)
-                last = now
-
-        ticking = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        body = await Body.parse_paced(raw)
-        done = True
-        await ticking
+        result = await work
+        return result, turns
     finally:
-        gc.enable()
-    assert body.raw == expected
-    # the others got turns throughout, not one after a single long parse
-    assert len(gaps) > 5 and max(gaps) < in_one_call / 2, (in_one_call, max(gaps), len(gaps))
+        done = True
+        await counting
+
+
+async def test_pacer_hands_the_loop_back_once_a_slice_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def paces(count: int) -> None:
+        pacer = body_limits.Pacer()
+        for _ in range(count):
+            await pacer.pace()
+
+    monkeypatch.setattr(body_limits, "LOOP_SLICE", 0.0)
+    assert (await turns_during(paces(50)))[1] == 50
+    monkeypatch.setattr(body_limits, "LOOP_SLICE", float("inf"))
+    assert (await turns_during(paces(50)))[1] == 0
+
+
+async def test_paced_parse_reads_what_json_reads_and_lets_others_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every step a slice of its own, the others get a turn after each array element."""
+    raw = _import_body(2_000)
+    monkeypatch.setattr(body_limits, "LOOP_SLICE", 0.0)
+    body, turns = await turns_during(Body.parse_paced(raw))
+    assert body.raw == json.loads(raw)
+    assert turns >= 2_000 + 10, turns
+    # and none when no slice is ever spent: the turns above were the parser's doing
+    monkeypatch.setattr(body_limits, "LOOP_SLICE", float("inf"))
+    body, turns = await turns_during(Body.parse_paced(raw))
+    assert body.raw == json.loads(raw) and turns == 0
 
 
 @pytest.mark.parametrize("raw", [
