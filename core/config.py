@@ -6,6 +6,7 @@ read and validated at startup; a bad value stops the program with every problem 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -51,6 +52,16 @@ def _positive(text: str) -> int:
 
 def _header_name(text: str) -> str | None:
     return None if text.strip().lower() == "none" else text.strip()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    # an address alone is a network of one; host bits set in a CIDR are a typo, not a wish
+    return tuple(ipaddress.ip_network(item) for item in text.replace(",", " ").split())
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -141,6 +152,10 @@ class Config:
         "IP_HEADER", "X-Real-IP", _header_name,
         "Header in which the reverse proxy passes the client's address (per-address limits, logs);"
         " none: use the connection's own address.")
+    trusted_proxies: tuple[Network, ...] = _setting(
+        "TRUSTED_PROXIES", (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1")), _networks,
+        "Addresses and CIDR ranges of the reverse proxies whose IP_HEADER is believed (comma-separated);"
+        " none: believe no one.")
     log_level: str = _setting("LOG_LEVEL", "info", str, "debug, info, warning or error.")
 
     @classmethod
@@ -172,11 +187,18 @@ class Config:
     @staticmethod
     def reference() -> list[tuple[str, str, str]]:
         """(variable, default, description) for every setting, for docs and --help."""
-        return [
-            (f.metadata["env"], "" if f.default in (None, ()) else str(f.default).lower()
-             if isinstance(f.default, bool) else str(f.default), f.metadata["doc"])
-            for f in fields(Config)
-        ]
+        return [(f.metadata["env"], _shown(f.default), f.metadata["doc"]) for f in fields(Config)]
+
+
+def _shown(default: object) -> str:
+    """A default as an operator would write it in the environment."""
+    if default is None or default == ():
+        return ""
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, tuple):
+        return ", ".join(str(item) for item in default)
+    return str(default)
 
 
 def redact_dsn(dsn: str) -> str:
