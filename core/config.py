@@ -50,6 +50,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def cast(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise ValueError(f"{value} is less than {minimum}")
+        return value
+
+    return cast
+
+
 def _header_name(text: str) -> str | None:
     return None if text.strip().lower() == "none" else text.strip()
 
@@ -129,17 +139,25 @@ class Config:
     access_token_lifetime: int = _setting(
         "ACCESS_TOKEN_LIFETIME", 7200, _positive, "Seconds an access token is valid.")
     hub_handshake_timeout: int = _setting(
-        "HUB_HANDSHAKE_TIMEOUT", 15, _positive,
+        "HUB_HANDSHAKE_TIMEOUT", 5, _positive,
         "Seconds a hub connection has to send its SignalR handshake.")
+    hub_max_connections: int = _setting(
+        "HUB_MAX_CONNECTIONS", 10000, _positive,
+        "Hub connections one hub process holds in all, counted from the upgrade request.")
+    hub_max_anonymous_connections: int = _setting(
+        "HUB_MAX_ANONYMOUS_CONNECTIONS", 1000, _positive,
+        "Of those, connections to the anonymous hub (devices waiting for a login approval).")
     hub_max_connections_per_user: int = _setting(
         "HUB_MAX_CONNECTIONS_PER_USER", 64, _positive, "Hub connections one user may hold.")
     hub_max_connections_per_ip: int = _setting(
         "HUB_MAX_CONNECTIONS_PER_IP", 256, _positive, "Hub connections one client address may hold.")
     hub_max_message_size: int = _setting(
-        "HUB_MAX_MESSAGE_SIZE", 65536, _positive, "Largest WebSocket message the hub accepts, in bytes.")
-    hub_send_queue: int = _setting(
-        "HUB_SEND_QUEUE", 256, _positive,
-        "Messages queued for one slow hub connection before it is closed to resync.")
+        "HUB_MAX_MESSAGE_SIZE", 65536, _positive,
+        "Largest WebSocket message the hub accepts from a signed-in client, in bytes.")
+    hub_send_buffer: int = _setting(
+        "HUB_SEND_BUFFER", 65536, _at_least(4096),
+        "Bytes waiting to be written to one hub connection before it is closed to reconnect and sync"
+        " (4096 or more).")
     metrics_token: str | None = _setting(
         "METRICS_TOKEN", None, _token,
         "Bearer token that /metrics on the hub requires (16 characters or more); unset: /metrics answers 404.",
