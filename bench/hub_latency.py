@@ -132,7 +132,9 @@ async def run(url: str, connections: int, events: int, fanout_events: int) -> No
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
-           "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_SEND_QUEUE": str(max(256, fanout_events * 2))}
+           "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
+           # room for every fan-out event in flight, at well over a notification's ~250 bytes each
+           "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512))}
     hub = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
     ctx = mp.get_context("spawn")
     stop, results, ready = ctx.Event(), ctx.Queue(), ctx.Semaphore(0)
