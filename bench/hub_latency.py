@@ -24,11 +24,9 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -40,28 +38,14 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from db import migrate  # noqa: E402
-from db.embedded import resolve_database_url  # noqa: E402
+from bench.scratch import free_port, scratch_database, until_alive  # noqa: E402
 from db.events import CHANNEL  # noqa: E402
 from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
 from wshub.codec import Invocation, MessagePackProtocol, MessageReader  # noqa: E402
 
-SCRATCH = f"pgwarden_bench_{os.getpid()}"
 DOMAIN = "https://bench.invalid"
 WORKERS = 4
-
-
-def scratch_url(server_url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    return urlunsplit(urlsplit(server_url)._replace(path="/" + SCRATCH))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -143,33 +127,20 @@ async def seed(url: str, fan_connections: int) -> tuple[str, str, list[str], lis
         await conn.close()
 
 
-async def until_alive(port: int) -> None:
-    for _ in range(400):
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /alive HTTP/1.1\r\nHost: x\r\n\r\n")
-            if b" 200 " in await reader.read(100):
-                writer.close()
-                return
-            writer.close()
-        except OSError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the hub did not start")
-
-
 async def run(url: str, connections: int, events: int, fanout_events: int) -> None:
     probe_user, fan_user, probe_tokens, fan_tokens = await seed(url, connections - 1)
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
-           "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_SEND_QUEUE": str(max(256, fanout_events * 2))}
+           "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
+           # room for every fan-out event in flight, at well over a notification's ~250 bytes each
+           "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512))}
     hub = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
     ctx = mp.get_context("spawn")
     stop, results, ready = ctx.Event(), ctx.Queue(), ctx.Semaphore(0)
     workers: list[Any] = []
     try:
-        await until_alive(port)
+        await until_alive(port, "hub")
         await asyncio.sleep(1.0)
         hub_process = psutil.Process(hub.pid)
         rss_before = hub_process.memory_info().rss
@@ -251,36 +222,9 @@ def main() -> int:
     parser.add_argument("--fanout-events", type=int, default=20)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as folder:
-        server_url, embedded = resolve_database_url(os.environ.get("DATABASE_URL"), folder)
-        try:
-            asyncio.run(_create(server_url))
-            url = scratch_url(server_url)
-            migrate.upgrade(url)
-            try:
-                asyncio.run(run(url, args.connections, args.events, args.fanout_events))
-            finally:
-                asyncio.run(_drop(server_url))
-        finally:
-            if embedded is not None:
-                embedded.stop()
+    with scratch_database() as url:
+        asyncio.run(run(url, args.connections, args.events, args.fanout_events))
     return 0
-
-
-async def _create(server_url: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f"CREATE DATABASE {SCRATCH}")
-    finally:
-        await conn.close()
-
-
-async def _drop(server_url: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":

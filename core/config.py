@@ -6,6 +6,7 @@ read and validated at startup; a bad value stops the program with every problem 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -74,8 +75,28 @@ def _positive(text: str) -> int:
     return value
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def cast(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise ValueError(f"{value} is less than {minimum}")
+        return value
+
+    return cast
+
+
 def _header_name(text: str) -> str | None:
     return None if text.strip().lower() == "none" else text.strip()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    # an address alone is a network of one; host bits set in a CIDR are a typo, not a wish
+    return tuple(ipaddress.ip_network(item) for item in text.replace(",", " ").split())
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -152,18 +173,30 @@ class Config:
     login_ratelimit_max_burst: int = _setting(
         "LOGIN_RATELIMIT_MAX_BURST", 10, _positive,
         "Master password attempts one address or account may make in a burst, before it must wait.")
+    max_items_per_user: int = _setting(
+        "MAX_ITEMS_PER_USER", 50_000, _positive,
+        "Items (ciphers) one user's vault may hold, deleted ones in the trash included; an organization"
+        " may hold as many of its own, counted apart.")
     hub_handshake_timeout: int = _setting(
-        "HUB_HANDSHAKE_TIMEOUT", 15, _positive,
+        "HUB_HANDSHAKE_TIMEOUT", 5, _positive,
         "Seconds a hub connection has to send its SignalR handshake.")
+    hub_max_connections: int = _setting(
+        "HUB_MAX_CONNECTIONS", 10000, _positive,
+        "Hub connections one hub process holds in all, counted from the upgrade request.")
+    hub_max_anonymous_connections: int = _setting(
+        "HUB_MAX_ANONYMOUS_CONNECTIONS", 1000, _positive,
+        "Of those, connections to the anonymous hub (devices waiting for a login approval).")
     hub_max_connections_per_user: int = _setting(
         "HUB_MAX_CONNECTIONS_PER_USER", 64, _positive, "Hub connections one user may hold.")
     hub_max_connections_per_ip: int = _setting(
         "HUB_MAX_CONNECTIONS_PER_IP", 256, _positive, "Hub connections one client address may hold.")
     hub_max_message_size: int = _setting(
-        "HUB_MAX_MESSAGE_SIZE", 65536, _positive, "Largest WebSocket message the hub accepts, in bytes.")
-    hub_send_queue: int = _setting(
-        "HUB_SEND_QUEUE", 256, _positive,
-        "Messages queued for one slow hub connection before it is closed to resync.")
+        "HUB_MAX_MESSAGE_SIZE", 65536, _positive,
+        "Largest WebSocket message the hub accepts from a signed-in client, in bytes.")
+    hub_send_buffer: int = _setting(
+        "HUB_SEND_BUFFER", 65536, _at_least(4096),
+        "Bytes waiting to be written to one hub connection before it is closed to reconnect and sync"
+        " (4096 or more).")
     metrics_token: str | None = _setting(
         "METRICS_TOKEN", None, _token,
         "Bearer token that /metrics on the hub requires (16 characters or more); unset: /metrics answers 404.",
@@ -182,6 +215,10 @@ class Config:
     signing_key_passphrase_file: str | None = _setting(
         "SIGNING_KEY_PASSPHRASE_FILE", None, _readable_file,
         "A file holding SIGNING_KEY_PASSPHRASE (a Docker or systemd secret), read at startup.")
+    trusted_proxies: tuple[Network, ...] = _setting(
+        "TRUSTED_PROXIES", (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1")), _networks,
+        "Addresses and CIDR ranges of the reverse proxies whose IP_HEADER is believed (comma-separated);"
+        " none: believe no one.")
     log_level: str = _setting("LOG_LEVEL", "info", str, "debug, info, warning or error.")
 
     @classmethod
@@ -225,11 +262,18 @@ class Config:
     @staticmethod
     def reference() -> list[tuple[str, str, str]]:
         """(variable, default, description) for every setting, for docs and --help."""
-        return [
-            (f.metadata["env"], "" if f.default in (None, ()) else str(f.default).lower()
-             if isinstance(f.default, bool) else str(f.default), f.metadata["doc"])
-            for f in fields(Config)
-        ]
+        return [(f.metadata["env"], _shown(f.default), f.metadata["doc"]) for f in fields(Config)]
+
+
+def _shown(default: object) -> str:
+    """A default as an operator would write it in the environment."""
+    if default is None or default == ():
+        return ""
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, tuple):
+        return ", ".join(str(item) for item in default)
+    return str(default)
 
 
 def redact_dsn(dsn: str) -> str:

@@ -1,8 +1,12 @@
-"""The Sanic app: blueprints, the database pool, token keys and error handling.
+"""The Sanic app: blueprints, the database pool, token keys, body limits and error handling.
 
 `create_app` builds an app and touches nothing until the server starts: the pool and the
 token keys are set up in before_server_start and released in after_server_stop. Each app gets
 a unique name, so several can live in one process (tests run two replicas side by side).
+
+A body is read only after the caller's token is checked, on the routes that want one, and only
+up to the route's limit (vaultapi.body_limits): Sanic refuses a larger Content-Length at once,
+and a chunked body as soon as its chunks pass the limit, with a 413 in the route's error shape.
 """
 
 from __future__ import annotations
@@ -11,15 +15,17 @@ import asyncio
 import itertools
 import logging
 
-from sanic import Sanic
+from sanic import Request, Sanic
+from sanic.request import RequestParameters
 
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
-from vaultapi import cors, headers
+from vaultapi import body_limits, cors, headers
+from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
-from vaultapi.errors import handle_error
+from vaultapi.errors import ApiError, handle_error
 from vaultapi.routes import (
     accounts,
     ciphers,
@@ -34,16 +40,39 @@ from vaultapi.routes import (
 )
 from vaultapi.routes import config as server_config
 
-__all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "create_app", "serve"]
+__all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "LimitedRequest", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: the largest request body accepted (a big import fits); larger ones get a 413
-MAX_BODY_SIZE = 32 * 1024 * 1024
+#: the largest request body any route accepts (the import's); each route has its own, smaller or equal
+MAX_BODY_SIZE = body_limits.IMPORT_BODY
 #: seconds a registration (email verification) token stays valid
 REGISTRATION_TOKEN_LIFETIME = 3600
 
 _app_numbers = itertools.count(1)
+
+
+class LimitedRequest(Request):
+    """A request whose body is read only from a known caller and up to its route's limit, and
+    whose form is bounded."""
+
+    async def receive_body(self) -> None:
+        if self.stream is not None and self.route is not None and not self.body:
+            if needs_caller(self.route.handler) and getattr(self.ctx, "caller", None) is None:
+                # as ASP.NET authenticates before it binds a body: a stranger's body is never read
+                self.ctx.caller = await caller_of(self)
+            # checked by Sanic against Content-Length before a byte is read, and per chunk
+            self.stream.request_max_size = min(body_limits.body_limit(self.route.path), self.app.ctx.max_body_size)
+        await super().receive_body()
+
+    def get_form(self, keep_blank_values: bool = False) -> RequestParameters | None:
+        # counted before parsing: a form of thousands of fields is refused, not parsed
+        if self.body.count(b"&") >= body_limits.MAX_FORM_FIELDS:
+            raise ApiError("The form has too many fields.")
+        form = super().get_form(keep_blank_values)
+        if form is not None and sum(len(values) for values in form.values()) > body_limits.MAX_FORM_FIELDS:
+            raise ApiError("The form has too many fields.")
+        return form
 
 
 def create_app(config: Config, database_url: str | None = None, *, max_body_size: int = MAX_BODY_SIZE,
@@ -51,8 +80,10 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     database_url = database_url or config.database_url
     if not database_url:
         raise ValueError("create_app needs a database URL")
-    app = Sanic(f"pgwarden_api_{next(_app_numbers)}", configure_logging=False)
-    app.config.REQUEST_MAX_SIZE = max_body_size
+    app = Sanic(f"pgwarden_api_{next(_app_numbers)}", configure_logging=False, request_class=LimitedRequest)
+    app.ctx.max_body_size = max_body_size
+    # what Sanic still reads of a refused request's body to keep the connection; past it, it closes
+    app.config.REQUEST_MAX_SIZE = min(max_body_size, body_limits.SMALL_BODY)
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.MOTD = False
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process

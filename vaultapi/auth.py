@@ -22,7 +22,8 @@ from vaultapi.errors import ApiError, Unauthorized
 from vaultapi.models import users
 from vaultapi.passwords import verify_password
 
-__all__ = ["Caller", "authorized", "caller_of", "check_master_password", "hash_refresh_token", "new_refresh_token"]
+__all__ = ["Caller", "authorized", "caller_of", "check_master_password", "hash_refresh_token", "needs_caller",
+           "new_refresh_token"]
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
 
@@ -44,9 +45,12 @@ def authorized(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def checked(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-        request.ctx.caller = await caller_of(request)
+        # checked already when the request has a body: before it was read (vaultapi.app)
+        if getattr(request.ctx, "caller", None) is None:
+            request.ctx.caller = await caller_of(request)
         return await handler(request, *args, **kwargs)
 
+    checked.needs_caller = True  # type: ignore[attr-defined]
     return checked
 
 
@@ -63,6 +67,11 @@ async def check_master_password(request: Request, body: Body) -> None:
     if not await verify_password(user["password_hash"], given):
         raise ApiError("Invalid password.", field="masterPasswordHash")
     await limits.password_verified(request, user["email"])
+
+
+def needs_caller(handler: Any) -> bool:
+    """Whether a route's handler is wrapped by :func:`authorized`."""
+    return getattr(handler, "needs_caller", False)
 
 
 def new_refresh_token() -> str:

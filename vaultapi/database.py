@@ -1,17 +1,61 @@
-"""The connection pool, with JSON columns read and written as Python values."""
+"""The connection pool, with JSON columns read and written as Python values, and JSON parameters
+encoded ahead in batches."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from typing import Any
 
 import asyncpg
 
-__all__ = ["open_pool"]
+from vaultapi import body_limits
+
+__all__ = ["BATCH", "EncodedJson", "encode_in_batches", "open_pool"]
+
+#: characters of JSON in one parameter of a batch
+BATCH = 1024 * 1024
+
+
+class EncodedJson:
+    """JSON text already encoded, passed to a json/jsonb parameter as it is."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _encode(value: Any) -> str:
+    return value.text if isinstance(value, EncodedJson) else json.dumps(value)
+
+
+async def encode_in_batches(values: Iterable[Any]) -> list[EncodedJson]:
+    """JSON arrays of the values, each about BATCH long, for jsonb parameters of one statement each.
+
+    An import's rows are tens of megabytes: one json.dumps of them all, and asyncpg's copy of
+    the result into its buffer, would each hold the event loop. One value is encoded per step."""
+    pacer = body_limits.Pacer()
+    batches: list[EncodedJson] = []
+    # brackets and commas in the same list: the one join is the only copy of a batch
+    parts: list[str] = []
+    size = 0
+    for value in values:
+        parts.append("," if parts else "[")
+        parts.append(encoded := json.dumps(value))
+        size += len(encoded)
+        if size >= BATCH:
+            parts.append("]")
+            batches.append(EncodedJson("".join(parts)))
+            parts, size = [], 0
+        await pacer.pace()
+    if parts:
+        parts.append("]")
+        batches.append(EncodedJson("".join(parts)))
+    return batches
 
 
 async def _init(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
-        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(kind, encoder=_encode, decoder=json.loads, schema="pg_catalog")
 
 
 async def open_pool(database_url: str) -> asyncpg.Pool:

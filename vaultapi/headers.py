@@ -1,40 +1,10 @@
 """Headers on every API answer: security headers, and no caching unless a route says otherwise.
 
-The API answers JSON to programs; nothing it sends is a page to render, frame or cache. Tokens,
-keys and vault data pass through it, so no browser or proxy may keep a copy (Bitwarden's token
-endpoint sends the same Cache-Control and Pragma). The values follow what Bitwarden's servers and
-Vaultwarden send, tightened for an API that serves no web vault: DENY and ``frame-ancestors
-'none'`` instead of SAMEORIGIN, no script, style or image sources at all. X-XSS-Protection is not
-sent: browsers dropped the filter, and where one remains it can be abused to leak page content.
+The table and the reasons for each value are in core/headers.py, shared with the hub.
 """
 
 from __future__ import annotations
 
-from sanic import Request, Sanic
-from sanic.response import BaseHTTPResponse
+from core.headers import NO_STORE, SECURITY_HEADERS, install
 
 __all__ = ["NO_STORE", "SECURITY_HEADERS", "install"]
-
-SECURITY_HEADERS = {
-    # answers are never interpreted as anything but their declared type (JSON), e.g. a script
-    "X-Content-Type-Options": "nosniff",
-    # no page may frame an answer; frame-ancestors says the same to current browsers
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    # a link followed from an answer rendered by mistake does not leak the API's URLs elsewhere
-    "Referrer-Policy": "same-origin",
-}
-
-#: Pragma for HTTP/1.0 caches, which ignore Cache-Control
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def install(app: Sanic) -> None:
-    """Add the headers to every answer of the app, errors and preflights included."""
-    app.on_response(_add_headers)
-
-
-async def _add_headers(request: Request, response: BaseHTTPResponse) -> None:
-    response.headers.update(SECURITY_HEADERS)
-    if "cache-control" not in response.headers:
-        response.headers.update(NO_STORE)

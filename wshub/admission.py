@@ -2,41 +2,32 @@
 
 In order: the hub is enabled, the request is a WebSocket upgrade the library can accept, the
 caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
-connection stays within the per-address and per-user limits. Each refusal is logged and counted
-by a label.
+connection stays within the caps: then its slot is taken in the registry, before the upgrade, so
+a socket counts from its first byte, handshake or not. The slot is given back when the request
+ends, whichever way (``give_back``). Each refusal is logged and counted by a label.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import uuid
 
 from sanic import Request
+from sanic.models.server_types import ConnInfo
 from sanic.response import HTTPResponse, json
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from websockets.server import ServerProtocol
 
 from core.access import AccessDenied, authenticate, bearer_token
+from core.client_address import client_address
 from core.database import DATABASE_ERRORS
 from core.errors import error_json
 from wshub.metrics import HubMetrics
+from wshub.registry import LimitReached, Registry, Slot
 
-__all__ = ["admit", "peer"]
+__all__ = ["admit", "give_back", "slot_of"]
 
 log = logging.getLogger("wshub")
-
-
-def peer(request: Request) -> str:
-    """The client's address: the one the proxy passed in IP_HEADER when that is an address."""
-    header = request.app.ctx.config.ip_header
-    if header:
-        claimed = request.headers.get(header, "").split(",")[0].strip()
-        try:
-            return str(ipaddress.ip_address(claimed))
-        except ValueError:
-            pass
-    return request.remote_addr or request.ip or "unknown"
 
 
 async def admit(request: Request) -> HTTPResponse | None:
@@ -48,6 +39,7 @@ async def admit(request: Request) -> HTTPResponse | None:
     refused_upgrade = _upgrade_refusal(request)
     if refused_upgrade is not None:
         return _refuse(metrics, *refused_upgrade)
+    ip = client_address(request.ip, request.headers, config)
     user_id = None
     if request.path.endswith("/anonymous-hub"):
         try:
@@ -59,7 +51,7 @@ async def admit(request: Request) -> HTTPResponse | None:
             token = bearer_token(request.args, request.headers, allow_query=True)
             caller = await authenticate(token, app.ctx.verifier, app.ctx.pool)
         except AccessDenied as error:
-            log.info("refused hub connection from %s: %s", peer(request), error.reason)
+            log.info("refused hub connection from %s: %s", ip, error.reason)
             metrics.refused.labels("unauthorized").inc()
             return json(error_json("Unauthorized"), status=401)
         except DATABASE_ERRORS as error:
@@ -67,10 +59,33 @@ async def admit(request: Request) -> HTTPResponse | None:
             return _refuse(metrics, 503, "unavailable", "temporarily unavailable")
         request.ctx.caller = caller
         user_id = str(caller.user_id)
-    reason = app.ctx.registry.refusal(peer(request), user_id)
-    if reason is not None:
-        return _refuse(metrics, 429, "limit", reason)
+    registry: Registry = app.ctx.registry
+    give_back(registry, request.conn_info)  # one slot per TCP connection, never two
+    try:
+        slot = registry.reserve(ip, user_id)
+    except LimitReached as limit:
+        if limit.hub_full:
+            return _refuse(metrics, 503, "full", limit.reason)
+        return _refuse(metrics, 429, "limit", limit.reason)
+    # on the TCP connection, not the request: the one place its end can always be seen (app.py)
+    request.conn_info.ctx.hub_slot = slot
     return None
+
+
+def slot_of(request: Request) -> Slot:
+    """The slot admission took for this request."""
+    slot: Slot = request.conn_info.ctx.hub_slot
+    return slot
+
+
+def give_back(registry: Registry, conn_info: ConnInfo | None) -> None:
+    """Release the slot taken for a request on this connection, if one is still held."""
+    if conn_info is None:
+        return
+    slot: Slot | None = getattr(conn_info.ctx, "hub_slot", None)
+    if slot is not None:
+        conn_info.ctx.hub_slot = None
+        registry.release(slot)
 
 
 def _upgrade_refusal(request: Request) -> tuple[int, str, str] | None:

@@ -12,6 +12,10 @@ Routes:
 Startup opens a small pool (token checks), loads the public key, and opens the LISTEN
 connection before the port accepts clients; shutdown says goodbye to every client with a
 SignalR Close (reconnect allowed) and closes the sockets cleanly.
+
+Every HTTP answer carries the security headers of core/headers.py. Nothing the hub logs names a
+request's URL: on the hub it carries the client's token (Sanic's access log is off, and its error
+log line is replaced by one with the path alone).
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from dataclasses import dataclass, field
 import asyncpg
 from sanic import Blueprint, Request, Sanic
 from sanic.exceptions import NotFound, Unauthorized
-from sanic.response import HTTPResponse, json, raw, text
+from sanic.handlers import ErrorHandler
+from sanic.models.server_types import ConnInfo
+from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 
 from core.config import Config, redact_dsn
+from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
-from wshub.admission import admit
+from wshub.admission import admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
@@ -53,6 +60,9 @@ class HubTuning:
     ping_interval: float = DEFAULT_PING_INTERVAL
     ingress: IngressTuning = field(default_factory=IngressTuning)
     shutdown_grace: float = 2.0
+    #: How long a device may wait on the anonymous hub: Bitwarden's auth requests expire after
+    #: 15 minutes, and the wait is pointless after that.
+    anonymous_lifetime: float = 15 * 60.0
 
 
 def create_app(config: Config, database_url: str | None = None, *, tuning: HubTuning | None = None) -> Sanic:
@@ -61,15 +71,21 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         raise ValueError("the hub needs a database URL")
     tuning = tuning or HubTuning()
 
-    app = Sanic(f"pgwarden_hub_{next(_app_numbers)}", configure_logging=False)
+    app = Sanic(f"pgwarden_hub_{next(_app_numbers)}", configure_logging=False, error_handler=_ErrorHandler())
     app.config.WEBSOCKET_MAX_SIZE = config.hub_max_message_size
     app.config.KEEP_ALIVE_TIMEOUT = 30
+    # its lines name the URL, and a hub URL carries the client's token
+    app.config.ACCESS_LOG = False
     metrics = HubMetrics()
-    registry = Registry(config.hub_max_connections_per_user, config.hub_max_connections_per_ip)
+    registry = Registry(max_connections=config.hub_max_connections,
+                        max_anonymous=config.hub_max_anonymous_connections,
+                        max_per_user=config.hub_max_connections_per_user,
+                        max_per_ip=config.hub_max_connections_per_ip)
     delivery = Delivery(registry, metrics)
     app.ctx.config = config
     app.ctx.metrics = metrics
     app.ctx.registry = registry
+    app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
     app.ctx.ingress = Ingress(
         url, delivery.deliver, registry.user_ids, tuning=tuning.ingress,
         on_reconnect=metrics.listen_reconnects.inc)
@@ -82,6 +98,18 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.add_route(_alive, "/alive", methods=["GET", "HEAD"])
     app.add_route(_metrics, "/metrics", methods=["GET"])
+
+    @app.on_response
+    async def _answered(request: Request, response: BaseHTTPResponse) -> None:
+        add_headers(response)
+        # an HTTP answer means no WebSocket on this request: a slot admission took goes back
+        give_back(registry, request.conn_info)
+
+    # The safety net under the socket handler's own release: when the upgrade fails, or the
+    # client leaves before the handler ever runs, the TCP connection's end still gives it back.
+    @app.signal("http.lifecycle.complete")
+    async def _connection_ended(conn_info: ConnInfo) -> None:
+        give_back(registry, conn_info)
 
     # Registered after the WebSocket routes: Sanic runs stop listeners last-registered first,
     # so clients get their goodbye before Sanic cancels the handlers.
@@ -116,6 +144,15 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
 
 
 # -- plain HTTP --------------------------------------------------------------------------------
+
+
+class _ErrorHandler(ErrorHandler):
+    """Sanic's own, but its log line names the path alone: a hub URL carries the client's token."""
+
+    @staticmethod
+    def log(request: Request, exception: Exception) -> None:
+        if not getattr(exception, "quiet", False) or request.app.config.NOISY_EXCEPTIONS:
+            log.error("%s %s failed", request.method, request.path, exc_info=exception)
 
 
 async def _alive(request: Request) -> HTTPResponse:

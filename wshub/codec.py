@@ -15,6 +15,9 @@ Exceptions::
     ├── HandshakeError     the handshake request is malformed or unsupported
     ├── FramingError       a length prefix or record is malformed or too large
     └── MessageError       a complete record is not a valid hub message
+
+Whatever a decoder raises on a peer's bytes (RecursionError on deep nesting included) comes out
+as one of these: bad input is the peer's error, never a crash of the hub.
 """
 
 from __future__ import annotations
@@ -227,13 +230,18 @@ class HandshakeReader:
         record = bytes(self._buffer[:end])
         self.remainder = bytes(self._buffer[end + 1 :])
         self._buffer.clear()
-        return _parse_handshake(record)
+        try:
+            return _parse_handshake(record)
+        except CodecError:
+            raise
+        except Exception:  # see the module docstring
+            raise HandshakeError("malformed handshake") from None
 
 
 def _parse_handshake(record: bytes) -> HandshakeRequest:
     try:
         body = json.loads(record)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
         raise HandshakeError("handshake is not JSON") from None
     if not isinstance(body, dict):
         raise HandshakeError("handshake is not a JSON object")
@@ -309,7 +317,15 @@ class MessageReader:
 
     def feed(self, data: str | bytes) -> list[Message]:
         self._buffer += data.encode() if isinstance(data, str) else data
-        return [self.protocol.parse(record) for record in self.protocol.split(self._buffer, self._max_size)]
+        return [self._parse(record) for record in self.protocol.split(self._buffer, self._max_size)]
+
+    def _parse(self, record: bytes) -> Message:
+        try:
+            return self.protocol.parse(record)
+        except CodecError:
+            raise
+        except Exception:  # see the module docstring
+            raise MessageError("malformed message") from None
 
 
 def _require(condition: bool, reason: str) -> None:
@@ -503,7 +519,7 @@ class JsonProtocol:
     def parse(self, record: bytes) -> Message:
         try:
             body = json.loads(record)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             raise MessageError("not JSON") from None
         _require(isinstance(body, dict), "a message is a JSON object")
         kind = body.get("type")

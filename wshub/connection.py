@@ -2,16 +2,19 @@
 
 Everything sent to a client goes through ``send``, which never waits: frames queue up and one
 writer task per connection moves them to the socket. So a client that stops reading only ever
-blocks its own writer; once its queue is full it is closed (1013), reconnects and syncs.
+blocks its own writer. The queue is bounded in bytes (the frame being written included), not in
+frames, since a frame's size is what memory pays for: a frame that would take it past
+``send_buffer`` fails the connection at once (1013), and the client reconnects and syncs. (JSON
+frames are ASCII, json.dumps escapes the rest, so their length is their size too.)
 
 Its life follows its session's state:
 
 - OPEN: frames queue and go out in order.
 - CLOSING: one goodbye, whoever asked for it (``close`` from the hub, a Close or bad bytes from
   the client): the session's SignalR Close queues behind what is waiting, then the WebSocket
-  close with the reason's code. A goodbye that does not fit in the queue, or is not taken within
+  close with the reason's code. A goodbye that does not fit in the buffer, or is not taken within
   ``close_timeout``, is cut short: the socket is failed with the same code at once.
-- CLOSED: the socket is gone and the writer stopped; queued frames are dropped.
+- CLOSED: the socket is gone and the writer stopped; queued frames are let go at once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -29,16 +33,16 @@ __all__ = ["Connection", "close_all"]
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
-#: Queued behind the goodbye: the writer closes the socket when it reaches it.
-_CLOSE = object()
 
 
 class Connection:
-    """A live hub connection. ``user_id`` is set on the hub, ``auth_request_id`` on the anonymous hub."""
+    """A live hub connection. ``user_id`` is set on the hub, ``auth_request_id`` on the anonymous hub.
+    ``expires_at`` (seconds since the epoch) is when its token, or its wait, runs out."""
 
     # Slots: attribute reads on the fan-out path stay as cheap as they go.
     __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "auth_request_id",
-                 "_open", "_queue", "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
+                 "expires_at", "buffered", "_open", "_frames", "_send_buffer", "_wakeup", "_goodbye_queued",
+                 "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
 
     def __init__(
         self,
@@ -46,10 +50,11 @@ class Connection:
         session: Session,
         *,
         ip: str,
-        queue_size: int,
+        send_buffer: int,
         user_id: str | None = None,
         device_identifier: str | None = None,
         auth_request_id: str | None = None,
+        expires_at: float | None = None,
         on_sent: Callable[[], None] = lambda: None,
         close_timeout: float = 5.0,
     ) -> None:
@@ -63,10 +68,20 @@ class Connection:
         self.user_id = user_id
         self.device_identifier = device_identifier
         self.auth_request_id = auth_request_id
+        self.expires_at = expires_at
+        #: Bytes queued and not yet written, the frame in the writer's hands included.
+        self.buffered = 0
         # ``session.state is OPEN`` as one attribute, for ``send``, which runs per message per
         # recipient; it changes only in _left_open.
         self._open = True
-        self._queue: asyncio.Queue[Frame | object] = asyncio.Queue(queue_size)
+        # A deque and a byte count instead of an asyncio.Queue: fewer calls per message, and the
+        # bound is in bytes.
+        self._frames: deque[Frame] = deque()
+        self._send_buffer = send_buffer
+        # The writer's wait for more frames; None while it is busy.
+        self._wakeup: asyncio.Future[None] | None = None
+        # The WebSocket close follows once the frames queued before it are written.
+        self._goodbye_queued = False
         self._on_sent = on_sent
         self._close_timeout = close_timeout
         self._writer: asyncio.Task[None] | None = None
@@ -85,18 +100,22 @@ class Connection:
         behind and was closed for it."""
         if not self._open:
             return False
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.close(CloseReason.TOO_SLOW)
+        buffered = self.buffered + len(frame)
+        if buffered > self._send_buffer:
+            self._abort()  # a goodbye would only queue behind what it does not read
             return False
+        self.buffered = buffered
+        self._frames.append(frame)
+        if self._wakeup is not None:
+            self._wake()
         return True
 
     def close(self, reason: CloseReason, detail: str | None = None) -> None:
         """Say goodbye: a SignalR Close after what is queued, then the WebSocket close.
         The first reason wins; later calls do nothing."""
-        if self.session.close(reason, detail) is not None:
-            self._queue_from_session()
+        self.session.close(reason, detail)
+        # also when the session was ending already: what it left unqueued goes now
+        self._queue_from_session()
 
     # -- from the socket handler ----------------------------------------------------------------
 
@@ -147,7 +166,8 @@ class Connection:
                 return
         if self._open and self.session.state is not State.OPEN:
             self._left_open()
-            self._put(_CLOSE)
+            self._goodbye_queued = True
+            self._wake()
 
     def _left_open(self) -> None:
         self._open = False
@@ -157,32 +177,51 @@ class Connection:
         if self.session.state is not State.CLOSED:
             self.session.connection_closed()
         self._left_open()
+        # nothing more will be written: what waited is let go now, not with the connection
+        self._frames.clear()
+        self.buffered = 0
 
-    def _put(self, item: Frame | object) -> bool:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+    def _put(self, frame: Frame) -> bool:
+        buffered = self.buffered + len(frame)
+        if buffered > self._send_buffer:
             self._abort()
             return False
+        self.buffered = buffered
+        self._frames.append(frame)
+        if self._wakeup is not None:
+            self._wake()
         return True
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     def _abort(self) -> None:
         """Close now, without waiting on the socket: the way out for a client that stopped reading."""
         self.session.close(CloseReason.TOO_SLOW)  # kept if another reason came first
-        self.session.data_to_send()  # no room for them
-        self._left_open()
-        if self._writer is not None:
-            self._writer.cancel()
         closing = self.session.closing
         assert closing is not None
         fail = getattr(self.ws, "fail_connection", None)
         if fail is not None:
             fail(closing.code, closing.text)
+        self._gone()  # the socket is failed: nothing queued will ever be written
+        if self._writer is not None:
+            self._writer.cancel()
 
     async def _write(self) -> None:
+        frames = self._frames
         try:
-            while (item := await self._queue.get()) is not _CLOSE:
-                await self.ws.send(item)
+            while frames or not self._goodbye_queued:
+                if not frames:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    await self._wakeup
+                    continue
+                frame = frames.popleft()
+                await self.ws.send(frame)
+                # counted until written: a client that stops reading holds its writer here
+                if self.session.state is not State.CLOSED:  # else _gone let everything go
+                    self.buffered -= len(frame)
                 self._on_sent()
             closing = self.session.closing
             assert closing is not None

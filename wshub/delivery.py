@@ -50,7 +50,7 @@ class Delivery:
             recipients = self.registry.of_user(event.user_id)
             queued += self._send(recipients, receive_message(event))
             if event.type == PushType.LOG_OUT:
-                self._log_out(recipients, event)
+                self._log_out(recipients)
         elif event.user_id is None:
             # Organization-wide events need the membership tables, which do not exist yet.
             log.debug("no recipients known for organization event %s", event)
@@ -66,10 +66,10 @@ class Delivery:
         return sum(connection.send(encoded.for_connection(connection)) for connection in connections)
 
     @staticmethod
-    def _log_out(connections: frozenset[Connection], event: Event) -> None:
-        # The acting device keeps its session; every other one was deauthorized. Closing them
-        # after the LogOut was sent stops vault events reaching a session that should have none.
-        # No context (a stamp reset, an admin's deauthorization) means every session goes.
+    def _log_out(connections: frozenset[Connection]) -> None:
+        # Every session goes, the acting device's too: a LogOut follows a security stamp change,
+        # so every token these sessions were opened with is refused from now on, and a copy of the
+        # acting device's token must not keep one open. The acting client logs out after a
+        # password change anyway and connects again with the token of its next login.
         for connection in connections:
-            if event.device_identifier is None or connection.device_identifier != event.device_identifier:
-                connection.close(CloseReason.LOGGED_OUT)
+            connection.close(CloseReason.LOGGED_OUT)

@@ -1,27 +1,37 @@
-"""The SignalR Ping every connection needs at least every 15 s.
+"""The keepalive tick: the SignalR Ping every connection needs at least every 15 s, and the end of
+connections whose token (or anonymous wait) has expired.
 
 Clients give up on a server after 30 s of silence, and WebSocket control-frame pings are
-invisible to browser JavaScript, so this is a data frame: MessagePack ``[6]`` or JSON
+invisible to browser JavaScript, so the ping is a data frame: MessagePack ``[6]`` or JSON
 ``{"type":6}``, each encoded once per tick.
+
+Expiry rides on the same tick rather than a timer per connection: the registry hands out the
+connections whose second has passed, so a token is honoured at most one tick past its ``exp``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from wshub.codec import Ping
 from wshub.delivery import EncodedOnce
 from wshub.registry import Registry
+from wshub.session import CloseReason
 
 __all__ = ["DEFAULT_PING_INTERVAL", "keep_alive"]
 
 DEFAULT_PING_INTERVAL = 15.0
 
 
-async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL) -> None:
-    """Runs until cancelled."""
+async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL, *,
+                     clock: Callable[[], float] = time.time) -> None:
+    """Runs until cancelled. ``clock`` gives seconds since the epoch, as a token's ``exp`` does."""
     while True:
         await asyncio.sleep(interval)
+        for connection in registry.expired(clock()):
+            connection.close(CloseReason.EXPIRED)
         ping = EncodedOnce(Ping())
         for connection in registry:
             connection.send(ping.for_connection(connection))

@@ -4,13 +4,18 @@
    handshake deadline passes); a refusal is written and the socket closed.
 2. Served: a Connection writes everything from here on; the client's frames go into the
    session through it, and the connection is registered so events reach it.
-3. Ended: unregistered, and counted and logged by the session's typed close reason.
+3. Ended: unregistered, the slot admission took given back, and counted and logged by the
+   session's typed close reason.
+
+A failure in the hub's own code ends that one connection (1011, ``internal_error``) and is
+logged by who the client is, never by the request's URL, which carries its token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from sanic import Request
@@ -18,16 +23,19 @@ from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
-from wshub.admission import peer
 from core.access import Caller
+from wshub.admission import give_back, slot_of
 from wshub.connection import Connection
 from wshub.metrics import HubMetrics
 from wshub.registry import Registry
 from wshub.session import CloseReason, Frame, Session, State
 
-__all__ = ["anonymous_socket", "hub_socket"]
+__all__ = ["ANONYMOUS_MAX_MESSAGE_SIZE", "anonymous_socket", "hub_socket"]
 
 log = logging.getLogger("wshub")
+
+#: The anonymous hub hears a handshake, pings and a Close: nothing larger than a handshake.
+ANONYMOUS_MAX_MESSAGE_SIZE = 4096
 
 
 class _ClientGone(Exception):
@@ -36,35 +44,47 @@ class _ClientGone(Exception):
 
 async def hub_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     caller: Caller = request.ctx.caller
-    await _run(request, ws, "user", user_id=str(caller.user_id), device_identifier=caller.device_identifier)
+    await _run(request, ws, "user", request.app.ctx.config.hub_max_message_size, float(caller.claims["exp"]),
+               user_id=str(caller.user_id), device_identifier=caller.device_identifier)
 
 
 async def anonymous_socket(request: Request, ws: WebsocketImplProtocol) -> None:
-    await _run(request, ws, "anonymous", auth_request_id=request.ctx.auth_request_id)
+    _limit_incoming(ws, ANONYMOUS_MAX_MESSAGE_SIZE)
+    await _run(request, ws, "anonymous", ANONYMOUS_MAX_MESSAGE_SIZE,
+               time.time() + request.app.ctx.anonymous_lifetime, auth_request_id=request.ctx.auth_request_id)
 
 
-async def _run(request: Request, ws: WebsocketImplProtocol, hub: str, **identity: Any) -> None:
+async def _run(request: Request, ws: WebsocketImplProtocol, hub: str, max_message_size: int, expires_at: float,
+               **identity: Any) -> None:
     app, config = request.app, request.app.ctx.config
     metrics: HubMetrics = app.ctx.metrics
-    session = Session(config.hub_max_message_size)
-    ip = peer(request)
-    who: object = ip
+    registry: Registry = app.ctx.registry
+    ip = slot_of(request).ip
+    session = Session(max_message_size)
+    # a string, not the connection: a log record kept by a handler must not keep it alive
+    who = ip
     try:
         await _handshake(ws, session, config.hub_handshake_timeout)
         # the reply or the refusal, and answers to what came in the same frame
         for frame in session.data_to_send():
             await ws.send(frame)
         if session.state is State.OPEN:
-            connection = Connection(ws, session, ip=ip, queue_size=config.hub_send_queue,
+            connection = Connection(ws, session, ip=ip, send_buffer=config.hub_send_buffer, expires_at=expires_at,
                                     on_sent=metrics.messages_out.inc, **identity)
-            who = connection
-            await _serve(ws, connection, app.ctx.registry, metrics.connections.labels(hub))
+            who = repr(connection)
+            await _serve(ws, connection, registry, metrics.connections.labels(hub))
         else:
             assert session.closing is not None
             await ws.close(session.closing.code, session.closing.text)
     except (_ClientGone, ConnectionClosed, WebsocketClosed):
         pass  # the client went away: an ordinary end
+    except Exception:
+        log.error("hub connection of %s failed", who, exc_info=True)
+        closing = session.close(CloseReason.INTERNAL_ERROR)
+        if closing is not None:
+            ws.fail_connection(closing.code, closing.text)
     finally:
+        give_back(registry, request.conn_info)
         closing = session.connection_closed()
         metrics.session_ended(closing.reason)
         log.log(logging.DEBUG if closing.reason.by_client else logging.INFO, "closed %s: %s", who, closing)
@@ -83,11 +103,8 @@ async def _handshake(ws: WebsocketImplProtocol, session: Session, timeout: float
 
 
 async def _serve(ws: WebsocketImplProtocol, connection: Connection, registry: Registry, gauge: Any) -> None:
-    refusal = registry.add(connection)
-    if refusal is not None:
-        connection.close(CloseReason.LIMIT, refusal)
-    else:
-        gauge.inc()
+    registry.add(connection)
+    gauge.inc()
     connection.start()
     reader = asyncio.create_task(_read(ws, connection), name=f"hub-reader-{connection.id}")
     try:
@@ -95,9 +112,8 @@ async def _serve(ws: WebsocketImplProtocol, connection: Connection, registry: Re
     finally:
         # Sanic cancels this task when the client goes away, maybe more than once: what must
         # happen comes before the first await.
-        if refusal is None:
-            registry.remove(connection)
-            gauge.dec()
+        registry.remove(connection)
+        gauge.dec()
         reader.cancel()
         await connection.finish()
         await asyncio.gather(reader, return_exceptions=True)
@@ -114,8 +130,8 @@ async def _read(ws: WebsocketImplProtocol, connection: Connection) -> None:
     except (_ClientGone, ConnectionClosed, WebsocketClosed):
         connection.lost()
     except Exception:  # a bug must not leave the handler waiting for an end that never comes
-        log.exception("reading from %r failed", connection)
-        connection.lost()
+        log.error("reading from %s failed", repr(connection), exc_info=True)
+        connection.close(CloseReason.INTERNAL_ERROR)
 
 
 async def _receive(ws: WebsocketImplProtocol, timeout: float | None = None) -> Frame | None:
@@ -128,3 +144,13 @@ async def _receive(ws: WebsocketImplProtocol, timeout: float | None = None) -> F
             raise
         # Sanic cancels a pending receive when the client's close or end of stream arrives
         raise _ClientGone from None
+
+
+def _limit_incoming(ws: WebsocketImplProtocol, size: int) -> None:
+    """Have the WebSocket layer refuse a larger message (1009) before it buffers it."""
+    protocol = getattr(ws, "ws_proto", None)
+    # its name in recent websockets releases, then in older ones
+    for name in ("max_message_size", "max_size"):
+        if hasattr(protocol, name):
+            setattr(protocol, name, size)
+            return

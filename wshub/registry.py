@@ -1,28 +1,73 @@
-"""Who is connected: user id -> live connections, and auth request id -> waiting devices.
+"""Who is connected: user id -> live connections, auth request id -> waiting devices, the slots
+that count toward the caps, and when each connection expires.
+
+A slot is taken at admission, before the WebSocket upgrade, and given back when the request ends
+in any way: so a socket counts toward every cap from its first byte, handshake or not, and a
+refusal is a plain HTTP answer. The caps: all connections of this process, the anonymous ones
+among them (a smaller share: anyone can open one), per user, per client address.
+
+Expiry is a wheel of one-second buckets, swept by the keepalive tick: no timer per connection,
+and a connection is closed within a tick of its expiry, never before it.
 
 Sets keep add and remove O(1); empty entries are removed so nothing leaks after disconnects.
-Caps per user and per client address are checked both before the upgrade (a clear HTTP 429)
-and when a connection is added (the authoritative check, after any race).
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from wshub.connection import Connection
 
-__all__ = ["Registry"]
+__all__ = ["LimitReached", "Registry", "Slot"]
+
+
+class LimitReached(Exception):
+    """Raised when one more connection would pass a cap; ``hub_full`` when it is a cap of the whole
+    hub (no client did anything wrong: 503), not one of an address or a user (429)."""
+
+    def __init__(self, reason: str, *, hub_full: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hub_full = hub_full
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(eq=False, slots=True)
+class Slot:
+    """One connection's place, held from admission until its request ends."""
+
+    ip: str
+    user_id: str | None
+    released: bool = field(default=False, init=False)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user_id is None
 
 
 class Registry:
-    def __init__(self, max_per_user: int, max_per_ip: int) -> None:
+    def __init__(self, *, max_connections: int, max_anonymous: int, max_per_user: int, max_per_ip: int) -> None:
+        self.max_connections = max_connections
+        self.max_anonymous = max_anonymous
         self.max_per_user = max_per_user
         self.max_per_ip = max_per_ip
         self._users: dict[str, set[Connection]] = {}
         self._auth_requests: dict[str, set[Connection]] = {}
-        self._per_ip: Counter[str] = Counter()
         self._count = 0
+        # slots, by what they count toward
+        self._slots = 0
+        self._anonymous_slots = 0
+        self._per_ip: Counter[str] = Counter()
+        self._per_user: Counter[str] = Counter()
+        # the expiry wheel: second -> connections expiring in it, and those seconds in order
+        self._expiring: dict[int, set[Connection]] = {}
+        self._seconds: list[int] = []
 
     def __len__(self) -> int:
         return self._count
@@ -32,24 +77,60 @@ class Registry:
             for connections in list(group.values()):
                 yield from list(connections)
 
-    def refusal(self, ip: str, user_id: str | None = None) -> str | None:
-        """Why one more connection from this address (and user) would be refused, or None."""
-        if self._per_ip[ip] >= self.max_per_ip:
-            return f"more than {self.max_per_ip} connections from {ip}"
-        if user_id is not None and len(self._users.get(user_id, ())) >= self.max_per_user:
-            return f"more than {self.max_per_user} connections for one user"
-        return None
+    @property
+    def slots(self) -> int:
+        """Places held: connections, and requests admitted that are not (yet) one."""
+        return self._slots
 
-    def add(self, connection: Connection) -> str | None:
-        """Register the connection, or return why not."""
-        reason = self.refusal(connection.ip, connection.user_id)
-        if reason is not None:
-            return reason
+    # -- slots ---------------------------------------------------------------------------------
+
+    def reserve(self, ip: str, user_id: str | None = None) -> Slot:
+        """Take a place for one more connection from this address (for this user; none: the
+        anonymous hub), or raise LimitReached."""
+        if self._slots >= self.max_connections:
+            raise LimitReached(f"the hub is at its limit of {self.max_connections} connections", hub_full=True)
+        if user_id is None and self._anonymous_slots >= self.max_anonymous:
+            raise LimitReached(f"the anonymous hub is at its limit of {self.max_anonymous} connections",
+                               hub_full=True)
+        if self._per_ip[ip] >= self.max_per_ip:
+            raise LimitReached(f"more than {self.max_per_ip} connections from {ip}")
+        if user_id is not None and self._per_user[user_id] >= self.max_per_user:
+            raise LimitReached(f"more than {self.max_per_user} connections for one user")
+        slot = Slot(ip, user_id)
+        self._slots += 1
+        self._per_ip[ip] += 1
+        if user_id is None:
+            self._anonymous_slots += 1
+        else:
+            self._per_user[user_id] += 1
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        """Give the place back; a second release changes nothing."""
+        if slot.released:
+            return
+        slot.released = True
+        self._slots -= 1
+        _decrement(self._per_ip, slot.ip)
+        if slot.user_id is None:
+            self._anonymous_slots -= 1
+        else:
+            _decrement(self._per_user, slot.user_id)
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def add(self, connection: Connection) -> None:
+        """Register a connection past its handshake, so events and the expiry sweep find it."""
         group, key = self._group_of(connection)
         group.setdefault(key, set()).add(connection)
-        self._per_ip[connection.ip] += 1
         self._count += 1
-        return None
+        if connection.expires_at is not None:
+            second = math.ceil(connection.expires_at)
+            bucket = self._expiring.get(second)
+            if bucket is None:
+                bucket = self._expiring[second] = set()
+                heapq.heappush(self._seconds, second)
+            bucket.add(connection)
 
     def remove(self, connection: Connection) -> None:
         group, key = self._group_of(connection)
@@ -59,10 +140,17 @@ class Registry:
         connections.discard(connection)
         if not connections:
             del group[key]
-        self._per_ip[connection.ip] -= 1
-        if not self._per_ip[connection.ip]:
-            del self._per_ip[connection.ip]
         self._count -= 1
+        if connection.expires_at is not None:
+            # the emptied bucket stays until its second is swept: at most one per second ahead
+            self._expiring.get(math.ceil(connection.expires_at), set()).discard(connection)
+
+    def expired(self, now: float) -> list[Connection]:
+        """Connections whose expiry is at or before ``now``, each returned once."""
+        due: list[Connection] = []
+        while self._seconds and self._seconds[0] <= now:
+            due += self._expiring.pop(heapq.heappop(self._seconds), ())
+        return due
 
     def of_user(self, user_id: str) -> frozenset[Connection]:
         return frozenset(self._users.get(user_id, ()))
@@ -78,3 +166,9 @@ class Registry:
             return self._users, connection.user_id
         assert connection.auth_request_id is not None
         return self._auth_requests, connection.auth_request_id
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]

@@ -11,7 +11,11 @@ be tested byte by byte::
 
 - Nothing is sent before the handshake reply; bytes behind the handshake are messages.
 - Pings only prove the client alive; invocations get an error completion (the hub has no
-  methods); a SignalR Close from the client ends the session.
+  methods) whose text is fixed, so a client never makes the hub repeat what it sent; a SignalR
+  Close from the client ends the session.
+- The official clients send nothing but the handshake, pings and a Close. Every other message is
+  a call, and calls are allowed only in a small burst (``CALL_BURST`` per ``CALL_WINDOW``
+  seconds); past it the session ends, so a client cannot keep the hub busy answering.
 - Bytes that are not SignalR end it with the reason; a record over the size limit is refused
   before it is buffered whole.
 
@@ -21,6 +25,8 @@ Every end has a :class:`CloseReason`: its WebSocket close code, its metric label
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wshub.codec import (
@@ -35,11 +41,16 @@ from wshub.codec import (
     Invocation,
     Message,
     MessageReader,
+    Ping,
     StreamInvocation,
     handshake_error_reply,
 )
 
 __all__ = [
+    "CALL_BURST",
+    "CALL_WINDOW",
+    "MAX_INVOCATION_ID",
+    "UNKNOWN_METHOD",
     "Closing",
     "CloseReason",
     "Frame",
@@ -54,6 +65,14 @@ Frame = bytes | str
 
 #: A WebSocket close frame carries at most 123 bytes of reason.
 _MAX_CLOSE_REASON = 123
+
+#: Calls a client may make at once; one more comes back every CALL_WINDOW / CALL_BURST seconds.
+CALL_BURST = 10
+CALL_WINDOW = 60.0
+#: The answer to every invocation: the hub has no methods, and names none of the client's.
+UNKNOWN_METHOD = "Unknown hub method"
+#: SignalR clients number their invocations "0", "1", ...: an id longer than this is no client's.
+MAX_INVOCATION_ID = 64
 
 
 class State(enum.Enum):
@@ -70,13 +89,16 @@ class CloseReason(enum.Enum):
     #                 code  label               text                                  reconnect
     NO_HANDSHAKE    = (1008, "no_handshake",    "no handshake in time",                False)
     BAD_HANDSHAKE   = (1002, "bad_handshake",   "bad handshake",                       False)
-    LIMIT           = (1008, "limit",           "too many connections",                False)
     INVALID_MESSAGE = (1003, "invalid_message", "invalid message",                     False)
     # a length over the limit is an invalid message too: the code and the label tell it apart
     TOO_BIG         = (1009, "too_big",         "invalid message",                     False)
+    TOO_MANY_CALLS  = (1008, "too_many_calls",  "too many invocations",                False)
     LOGGED_OUT      = (1008, "logged_out",      "logged out",                          False)
+    # the token's exp passed (or an anonymous wait its time): a fresh token gets back in
+    EXPIRED         = (1008, "expired",         "session expired",                     True)
     TOO_SLOW        = (1013, "too_slow",        "too far behind; reconnect and sync",  True)
     SHUTDOWN        = (1001, "shutdown",        "server shutting down",                True)
+    INTERNAL_ERROR  = (1011, "internal_error",  "internal error",                      False)
     CLIENT_CLOSED   = (1000, "client_closed",   "closed by the client",                False)
     DISCONNECTED    = (1006, "disconnected",    "connection lost",                     False)
 
@@ -97,7 +119,7 @@ class CloseReason(enum.Enum):
         return self in _CLIENT_ENDINGS
 
 
-_REFUSALS = frozenset({CloseReason.NO_HANDSHAKE, CloseReason.BAD_HANDSHAKE, CloseReason.LIMIT})
+_REFUSALS = frozenset({CloseReason.NO_HANDSHAKE, CloseReason.BAD_HANDSHAKE})
 _CLIENT_ENDINGS = frozenset({CloseReason.CLIENT_CLOSED, CloseReason.DISCONNECTED})
 
 
@@ -157,9 +179,11 @@ SessionEvent = HandshakeDone | MessageReceived | Closing
 class Session:
     """The state of one client's conversation; see the module docstring."""
 
-    __slots__ = ("state", "protocol", "closing", "_max_message_size", "_handshake", "_reader", "_outgoing")
+    __slots__ = ("state", "protocol", "closing", "_max_message_size", "_handshake", "_reader", "_outgoing",
+                 "_clock", "_calls_left", "_calls_counted_at")
 
-    def __init__(self, max_message_size: int = 65536, *, max_handshake_size: int = 4096) -> None:
+    def __init__(self, max_message_size: int = 65536, *, max_handshake_size: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.state = State.AWAITING_HANDSHAKE
         self.protocol: HubProtocol | None = None
         #: Why the session ended, once it does: the first reason given wins.
@@ -168,6 +192,10 @@ class Session:
         self._handshake: HandshakeReader | None = HandshakeReader(max_handshake_size)
         self._reader: MessageReader | None = None
         self._outgoing: list[Frame] = []
+        # a token bucket: read only when a call arrives, which the official clients never make
+        self._clock = clock
+        self._calls_left = float(CALL_BURST)
+        self._calls_counted_at: float | None = None
 
     def __repr__(self) -> str:
         protocol = self.protocol.name if self.protocol else "-"
@@ -249,14 +277,39 @@ class Session:
             return [closing] if closing else []
         events: list[SessionEvent] = []
         for message in messages:
-            events.append(MessageReceived(message))
+            if isinstance(message, Ping):
+                events.append(MessageReceived(message))
+                continue
             if isinstance(message, Close):
+                events.append(MessageReceived(message))
                 # what follows a Close in the same frame is never read
                 closing = self.close(CloseReason.CLIENT_CLOSED)
                 if closing is not None:
                     events.append(closing)
                 break
+            ending = self._call(message)
+            if ending is not None:
+                closing = self.close(*ending)
+                if closing is not None:
+                    events.append(closing)
+                break
+            events.append(MessageReceived(message))
             if isinstance(message, Invocation | StreamInvocation) and message.invocation_id is not None:
-                unknown = f"Unknown hub method '{message.target}'"
-                self._outgoing.append(self.protocol.encode(Completion(message.invocation_id, error=unknown)))
+                self._outgoing.append(self.protocol.encode(Completion(message.invocation_id, error=UNKNOWN_METHOD)))
         return events
+
+    def _call(self, message: Message) -> tuple[CloseReason, str | None] | None:
+        """Count one call; why the session must end instead of answering it, if it must."""
+        now = self._clock()
+        if self._calls_counted_at is not None:
+            refill = (now - self._calls_counted_at) * CALL_BURST / CALL_WINDOW
+            self._calls_left = min(float(CALL_BURST), self._calls_left + refill)
+        self._calls_counted_at = now
+        if self._calls_left < 1:
+            return CloseReason.TOO_MANY_CALLS, None
+        self._calls_left -= 1
+        if isinstance(message, Invocation | StreamInvocation):
+            # the answer repeats the id: it must stay short
+            if message.invocation_id is not None and len(message.invocation_id) > MAX_INVOCATION_ID:
+                return CloseReason.INVALID_MESSAGE, "invocation id too long"
+        return None

@@ -56,6 +56,20 @@ def test_metrics_token_is_off_by_default_and_kept_out_of_reprs() -> None:
     assert "METRICS_TOKEN" in str(caught.value)
 
 
+def test_hub_limits_and_their_defaults() -> None:
+    config = Config.from_env({})
+    assert config.hub_handshake_timeout == 5
+    assert config.hub_send_buffer == 65536
+    assert (config.hub_max_connections, config.hub_max_anonymous_connections) == (10000, 1000)
+    assert (config.hub_max_connections_per_user, config.hub_max_connections_per_ip) == (64, 256)
+    config = Config.from_env({"HUB_SEND_BUFFER": "1048576", "HUB_MAX_ANONYMOUS_CONNECTIONS": "10"})
+    assert (config.hub_send_buffer, config.hub_max_anonymous_connections) == (1048576, 10)
+    # a buffer smaller than a few notifications would close every connection at once
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"HUB_SEND_BUFFER": "512"})
+    assert "HUB_SEND_BUFFER" in str(caught.value)
+
+
 def test_readme_documents_every_setting_with_its_default() -> None:
     readme = (ROOT / "README.md").read_text()
     for name, default, _ in Config.reference():

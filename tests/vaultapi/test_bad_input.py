@@ -85,9 +85,10 @@ async def test_lone_surrogate_in_a_password_hash_is_400(alice: BitwardenClient, 
                 "kdfIterations": 600_000}
     assert_error_shape(await send(alice, "POST", "/identity/accounts/register", raw_json(register), auth=False))
     assert await db.fetchval("SELECT count(*) FROM users WHERE email = 'new@example.com'") == 0
-    # a paired surrogate escape is an ordinary emoji
-    emoji = await send(alice, "POST", "/api/folders", raw_json({"name": "\U0001F511"}))
-    assert emoji.status_code == 200 and emoji.json()["name"] == "\U0001F511"
+    # a paired surrogate escape is an ordinary emoji (in plain text: vault names are EncStrings)
+    domains = [["\U0001F511.example", "b.example"]]
+    emoji = await send(alice, "POST", "/api/settings/domains", raw_json({"equivalentDomains": domains}))
+    assert emoji.status_code == 200 and emoji.json()["equivalentDomains"] == domains
     await events.next()
     assert (await vault_bytes(alice))[0] != before[0]
     await events.nothing()
@@ -138,6 +139,9 @@ async def test_every_forged_or_stale_token_is_401(arena: Arena) -> None:
 
 # ---- the fuzz: every route, malformed input, as the user and as nobody ----------------------
 
+#: a well-formed EncString (vault names are checked for the shape)
+ENC_NAME = "2.QUFBQUFBQUFBQUFBQUFBQQ==|QUFB|QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+
 #: (method, path, a well-formed body); {cipher} and {folder} stand for ids the fuzz picks
 AUTHENTICATED_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/api/accounts/profile", None),
@@ -169,13 +173,13 @@ AUTHENTICATED_ROUTES: list[tuple[str, str, Any]] = [
     ("PUT", "/api/ciphers/restore", {"ids": ["{cipher}"]}),
     ("POST", "/api/ciphers/delete", {"ids": ["{cipher}"]}),
     ("DELETE", "/api/ciphers", {"ids": ["{cipher}"]}),
-    ("POST", "/api/ciphers/import", {"ciphers": ["item"], "folders": [{"id": "{folder}", "name": "2.a|b|c"}],
+    ("POST", "/api/ciphers/import", {"ciphers": ["item"], "folders": [{"id": "{folder}", "name": ENC_NAME}],
                                      "folderRelationships": [{"key": 0, "value": 0}]}),
     ("GET", "/api/folders", None),
-    ("POST", "/api/folders", {"name": "2.a|b|c"}),
+    ("POST", "/api/folders", {"name": ENC_NAME}),
     ("GET", "/api/folders/{folder}", None),
-    ("PUT", "/api/folders/{folder}", {"name": "2.a|b|c"}),
-    ("POST", "/api/folders/{folder}", {"name": "2.a|b|c"}),
+    ("PUT", "/api/folders/{folder}", {"name": ENC_NAME}),
+    ("POST", "/api/folders/{folder}", {"name": ENC_NAME}),
     ("DELETE", "/api/folders/{folder}", None),
     ("POST", "/api/folders/{folder}/delete", None),
     ("GET", "/api/settings/domains", None),

@@ -247,7 +247,7 @@ async def test_import_into_the_organization(alice: BitwardenClient, bob: Bitward
     await events.exactly(2)
     body = {
         "ciphers": [alice.org_item(org.id, "A"), alice.org_item(org.id, "B"), alice.org_item(org.id, "C")],
-        "collections": [{"id": org.default_collection, "name": "ignored"},
+        "collections": [{"id": org.default_collection, "name": alice.org_encrypt(org.id, "ignored")},
                         {"id": None, "name": alice.org_encrypt(org.id, "Imported"), "externalId": None}],
         "collectionRelationships": [{"key": 0, "value": 0}, {"key": 1, "value": 1}, {"key": 0, "value": 1}],
         "folders": [], "folderRelationships": [],

@@ -56,12 +56,13 @@ def open_session(protocol: str = "messagepack", max_message_size: int = 65536) -
 
 def make_connection(
     user_id: str | None = None, *, protocol: str = "messagepack", device: str | None = None,
-    auth_request_id: str | None = None, ip: str = "192.0.2.1", queue_size: int = 16,
+    auth_request_id: str | None = None, ip: str = "192.0.2.1", send_buffer: int = 4096,
     ws: MemorySocket | None = None, close_timeout: float = 1.0, on_sent: Callable[[], None] = lambda: None,
+    expires_at: float | None = None,
 ) -> Connection:
-    return Connection(ws or MemorySocket(), open_session(protocol), ip=ip, queue_size=queue_size,
+    return Connection(ws or MemorySocket(), open_session(protocol), ip=ip, send_buffer=send_buffer,
                       user_id=user_id, device_identifier=device, auth_request_id=auth_request_id,
-                      on_sent=on_sent, close_timeout=close_timeout)
+                      expires_at=expires_at, on_sent=on_sent, close_timeout=close_timeout)
 
 
 async def serve(connection: Connection) -> None:

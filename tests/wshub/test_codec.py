@@ -284,6 +284,46 @@ def test_codec_errors_share_one_base_with_a_reason() -> None:
     assert caught.value.reason == "not JSON" and str(caught.value) == "not JSON"
 
 
+# -- hostile nesting: every malformed input is a CodecError ------------------------------------------
+
+
+DEEP = 5000  # far past the interpreter's recursion limit
+
+
+def test_deeply_nested_handshake_is_a_handshake_error() -> None:
+    with pytest.raises(HandshakeError):
+        HandshakeReader(max_size=2 * DEEP).feed("[" * DEEP + "\x1e")
+    with pytest.raises(HandshakeError):
+        HandshakeReader(max_size=2 * DEEP).feed('{"protocol":"json","version":1,"x":' + "[" * DEEP + "\x1e")
+
+
+def test_deeply_nested_json_message_is_a_message_error() -> None:
+    with pytest.raises(MessageError):
+        MessageReader(JSON).feed('{"type":1,"target":"x","arguments":' + "[" * DEEP + "\x1e")
+    with pytest.raises(MessageError):
+        MessageReader(JSON).feed("[" * DEEP + "\x1e")
+
+
+def test_deeply_nested_msgpack_message_is_a_message_error() -> None:
+    body = bytes.fromhex("95 01 80 c0 a1 78") + b"\x91" * DEEP + b"\xc0"
+    with pytest.raises(MessageError):
+        MessageReader(MSGPACK).feed(encode_varint(len(body)) + body)
+
+
+def test_any_failure_while_parsing_a_record_is_a_codec_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("what a decoder may raise on input it never expected")
+
+    monkeypatch.setattr(json, "loads", broken)
+    monkeypatch.setattr(msgpack, "unpackb", broken)
+    with pytest.raises(MessageError):
+        MessageReader(JSON).feed("{}\x1e")
+    with pytest.raises(MessageError):
+        MessageReader(MSGPACK).feed(b"\x01\x90")
+    with pytest.raises(HandshakeError):
+        HandshakeReader().feed('{"protocol":"json","version":1}\x1e')
+
+
 # -- round trips (property-based) ----------------------------------------------------------------
 
 _text = st.text(max_size=20)

@@ -9,6 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 
 from tests.wshub.memory import MemorySocket, make_connection, serve, settle
+from wshub.codec import encode_varint
 from wshub.connection import Connection, close_all
 from wshub.session import CloseReason, Session, State
 
@@ -23,7 +24,7 @@ def _invocation(invocation_id: str | None) -> bytes:
 
 def test_a_connection_needs_a_session_past_its_handshake() -> None:
     with pytest.raises(ValueError):
-        Connection(MemorySocket(), Session(), ip="192.0.2.1", queue_size=4)
+        Connection(MemorySocket(), Session(), ip="192.0.2.1", send_buffer=4096)
 
 
 async def test_frames_go_out_in_order_and_are_counted() -> None:
@@ -72,7 +73,7 @@ async def test_client_frames_are_answered_through_the_queue() -> None:
     connection.receive(_invocation("7"))
     connection.receive(_invocation(None))
     await settle()
-    assert ws.messages() == [[3, {}, "7", 1, "Unknown hub method 'Send'"]]
+    assert ws.messages() == [[3, {}, "7", 1, "Unknown hub method"]]
     connection.lost()
     await connection.finish()
 
@@ -102,10 +103,10 @@ async def test_bad_bytes_get_a_signalr_close_with_the_error_then_1003() -> None:
 
 async def test_client_too_far_behind_is_failed_1013_at_once_and_later_sends_are_refused() -> None:
     ws = MemorySocket(stalled=True)
-    connection = make_connection("u", ws=ws, queue_size=3)
+    connection = make_connection("u", ws=ws, send_buffer=4 * len(PING))
     served = asyncio.create_task(serve(connection))
     assert connection.send(PING)
-    await settle()  # the writer took that frame and waits on the socket forever
+    await settle()  # the writer took that frame and waits on the socket forever: it still counts
     results = [connection.send(PING) for _ in range(4)]
     assert results == [True, True, True, False]
     assert ws.failed == (1013, "too far behind; reconnect and sync") and ws.closed is None
@@ -117,12 +118,55 @@ async def test_client_too_far_behind_is_failed_1013_at_once_and_later_sends_are_
 
 async def test_a_goodbye_that_does_not_fit_the_queue_fails_the_socket_with_its_code() -> None:
     ws = MemorySocket()
-    connection = make_connection("u", ws=ws, queue_size=2)
+    connection = make_connection("u", ws=ws, send_buffer=2 * len(PING))
     connection.send(PING)
     connection.send(PING)
     connection.close(CloseReason.LOGGED_OUT)
     assert ws.failed == (1008, "logged out")
     assert connection.session.closing.reason is CloseReason.LOGGED_OUT
+
+
+async def test_the_send_buffer_is_bounded_in_bytes_not_messages() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws, send_buffer=1000)
+    served = asyncio.create_task(serve(connection))
+    assert [connection.send(b"x" * 300) for _ in range(3)] == [True, True, True]
+    assert connection.buffered == 900
+    assert connection.send(PING)  # a small frame still fits
+    assert not connection.send(b"x" * 300)  # this one would pass the bound
+    assert connection.session.closing.reason is CloseReason.TOO_SLOW
+    await asyncio.wait_for(served, 1)
+    assert connection.buffered == 0  # what was waiting is let go with the connection
+
+
+async def test_buffered_bytes_go_down_as_frames_are_written() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws, send_buffer=1000)
+    for _ in range(3):
+        connection.send(b"x" * 300)
+    connection.start()
+    await settle()
+    assert connection.buffered == 0 and len(ws.frames) == 3
+    assert [connection.send(b"x" * 300) for _ in range(3)] == [True, True, True]
+    connection.lost()
+    await connection.finish()
+    assert connection.buffered == 0
+
+
+async def test_answers_to_a_client_that_never_reads_stay_within_the_bound() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws, send_buffer=2048)
+    served = asyncio.create_task(serve(connection))
+    big_target = "T" * 60000
+    body = msgpack.packb([1, {}, "1", big_target, []])
+    frame = encode_varint(len(body)) + body
+    for _ in range(5):
+        connection.receive(frame)
+        assert connection.buffered <= 2048
+    assert connection.session.state is State.OPEN  # a few short answers: nothing near the bound
+    connection.lost()
+    await asyncio.wait_for(served, 1)
+    assert connection.buffered == 0
 
 
 async def test_a_goodbye_not_taken_in_time_is_cut_short() -> None:

@@ -59,22 +59,24 @@ async def test_bulk_statement_delivers_one_event(db, make_user, connect) -> None
     await client.nothing()
 
 
-async def test_log_out_closes_the_other_sessions_after_telling_them(db, make_user, connect) -> None:
-    user = await make_user()
+async def test_log_out_closes_every_session_after_telling_it_the_acting_device_too(db, make_user, connect) -> None:
+    user, other_user = await make_user(), await make_user()
     acting = await connect(user, device="device-a")
     other = await connect(user, device="device-b")
+    bystander = await connect(other_user, device="device-a")
     async with db.transaction():
         await db.execute("SELECT set_config('pgwarden.device_identifier', 'device-a', true)")
         await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 11)", user.id)
     for client in (acting, other):
         notification = await client.notification()
         assert notification["Type"] == 11 and notification["ContextId"] == "device-a"
-    assert await other.message() == [7, "logged out", False]
-    with pytest.raises(websockets.ConnectionClosed):
-        await other.message()
-    assert other.ws.close_code == 1008 and other.ws.close_reason == "logged out"
-    folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", user.id)
-    assert (await acting.notification())["Payload"]["Id"] == folder
+        assert await client.message() == [7, "logged out", False]
+        with pytest.raises(websockets.ConnectionClosed):
+            await client.message()
+        assert client.ws.close_code == 1008 and client.ws.close_reason == "logged out"
+    folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text",
+                               other_user.id)
+    assert (await bystander.notification())["Payload"]["Id"] == folder
 
 
 async def test_log_out_without_a_context_closes_every_session(db, make_user, connect) -> None:
@@ -129,7 +131,7 @@ async def test_many_users_each_connection_gets_exactly_its_users_events_in_order
 
 
 async def test_a_stalled_client_does_not_delay_a_healthy_one(start, db, make_user) -> None:
-    hub = await start(hub_send_queue=128)
+    hub = await start(hub_send_buffer=65536)
     user = await make_user()
     healthy = await HubClient.connect(hub.ws_url(access_token=user.token()))
     stalled = await _stalled_client(hub.base, user.token())

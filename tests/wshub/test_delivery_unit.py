@@ -13,9 +13,11 @@ import pytest
 from db.events import Event, PushType
 from tests.wshub.memory import MemorySocket, make_connection, serve, settle
 from tests.wshub.test_codec import FOLDER_UPDATE_VECTOR, VECTOR_DATE
+from wshub.codec import MessagePackProtocol
 from wshub.connection import Connection
 from wshub.delivery import Delivery
 from wshub.metrics import HubMetrics
+from wshub.notifications import receive_message
 from wshub.registry import Registry
 from wshub.session import CloseReason, State
 
@@ -36,17 +38,17 @@ class Hub:
 
     def __init__(self) -> None:
         self.metrics = HubMetrics()
-        self.registry = Registry(max_per_user=100, max_per_ip=100)
+        self.registry = Registry(max_connections=100, max_anonymous=100, max_per_user=100, max_per_ip=100)
         self.delivery = Delivery(self.registry, self.metrics)
         self.sockets: dict[Connection, MemorySocket] = {}
         self.served: list[asyncio.Task[None]] = []
 
     def connect(self, user_id: str | None = USER, *, protocol: str = "messagepack", device: str | None = None,
-                auth_request_id: str | None = None, queue_size: int = 16, stalled: bool = False) -> Connection:
+                auth_request_id: str | None = None, send_buffer: int = 4096, stalled: bool = False) -> Connection:
         ws = MemorySocket(stalled=stalled)
         connection = make_connection(user_id, protocol=protocol, device=device, auth_request_id=auth_request_id,
-                                     ws=ws, queue_size=queue_size)
-        assert self.registry.add(connection) is None
+                                     ws=ws, send_buffer=send_buffer)
+        self.registry.add(connection)
         self.sockets[connection] = ws
         self.served.append(asyncio.create_task(serve(connection)))
         return connection
@@ -104,20 +106,21 @@ async def test_events_of_nobody_connected_or_of_an_organization_reach_no_one(mem
     assert memory_hub.metrics.registry.get_sample_value("pgwarden_hub_event_latency_seconds_count") == 0
 
 
-async def test_log_out_tells_every_session_and_closes_all_but_the_acting_device(memory_hub: Hub) -> None:
+async def test_log_out_tells_every_session_then_closes_all_of_them_the_acting_device_too(memory_hub: Hub) -> None:
     acting = memory_hub.connect(device="device-a")
     other = memory_hub.connect(device="device-b")
+    bystander = memory_hub.connect(OTHER_USER)
     assert memory_hub.delivery.deliver(_event(PushType.LOG_OUT, device="device-a")) == 2
-    await asyncio.wait_for(memory_hub.served[1], 1)
-    [log_out, goodbye] = memory_hub.socket(other).messages()
-    assert log_out[3] == "ReceiveMessage" and log_out[4][0]["Type"] == 11
-    assert goodbye == [7, "logged out", False]
-    assert memory_hub.socket(other).closed == (1008, "logged out")
-    [still_there] = memory_hub.socket(acting).messages()
-    assert still_there[4][0]["ContextId"] == "device-a"
-    assert acting.session.state is State.OPEN and memory_hub.socket(acting).closed is None
-    # what comes next reaches only the session that stayed
-    assert memory_hub.delivery.deliver(_event(PushType.SYNC_VAULT)) == 1
+    await asyncio.wait_for(asyncio.gather(*memory_hub.served[:2]), 1)
+    for connection in (acting, other):
+        [log_out, goodbye] = memory_hub.socket(connection).messages()
+        assert log_out[3] == "ReceiveMessage" and log_out[4][0]["Type"] == 11
+        assert log_out[4][0]["ContextId"] == "device-a"
+        # the token this session was opened with is refused from now on: nobody reconnects with it
+        assert goodbye == [7, "logged out", False]
+        assert memory_hub.socket(connection).closed == (1008, "logged out")
+    assert bystander.session.state is State.OPEN
+    assert memory_hub.delivery.deliver(_event(PushType.SYNC_VAULT)) == 0
 
 
 async def test_log_out_without_a_device_closes_every_session(memory_hub: Hub) -> None:
@@ -144,12 +147,13 @@ async def test_auth_request_response_reaches_only_the_device_waiting_for_it(memo
 
 
 async def test_a_client_too_far_behind_is_closed_and_never_delays_the_others(memory_hub: Hub) -> None:
-    healthy = memory_hub.connect(queue_size=16)
-    stalled = memory_hub.connect(queue_size=4, stalled=True)
+    frame_size = len(MessagePackProtocol().encode(receive_message(_event(PushType.SYNC_SETTINGS))))
+    healthy = memory_hub.connect(send_buffer=16 * frame_size)
+    stalled = memory_hub.connect(send_buffer=5 * frame_size, stalled=True)
     delivered = [memory_hub.delivery.deliver(_event(PushType.SYNC_SETTINGS))]
     await settle()  # the stalled client's writer holds that one and waits on its socket for good
     delivered += [memory_hub.delivery.deliver(_event(PushType.SYNC_SETTINGS)) for _ in range(6)]
-    assert delivered == [2, 2, 2, 2, 2, 1, 1]  # four fit its queue; the fifth closes it
+    assert delivered == [2, 2, 2, 2, 2, 1, 1]  # five fit its buffer; the sixth closes it
     assert memory_hub.socket(stalled).failed == (1013, "too far behind; reconnect and sync")
     assert stalled.session.closing.reason is CloseReason.TOO_SLOW
     await settle()

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from wshub.codec import HANDSHAKE_REPLY, Close, Invocation, Ping, encode_varint
 from wshub.metrics import HubMetrics
 from wshub.session import (
+    CALL_BURST,
+    CALL_WINDOW,
+    MAX_INVOCATION_ID,
     CloseReason,
     Closing,
     HandshakeDone,
@@ -98,7 +101,7 @@ def test_invocation_in_the_handshake_frame_is_answered_after_the_reply() -> None
     session.receive(MSGPACK_HANDSHAKE.encode() + _framed([1, {}, "7", "Send", ["x"]]))
     reply, completion = session.data_to_send()
     assert reply == HANDSHAKE_REPLY
-    assert _unframed(completion) == [3, {}, "7", 1, "Unknown hub method 'Send'"]
+    assert _unframed(completion) == [3, {}, "7", 1, "Unknown hub method"]
 
 
 @pytest.mark.parametrize(("handshake", "error"), [
@@ -173,14 +176,14 @@ def test_invocation_waiting_for_a_result_gets_an_error_completion() -> None:
     [received] = session.receive(_framed([1, {}, "7", "Send", ["x"]]))
     assert received == MessageReceived(Invocation("Send", ["x"], "7"))
     [completion] = session.data_to_send()
-    assert _unframed(completion) == [3, {}, "7", 1, "Unknown hub method 'Send'"]
+    assert _unframed(completion) == [3, {}, "7", 1, "Unknown hub method"]
 
 
 def test_stream_invocation_gets_an_error_completion() -> None:
     session = _open()
     session.receive(_framed([4, {}, "s1", "Stream", []]))
     [completion] = session.data_to_send()
-    assert _unframed(completion) == [3, {}, "s1", 1, "Unknown hub method 'Stream'"]
+    assert _unframed(completion) == [3, {}, "s1", 1, "Unknown hub method"]
 
 
 def test_fire_and_forget_invocation_gets_nothing() -> None:
@@ -192,7 +195,81 @@ def test_fire_and_forget_invocation_gets_nothing() -> None:
 def test_json_invocation_is_answered_in_json() -> None:
     session = _open(JSON_HANDSHAKE)
     session.receive('{"type":1,"invocationId":"1","target":"Send","arguments":[]}\x1e{"type":6}\x1e')
-    assert session.data_to_send() == ['{"type":3,"invocationId":"1","error":"Unknown hub method \'Send\'"}\x1e']
+    assert session.data_to_send() == ['{"type":3,"invocationId":"1","error":"Unknown hub method"}\x1e']
+
+
+def test_the_error_completion_never_repeats_what_the_client_sent() -> None:
+    session = _open()
+    target = "T" * 65000
+    session.receive(_framed([1, {}, "7", target, []]))
+    [completion] = session.data_to_send()
+    assert msgpack.unpackb(completion[1:]) == [3, {}, "7", 1, "Unknown hub method"]
+    assert len(completion) < 40
+
+
+def test_an_invocation_id_longer_than_any_client_sends_is_an_invalid_message() -> None:
+    session = _open()
+    [closing] = session.receive(_framed([1, {}, "7" * (MAX_INVOCATION_ID + 1), "Send", []]))
+    assert closing.reason is CloseReason.INVALID_MESSAGE
+    [goodbye] = session.data_to_send()
+    assert "7" * 10 not in _unframed(goodbye)[1]
+    session = _open()
+    session.receive(_framed([1, {}, "7" * MAX_INVOCATION_ID, "Send", []]))
+    assert session.state is State.OPEN
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_calls_past_the_allowance_close_the_session() -> None:
+    clock = _Clock()
+    session = Session(clock=clock)
+    session.receive(MSGPACK_HANDSHAKE)
+    session.data_to_send()
+    for n in range(CALL_BURST):
+        assert session.receive(_framed([1, {}, str(n), "Send", []])) == [
+            MessageReceived(Invocation("Send", [], str(n)))]
+    answers = session.data_to_send()
+    assert len(answers) == CALL_BURST
+    # pings are no calls: any number of them
+    for _ in range(100):
+        session.receive(PING)
+    events = session.receive(_framed([1, {}, None, "Send", []]))
+    assert events[-1] == Closing(CloseReason.TOO_MANY_CALLS)
+    [goodbye] = session.data_to_send()
+    assert _unframed(goodbye) == [7, "too many invocations", False]
+    assert (session.closing.code, session.closing.text) == (1008, "too many invocations")
+
+
+def test_the_allowance_comes_back_with_time() -> None:
+    clock = _Clock()
+    session = Session(clock=clock)
+    session.receive(MSGPACK_HANDSHAKE)
+    for _ in range(CALL_BURST):
+        session.receive(_framed([1, {}, None, "Send", []]))
+    clock.now += CALL_WINDOW / CALL_BURST  # one call's worth
+    session.receive(_framed([1, {}, None, "Send", []]))
+    assert session.state is State.OPEN
+    clock.now += 10 * CALL_WINDOW  # never more than the burst, however long it was quiet
+    for _ in range(CALL_BURST):
+        session.receive(_framed([1, {}, None, "Send", []]))
+    assert session.state is State.OPEN
+    session.receive(_framed([5, {}, "1"]))  # every message but a ping or a close is a call
+    assert session.closing == Closing(CloseReason.TOO_MANY_CALLS)
+
+
+def test_a_deeply_nested_message_is_an_invalid_message() -> None:
+    session = _open(JSON_HANDSHAKE)
+    [closing] = session.receive('{"type":1,"target":"x","arguments":' + "[" * 5000 + "\x1e")
+    assert closing.reason is CloseReason.INVALID_MESSAGE
+    deep = Session(max_handshake_size=10000)
+    [refused] = deep.receive("[" * 5000 + "\x1e")
+    assert refused.reason is CloseReason.BAD_HANDSHAKE
 
 
 @pytest.mark.parametrize(("handshake", "frame", "reason"), [
@@ -258,9 +335,8 @@ def test_any_chunking_gives_the_same_conversation(chunks: list[int]) -> None:
     (CloseReason.LOGGED_OUT, None, [7, "logged out", False], 1008, "logged out"),
     (CloseReason.SHUTDOWN, None, [7, None, True], 1001, "server shutting down"),
     (CloseReason.TOO_SLOW, None, [7, None, True], 1013, "too far behind; reconnect and sync"),
-    (CloseReason.LIMIT, "more than 2 connections for one user",
-     [7, "too many connections: more than 2 connections for one user", False], 1008,
-     "more than 2 connections for one user"),
+    (CloseReason.EXPIRED, None, [7, None, True], 1008, "session expired"),
+    (CloseReason.INTERNAL_ERROR, None, [7, "internal error", False], 1011, "internal error"),
 ])
 def test_hub_close_says_why_in_a_signalr_close_then_gives_the_close_code(
         reason: CloseReason, detail: str | None, goodbye: list, code: int, text: str) -> None:
@@ -307,7 +383,7 @@ def test_every_close_reason_has_its_own_label_a_code_and_a_text() -> None:
     assert labels == [reason.name.lower() for reason in CloseReason]
     assert len(set(labels)) == len(labels)
     for reason in CloseReason:
-        assert reason.code in {1000, 1001, 1002, 1003, 1006, 1008, 1009, 1013} and reason.text
+        assert reason.code in {1000, 1001, 1002, 1003, 1006, 1008, 1009, 1011, 1013} and reason.text
 
 
 def test_close_text_fits_a_close_frame_whatever_the_detail() -> None:
@@ -328,5 +404,4 @@ def test_metrics_count_refusals_and_drops_by_label_and_client_ends_not_at_all() 
         refused = count("pgwarden_hub_refused_connections_total", reason.label)
         dropped = count("pgwarden_hub_dropped_connections_total", reason.label)
         assert (refused, dropped) == ((1, 0) if reason.refused else (0, 0) if reason.by_client else (0, 1))
-    assert {r for r in CloseReason if r.refused} == {CloseReason.NO_HANDSHAKE, CloseReason.BAD_HANDSHAKE,
-                                                     CloseReason.LIMIT}
+    assert {r for r in CloseReason if r.refused} == {CloseReason.NO_HANDSHAKE, CloseReason.BAD_HANDSHAKE}

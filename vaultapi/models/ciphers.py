@@ -1,7 +1,10 @@
 """The ciphers table: what a client may send, its wire shapes, finders and writes.
 
 The encrypted fields are the client's business: they are kept as the JSON the client sent
-(column data) and handed back unchanged. Placement (folder, favorite) is per user.
+(column data) and handed back unchanged. What the server does check is what the Bitwarden
+server checks: each encrypted field is an EncString within its maximum length
+(vaultapi.body_limits), the dates are dates, and the whole item stays within the size Bitwarden
+allows one item. Placement (folder, favorite) is per user.
 
 An item belongs to a user, or to an organization (user_id null) and then names its collections
 in collection_ids. Who reaches an item, with which rights, is the cipher_access view (migration
@@ -11,39 +14,51 @@ in collection_ids. Who reaches an item, with which rights, is the cipher_access 
 Each write is one statement, so the triggers publish one event for it: a statement that
 touches one item publishes that item's event (SyncCipherCreate, SyncCipherUpdate,
 SyncLoginDelete), one that touches several publishes a single bulk event per owner. An
-organization's item is published with the organization and no user.
+organization's item is published with the organization and no user. The imports are the
+exception: a bulk change, one SyncVault however many statements they take.
+
+How many items: a user's own items are at most MAX_ITEMS_PER_USER (check_room), and so are an
+organization's (check_organization_room), counted apart. An organization's items are not the
+user's to count: a member cannot stop the organization from growing, and the same cap keeps one
+organization's sync and admin listing within what a large personal vault costs.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from sanic.response import json_dumps
 
 from core import capabilities
 from db.events import PushType
-from vaultapi import publish
-from vaultapi.body import Body
+from vaultapi import body_limits, publish
+from vaultapi.body import Body, check_enc_string
+from vaultapi.database import encode_in_batches
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import collections, folders, memberships
-from vaultapi.models.collections import MAX_NAME_LENGTH
 from vaultapi.models.memberships import Member
 
 __all__ = [
     "CipherInput",
+    "ImportedCollection",
     "OrganizationImport",
     "Visible",
     "VaultImport",
     "check_folder",
+    "check_room",
     "cipher_json",
     "create",
     "delete",
-    "find_by_user",
+    "check_organization_room",
+    "encoded_for_user",
     "find_visible",
     "import_organization",
     "import_vault",
@@ -63,7 +78,7 @@ Conn = asyncpg.Connection | asyncpg.Pool
 
 #: cipher type -> the key of its type-specific object
 TYPE_FIELDS = {1: "login", 2: "secureNote", 3: "card", 4: "identity", 5: "sshKey"}
-_COMMON_FIELDS = {"name": str, "notes": str, "fields": list, "passwordHistory": list}
+_COMMON_FIELDS = ("name", "notes", "fields", "passwordHistory")
 
 _NO_EDIT = "You do not have permissions to edit this."
 _NO_COLLECTION = "Specified CollectionId does not exist on the specified Organization."
@@ -89,41 +104,61 @@ class CipherInput:
         cipher_type = body.int("type", required=True)
         if cipher_type not in TYPE_FIELDS:
             raise ApiError(f"Unknown cipher type {cipher_type}.", field="type")
-        body.str("name", required=True)
-        data: dict[str, Any] = {}
-        for field, kind in _COMMON_FIELDS.items():
-            value = body.get(field)
-            if value is not None and not isinstance(value, kind):
-                raise ApiError(f"{field} has the wrong type.", field=field)
-            data[field] = value
-        for field in TYPE_FIELDS.values():
-            value = body.get(field)
-            if value is not None and not isinstance(value, dict):
-                raise ApiError(f"{field} must be an object.", field=field)
-            data[field] = value
+        body.enc_string("name", required=True, max_length=body_limits.CIPHER["name"])
+        body.enc_string("notes", max_length=body_limits.CIPHER["notes"])
+        data: dict[str, Any] = {"name": body.get("name"), "notes": body.get("notes")}
+        for field, shape in _LISTS.items():
+            shape.check_list(body.get(field), field)
+            data[field] = body.get(field)
+        for field, shape in _TYPE_SHAPES.items():
+            if body.get(field) is not None:
+                shape.check(body.get(field), field)
+            data[field] = body.get(field)
         if data[TYPE_FIELDS[cipher_type]] is None:
             raise ApiError(f"A cipher of type {cipher_type} needs {TYPE_FIELDS[cipher_type]}.",
                            field=TYPE_FIELDS[cipher_type])
+        if len(json.dumps(data, separators=(",", ":"))) > body_limits.MAX_ITEM_DATA:
+            raise ApiError(f"The item is larger than the {body_limits.MAX_ITEM_DATA} characters an item may hold.",
+                           field="data")
         reprompt = body.int("reprompt", default=0)
         if reprompt not in (0, 1):
             raise ApiError("reprompt must be 0 or 1.", field="reprompt")
-        last_known = body.str("lastKnownRevisionDate", max_length=64)
         return cls(
             type=cipher_type,
             data=data,
-            key=body.str("key", max_length=10_000),
+            key=body.enc_string("key", max_length=body_limits.CIPHER_KEY),
             reprompt=reprompt,
             folder_id=body.uuid("folderId"),
             favorite=body.bool("favorite"),
-            last_known_revision_date=parse_iso(last_known) if last_known else None,
+            last_known_revision_date=_date(body.get("lastKnownRevisionDate"), "lastKnownRevisionDate"),
             organization_id=body.uuid("organizationId"),
             encrypted_for=body.uuid("encryptedFor"),
         )
 
+    @classmethod
+    async def parse_many(cls, values: list[Any], field: str, max_count: int,
+                         pacer: body_limits.Pacer | None = None) -> list[CipherInput]:
+        """Each entry of a list of items (an import's, a bulk share's), its errors named
+        field[index].name; counted before any is read, and read in slices."""
+        if len(values) > max_count:
+            raise ApiError(f"At most {max_count} items may be sent at once.", field=field)
+        pacer = pacer or body_limits.Pacer()
+        items = []
+        for index, item in enumerate(values):
+            with _inside(f"{field}[{index}]"):
+                items.append(cls.parse(_entry(item)))
+            await pacer.pace()
+        return items
+
     def check_not_stale(self, row: asyncpg.Record) -> None:
-        """Refuse an edit made on an older copy than the stored one (a second of slack)."""
+        """Refuse an edit made on another copy than the stored one.
+
+        As the Bitwarden server compares them (CipherService.ValidateCipherLastKnownRevisionDate):
+        the dates may differ by a second either way, for clocks and rounding to milliseconds; a
+        date further ahead is refused as much as one behind, since no client holds a copy newer
+        than the server's. A client that sends no date is not checked."""
         known = self.last_known_revision_date
-        if known is not None and (row["revision_date"] - known).total_seconds() > 1:
+        if known is not None and abs((row["revision_date"] - known).total_seconds()) > 1:
             raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
 
     def check_encrypted_for(self, user_id: uuid.UUID) -> None:
@@ -136,16 +171,44 @@ class VaultImport:
     """An import as a client sends it: items, folders, and which item goes in which folder."""
 
     items: list[CipherInput]
-    # a folder's name is read only if the folder is new, which is known once the user's are read
-    folders: list[Body]
+    #: (the id the client gave, or None; the encrypted name), in the client's order
+    folders: list[tuple[str | None, str]]
     folder_of_item: dict[int, int]  # item index -> folder index
 
     @classmethod
-    def parse(cls, body: Body) -> VaultImport:
-        items = [CipherInput.parse(item) for item in body.objects("ciphers")]
-        folder_bodies = list(body.objects("folders"))
-        return cls(items=items, folders=folder_bodies,
-                   folder_of_item=dict(_relationships(body, "folderRelationships", len(items), len(folder_bodies))))
+    async def parse(cls, body: Body, max_items: int) -> VaultImport:
+        """Every entry checked as its own route would check it; the whole refused at the first fault.
+
+        Long lists are checked in slices (vaultapi.body_limits.Pacer), so others keep their turns."""
+        pacer = body_limits.Pacer()
+        raw_items, raw_folders = body.list("ciphers") or [], body.list("folders") or []
+        raw_relations = body.list("folderRelationships") or []
+        # counted before any entry is read: each costs work
+        if len(raw_folders) > max_items:
+            raise ApiError(f"An import may hold at most {max_items} folders.", field="folders")
+        if len(raw_relations) > len(raw_items):
+            raise ApiError("An item can be placed in one folder only.", field="folderRelationships")
+        items = await CipherInput.parse_many(raw_items, "ciphers", max_items, pacer)
+        named: list[tuple[str | None, str]] = []
+        for index, folder in enumerate(raw_folders):
+            with _inside(f"folders[{index}]"):
+                folder = _entry(folder)
+                name = folder.enc_string("name", required=True, max_length=body_limits.FOLDER_NAME)
+            given = folder.get("id")
+            named.append((given if isinstance(given, str) else None, name))
+            await pacer.pace()
+        folder_of_item = dict(await _relationships(raw_relations, "folderRelationships", len(items), len(named),
+                                                   pacer))
+        return cls(items=items, folders=named, folder_of_item=folder_of_item)
+
+
+@dataclass(frozen=True)
+class ImportedCollection:
+    """A collection of an organization import: an existing one by id, or a new one."""
+
+    given_id: str | None
+    name: str
+    external_id: str | None
 
 
 @dataclass(frozen=True)
@@ -154,17 +217,160 @@ class OrganizationImport:
     which item goes in which collections."""
 
     items: list[CipherInput]
-    collections: list[Body]
+    collections: list[ImportedCollection]
     collections_of_item: dict[int, list[int]]  # item index -> collection indexes
 
     @classmethod
-    def parse(cls, body: Body) -> OrganizationImport:
-        items = [CipherInput.parse(item) for item in body.objects("ciphers")]
-        collection_bodies = list(body.objects("collections"))
+    async def parse(cls, body: Body, max_items: int) -> OrganizationImport:
+        """As VaultImport.parse, each collection checked as the collection routes check one
+        (ImportOrganizationCiphersRequestModel: CollectionWithIdRequestModel)."""
+        pacer = body_limits.Pacer()
+        raw_items, raw_collections = body.list("ciphers") or [], body.list("collections") or []
+        raw_relations = body.list("collectionRelationships") or []
+        if len(raw_collections) > max_items:
+            raise ApiError(f"An import may hold at most {max_items} collections.", field="collections")
+        # each distinct pair once; more would repeat one
+        if len(raw_relations) > len(raw_items) * len(raw_collections):
+            raise ApiError("A collection relationship is given twice.", field="collectionRelationships")
+        items = await CipherInput.parse_many(raw_items, "ciphers", max_items, pacer)
+        sent: list[ImportedCollection] = []
+        for index, collection in enumerate(raw_collections):
+            with _inside(f"collections[{index}]"):
+                collection = _entry(collection)
+                name, external_id = collections.parse_fields(collection, required=True)
+            given = collection.get("id")
+            sent.append(ImportedCollection(given if isinstance(given, str) else None, name, external_id))
+            await pacer.pace()
         collections_of_item: dict[int, list[int]] = {}
-        for item, collection in _relationships(body, "collectionRelationships", len(items), len(collection_bodies)):
-            collections_of_item.setdefault(item, []).append(collection)
-        return cls(items=items, collections=collection_bodies, collections_of_item=collections_of_item)
+        for item, target in await _relationships(raw_relations, "collectionRelationships", len(items), len(sent),
+                                                 pacer):
+            collections_of_item.setdefault(item, []).append(target)
+        return cls(items=items, collections=sent, collections_of_item=collections_of_item)
+
+
+async def _relationships(raw: list[Any], field: str, items: int, targets: int,
+                         pacer: body_limits.Pacer) -> list[tuple[int, int]]:
+    """The (item index, target index) pairs of an import, each inside the import."""
+    pairs = []
+    for index, relation in enumerate(raw):
+        with _inside(f"{field}[{index}]"):
+            pair = _entry(relation)
+            item, target = pair.int("key", required=True), pair.int("value", required=True)
+        if not (0 <= item < items and 0 <= target < targets):
+            raise ApiError("A relationship points outside the import.", field=field)
+        pairs.append((item, target))
+        await pacer.pace()
+    return pairs
+
+
+# ---- what an item may hold -------------------------------------------------------------------
+# A shape checks one JSON object of an item. Keys are matched without regard to case (older
+# clients write PascalCase), and every spelling is checked, since each is stored. Keys it does
+# not know are kept as sent: the size limit of the whole item bounds them. Errors name the
+# place with the camelCase names (login.uris[0].uri), never with what the client wrote.
+
+_FieldCheck = Callable[[Any, str], None]
+
+
+class _Shape:
+    def __init__(self, checks: dict[str, _FieldCheck]) -> None:
+        self.checks = checks
+        self._by_lower = {name.lower(): name for name in checks}
+
+    def check(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ApiError(f"{where} must be an object.", field=where)
+        seen = set()
+        for key, inner in value.items():
+            name = self._by_lower.get(key.lower())
+            if name is not None:
+                seen.add(name)
+                self.checks[name](inner, f"{where}.{name}")
+        for name in self.checks.keys() - seen:
+            # absent is null: a required field is refused here
+            self.checks[name](None, f"{where}.{name}")
+
+    def check_list(self, value: Any, where: str) -> None:
+        if value is None:
+            return
+        if not isinstance(value, list):
+            raise ApiError(f"{where} must be a list.", field=where)
+        for index, entry in enumerate(value):
+            self.check(entry, f"{where}[{index}]")
+
+
+def _encrypted(lengths: dict[str, int], *, required: tuple[str, ...] = ()) -> dict[str, _FieldCheck]:
+    def check(max_length: int, needed: bool) -> _FieldCheck:
+        def encrypted(value: Any, where: str) -> None:
+            check_enc_string(value, where, max_length, required=needed)
+        return encrypted
+    return {name: check(length, name in required) for name, length in lengths.items()}
+
+
+def _date(value: Any, field: str, *, required: bool = False) -> datetime | None:
+    if value is None:
+        if required:
+            raise ApiError(f"The {field} field is required.", field=field)
+        return None
+    date = parse_iso(value) if isinstance(value, str) and len(value) <= 64 else None
+    if date is None:
+        raise ApiError(f"{field} is not a valid date.", field=field)
+    return date
+
+
+def _optional_date(value: Any, where: str) -> None:
+    _date(value, where)
+
+
+def _required_date(value: Any, where: str) -> None:
+    _date(value, where, required=True)
+
+
+def _number(value: Any, where: str) -> None:
+    # an enum or an int on the Bitwarden server: a JSON number beyond 32 bits does not bind there
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not -2**31 <= value < 2**31):
+        raise ApiError(f"{where} must be a whole number.", field=where)
+
+
+def _flag(value: Any, where: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(f"{where} must be true or false.", field=where)
+
+
+_FIELD = _Shape({**_encrypted(body_limits.FIELD), "type": _number, "linkedId": _number})
+_PASSWORD_HISTORY = _Shape({**_encrypted(body_limits.PASSWORD_HISTORY, required=("password",)),
+                            "lastUsedDate": _required_date})
+_LOGIN_URI = _Shape({**_encrypted(body_limits.LOGIN_URI), "match": _number})
+_FIDO2_CREDENTIAL = _Shape({**_encrypted(body_limits.FIDO2_CREDENTIAL), "creationDate": _required_date})
+#: the lists common to every item
+_LISTS = {"fields": _FIELD, "passwordHistory": _PASSWORD_HISTORY}
+#: the object of each item type
+_TYPE_SHAPES = {
+    "login": _Shape({**_encrypted(body_limits.LOGIN), "uris": _LOGIN_URI.check_list,
+                     "passwordRevisionDate": _optional_date, "autofillOnPageLoad": _flag,
+                     "fido2Credentials": _FIDO2_CREDENTIAL.check_list}),
+    "secureNote": _Shape({"type": _number}),
+    "card": _Shape(_encrypted(body_limits.CARD)),
+    "identity": _Shape(_encrypted(body_limits.IDENTITY)),
+    "sshKey": _Shape(_encrypted(body_limits.SSH_KEY)),
+}
+
+
+def _entry(value: Any) -> Body:
+    if not isinstance(value, dict):
+        raise ApiError("Every entry must be an object.")
+    return Body(value)
+
+
+@contextmanager
+def _inside(prefix: str) -> Iterator[None]:
+    """Errors raised within name their field inside the entry at prefix (ciphers[3].notes)."""
+    try:
+        yield
+    except ApiError as error:
+        field = f"{prefix}.{error.field}" if error.field else prefix
+        raise ApiError(error.message, status=error.status, field=field) from None
 
 
 @dataclass(frozen=True)
@@ -245,16 +451,55 @@ def mini_details_json(row: asyncpg.Record) -> dict[str, Any]:
 
 # ---- finders -------------------------------------------------------------------------------
 
-async def find_by_user(conn: Conn, user_id: uuid.UUID) -> list[Visible]:
-    """Every item the user reaches, oldest first. Call it in a transaction: two reads, one view.
+# data as text: decoded row by row below, between turns of the other requests, not all at once
+_BY_ID_AS_TEXT = """
+    SELECT id, user_id, organization_id, collection_ids, type, data::text AS data, key, reprompt, folders,
+           favorites, revision_date, creation_date, deleted_date
+      FROM ciphers WHERE id = ANY($1::uuid[]) ORDER BY creation_date, id
+"""
 
-    The rights first, then the rows by id: the planner cannot know how many items one user
-    reaches, and would read the whole table to join them."""
+
+async def encoded_for_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[bytes]:
+    """Every item the user reaches (own and organizations'), as encoded cipher JSON, oldest
+    first. Call it in a repeatable-read transaction: the rights and the rows are two reads.
+
+    A vault can be tens of megabytes: its rows come through a cursor and each is decoded and
+    encoded on its own, so no step holds the event loop for long. The rights first, then the
+    rows by id: the planner cannot know how many items one user reaches, and would read the
+    whole table to join them."""
+    pacer = body_limits.Pacer()
     access = {row["cipher_id"]: row for row in
               await conn.fetch("SELECT * FROM cipher_access WHERE user_id = $1", user_id)}
-    rows = await conn.fetch("SELECT * FROM ciphers WHERE id = ANY($1::uuid[]) ORDER BY creation_date, id",
-                            list(access))
-    return [Visible.of(row, access[row["id"]]) for row in rows]
+    await pacer.pace()
+    encoded = []
+    async for row in conn.cursor(_BY_ID_AS_TEXT, list(access), prefetch=100):
+        record = dict(row)
+        record["data"] = json.loads(record["data"])
+        encoded.append(json_dumps(cipher_json(Visible.of(record, access[row["id"]]), user_id)).encode())
+        await pacer.pace()
+    return encoded
+
+
+async def check_room(conn: asyncpg.Connection, user_id: uuid.UUID, adding: int, limit: int) -> None:
+    """Refuse a write that would take the user's vault past limit items (MAX_ITEMS_PER_USER).
+
+    The user's row stays locked to the end of the transaction, so two writes cannot both take
+    the last place. Call it after any folder lock: every write takes folders before the user."""
+    await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id)
+    held = await conn.fetchval("SELECT count(*) FROM ciphers WHERE user_id = $1", user_id)
+    if held + adding > limit:
+        raise ApiError(f"A vault may hold at most {limit} items.")
+
+
+async def check_organization_room(conn: asyncpg.Connection, organization_id: uuid.UUID, adding: int,
+                                  limit: int) -> None:
+    """As check_room, for an organization's items: at most limit of them, the organization's row
+    locked to the end of the transaction. Call it before any collection lock: the member and
+    collection routes take the organization first (memberships.require_member(..., lock=True))."""
+    await conn.execute("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE", organization_id)
+    held = await conn.fetchval("SELECT count(*) FROM ciphers WHERE organization_id = $1", organization_id)
+    if held + adding > limit:
+        raise ApiError(f"An organization may hold at most {limit} items.")
 
 
 _ONE_VISIBLE = """
@@ -296,16 +541,19 @@ async def check_folder(conn: Conn, folder_id: uuid.UUID | None, user_id: uuid.UU
 # ---- writes: call them inside publish.write, whose transaction a refusal rolls back ----------
 
 async def create(conn: asyncpg.Connection, user_id: uuid.UUID, cipher: CipherInput,
-                 collection_ids: list[uuid.UUID]) -> Visible:
-    """SyncCipherCreate: the user's item, or an organization's in the collections given."""
+                 collection_ids: list[uuid.UUID], *, max_items: int) -> Visible:
+    """SyncCipherCreate: the user's item, or an organization's in the collections given; refused
+    when the vault, or the organization, already holds max_items items."""
     cipher.check_encrypted_for(user_id)
     await check_folder(conn, cipher.folder_id, user_id)
     if cipher.organization_id is None:
         if collection_ids:
             raise ApiError("Only an organization's item goes in collections.", field="collectionIds")
+        await check_room(conn, user_id, 1, max_items)
         owner, organization_id = user_id, None
     else:
         member = await _member_named_in_body(conn, cipher.organization_id, user_id)
+        await check_organization_room(conn, member.organization_id, 1, max_items)
         await _check_collections(conn, member, collection_ids)
         if not collection_ids and not member.has_full_access:
             raise ApiError("An organization item needs a collection you can edit.", field="collectionIds")
@@ -390,14 +638,14 @@ async def delete(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.U
 
 
 async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, cipher: CipherInput,
-                collection_ids: list[uuid.UUID]) -> Visible:
+                collection_ids: list[uuid.UUID], *, max_items: int) -> Visible:
     """The user's own item becomes the organization's, re-encrypted by the client under the
     organization key, in the collections given. One statement: the owner's SyncLoginDelete and
     the organization's SyncCipherCreate."""
-    item = await require(conn, cipher_id, user_id, lock=True)
-    if item.row["user_id"] != user_id:
-        raise NotFound("Cipher")
-    member = await _sharing_member(conn, cipher, user_id, collection_ids)
+    # looked at first, locked only after the organization: the organization routes lock in that order
+    await _require_own(conn, cipher_id, user_id)
+    member = await _sharing_member(conn, cipher, user_id, collection_ids, 1, max_items)
+    item = await _require_own(conn, cipher_id, user_id, lock=True)
     cipher.check_not_stale(item.row)
     await check_folder(conn, cipher.folder_id, user_id)
     await conn.execute(
@@ -414,7 +662,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
 
 
 async def share_many(conn: asyncpg.Connection, user_id: uuid.UUID, items: dict[uuid.UUID, CipherInput],
-                     collection_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+                     collection_ids: list[uuid.UUID], *, max_items: int) -> list[asyncpg.Record]:
     """Several of the user's own items become one organization's, in one statement (bulk events
     for the owner and the organization). Returns each item's id and revision date."""
     organizations = {cipher.organization_id for cipher in items.values()}
@@ -422,7 +670,8 @@ async def share_many(conn: asyncpg.Connection, user_id: uuid.UUID, items: dict[u
         raise ApiError("The items must all go to one organization.", field="ciphers")
     member = None
     for cipher in items.values():
-        member = await _sharing_member(conn, cipher, user_id, collection_ids) if member is None else member
+        if member is None:
+            member = await _sharing_member(conn, cipher, user_id, collection_ids, len(items), max_items)
         cipher.check_encrypted_for(user_id)
     assert member is not None
     owned = await _require_all(conn, list(items), user_id)
@@ -462,13 +711,17 @@ async def set_collections(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_i
     return found[0] if found else None
 
 
-async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, vault: VaultImport) -> None:
-    """Folders and items in two statements and one SyncVault, however many or few there are."""
+async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, vault: VaultImport, *, max_items: int) -> None:
+    """Folders and items in a few large statements and one SyncVault, however many or few there are.
+
+    Refused when the vault would hold more than max_items items."""
     await publish.mark_bulk_change(conn)
     for item in vault.items:
         _check_personal(item)
     folder_ids = await _import_folders(conn, user_id, vault.folders)
-    rows = [
+    # after the folder locks above: every write takes folders before the user's row
+    await check_room(conn, user_id, len(vault.items), max_items)
+    batches = await encode_in_batches(
         {
             "type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
             "folders": _folder_placement(user_id, folder_ids[vault.folder_of_item[index]]
@@ -476,8 +729,10 @@ async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, vault: Vaul
             "favorites": _favorite_placement(user_id, item.favorite),
         }
         for index, item in enumerate(vault.items)
-    ]
-    if rows:
+    )
+    # one statement per batch; the events of one transaction all carry its now(), so the
+    # statements still publish one SyncVault
+    for rows in batches:
         await conn.execute(
             """
             INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
@@ -491,21 +746,26 @@ async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, vault: Vaul
     await publish.user_event(conn, user_id, PushType.SYNC_VAULT)
 
 
-async def import_organization(conn: asyncpg.Connection, member: Member, vault: OrganizationImport) -> None:
-    """Collections and items into the organization, one statement each, and a SyncVault to the
-    importer. New collections need the right to create them; an importer without full access
-    manages the collections it makes, and may fill only those it may edit."""
+async def import_organization(conn: asyncpg.Connection, member: Member, vault: OrganizationImport, *,
+                              max_items: int) -> None:
+    """Collections and items into the organization, a few large statements, and a SyncVault to
+    the importer. New collections need the right to create them; an importer without full access
+    manages the collections it makes, and may fill only those it may edit. Refused when the
+    organization would hold more than max_items items. Call it with the organization locked
+    (memberships.require_member(..., lock=True))."""
     await publish.mark_bulk_change(conn)
     for item in vault.items:
         if item.organization_id not in (None, member.organization_id):
             raise ApiError("Every item must be the organization's.", field="ciphers")
+    await check_organization_room(conn, member.organization_id, len(vault.items), max_items)
     collection_ids = await _import_collections(conn, member, vault.collections)
-    rows = [
+    batches = await encode_in_batches(
         {"type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
-         "collection_ids": _unique([collection_ids[c] for c in vault.collections_of_item.get(index, [])])}
+         "collection_ids": [str(c) for c in
+                            _unique([collection_ids[c] for c in vault.collections_of_item.get(index, [])])]}
         for index, item in enumerate(vault.items)
-    ]
-    if rows:
+    )
+    for rows in batches:
         await conn.execute(
             """
             INSERT INTO ciphers (organization_id, type, data, key, reprompt, collection_ids)
@@ -513,22 +773,11 @@ async def import_organization(conn: asyncpg.Connection, member: Member, vault: O
               FROM jsonb_to_recordset($2::jsonb)
                 AS c(type smallint, data jsonb, key text, reprompt smallint, collection_ids jsonb)
             """,
-            member.organization_id, [{**row, "collection_ids": [str(c) for c in row["collection_ids"]]}
-                                     for row in rows])
+            member.organization_id, rows)
     await publish.user_event(conn, member.user_id, PushType.SYNC_VAULT)
 
 
 # ---- private -------------------------------------------------------------------------------
-
-def _relationships(body: Body, field: str, items: int, targets: int) -> list[tuple[int, int]]:
-    pairs = []
-    for pair in body.objects(field):
-        item, target = pair.int("key", required=True), pair.int("value", required=True)
-        if not (0 <= item < items and 0 <= target < targets):
-            raise ApiError("A relationship points outside the import.", field=field)
-        pairs.append((item, target))
-    return pairs
-
 
 def _folder_placement(user_id: uuid.UUID, folder_id: uuid.UUID | None) -> dict[str, str]:
     """The user's entry in the folders column: {user id: folder id}, none for no folder."""
@@ -558,6 +807,15 @@ async def _require_all(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: 
     return items
 
 
+async def _require_own(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, *,
+                       lock: bool = False) -> Visible:
+    """The user's own item; an organization's is as unknown as a missing one."""
+    item = await require(conn, cipher_id, user_id, lock=lock)
+    if item.row["user_id"] != user_id:
+        raise NotFound("Cipher")
+    return item
+
+
 async def _check_collections(conn: asyncpg.Connection, member: Member,
                              collection_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """Every collection given is one the member may put items in; returns all such collections.
@@ -579,49 +837,52 @@ async def _member_named_in_body(conn: asyncpg.Connection, organization_id: uuid.
 
 
 async def _sharing_member(conn: asyncpg.Connection, cipher: CipherInput, user_id: uuid.UUID,
-                          collection_ids: list[uuid.UUID]) -> Member:
-    """The caller as a member of the organization an item moves to, in collections it may edit."""
+                          collection_ids: list[uuid.UUID], adding: int, max_items: int) -> Member:
+    """The caller as a member of the organization items move to, in collections it may edit,
+    with room in the organization for them."""
     if cipher.organization_id is None:
         raise ApiError("The OrganizationId field is required.", field="organizationId")
     cipher.check_encrypted_for(user_id)
     member = await _member_named_in_body(conn, cipher.organization_id, user_id)
     if not collection_ids:
         raise ApiError("You must select at least one collection.", field="collectionIds")
+    await check_organization_room(conn, member.organization_id, adding, max_items)
     await _check_collections(conn, member, collection_ids)
     return member
 
 
-async def _import_folders(conn: asyncpg.Connection, user_id: uuid.UUID, sent: list[Body]) -> list[uuid.UUID]:
-    """The id of each folder sent, creating the new ones in one statement."""
+async def _import_folders(
+    conn: asyncpg.Connection, user_id: uuid.UUID, sent: list[tuple[str | None, str]]
+) -> list[uuid.UUID]:
+    """The id of each folder sent, creating the new ones in a few large statements."""
     # a folder sent with the id of one of the user's folders is that folder, not a copy
     existing = {str(row["id"]): row["id"] for row in await folders.find_by_user(conn, user_id, keep=True)}
     folder_ids: list[uuid.UUID] = []
     new_folders: dict[uuid.UUID, str] = {}
-    for folder in sent:
-        given = folder.get("id")
-        folder_id = existing.get(given.lower()) if isinstance(given, str) else None
+    for given, name in sent:
+        folder_id = existing.get(given.lower()) if given is not None else None
         if folder_id is None:
             folder_id = uuid.uuid4()
-            new_folders[folder_id] = folder.str("name", required=True)
+            new_folders[folder_id] = name
         folder_ids.append(folder_id)
     await folders.create_many(conn, user_id, new_folders)
     return folder_ids
 
 
-async def _import_collections(conn: asyncpg.Connection, member: Member, sent: list[Body]) -> list[uuid.UUID]:
+async def _import_collections(conn: asyncpg.Connection, member: Member,
+                              sent: list[ImportedCollection]) -> list[uuid.UUID]:
     """The id of each collection sent: an existing one the member may fill, or a new one."""
     editable = {str(collection_id): collection_id for collection_id in await collections.editable_by(conn, member)}
     collection_ids: list[uuid.UUID] = []
     new: list[uuid.UUID] = []
     for collection in sent:
-        given = collection.get("id")
-        collection_id = editable.get(given.lower()) if isinstance(given, str) else None
+        given = collection.given_id
+        collection_id = editable.get(given.lower()) if given is not None else None
         if collection_id is None:
             if not member.can_create_collections:
                 raise ApiError(_NO_COLLECTION, field="collections")
-            name = collection.str("name", required=True, max_length=MAX_NAME_LENGTH)
-            external_id = collection.str("externalId", max_length=collections.MAX_EXTERNAL_ID_LENGTH)
-            collection_id = (await collections.create(conn, member.organization_id, name, external_id))["id"]
+            collection_id = (await collections.create(conn, member.organization_id, collection.name,
+                                                      collection.external_id))["id"]
             new.append(collection_id)
         collection_ids.append(collection_id)
     await collections.check_in_organization(conn, member.organization_id, collection_ids)

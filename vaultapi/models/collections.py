@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from vaultapi import publish
+from vaultapi import body_limits, publish
 from vaultapi.body import Body, parse_uuid
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models.memberships import Member, selection_json
@@ -35,6 +35,7 @@ __all__ = [
     "grant_to_member",
     "members_of",
     "of_organization",
+    "parse_fields",
     "rename",
     "require",
     "set_members",
@@ -43,9 +44,8 @@ __all__ = [
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
-#: Bitwarden's limits: an encrypted name, an external id
-MAX_NAME_LENGTH = 1000
-MAX_EXTERNAL_ID_LENGTH = 300
+MAX_NAME_LENGTH = body_limits.COLLECTION["name"]
+MAX_EXTERNAL_ID_LENGTH = body_limits.COLLECTION["externalId"]
 
 # A write that puts items in collections locks them (KEY SHARE) until it commits: a delete of one
 # of them then waits, and its trigger sees and clears the new item.
@@ -80,6 +80,13 @@ class Grant:
         if len({grant.id for grant in grants}) != len(grants):
             raise ApiError("An id is given twice.", field=field)
         return grants
+
+
+def parse_fields(body: Body, *, required: bool) -> tuple[str | None, str | None]:
+    """A collection's name (an EncString; required: on create) and external id, as Bitwarden's
+    CollectionRequestModel checks them."""
+    return (body.enc_string("name", required=required, max_length=MAX_NAME_LENGTH),
+            body.str("externalId", max_length=MAX_EXTERNAL_ID_LENGTH))
 
 
 # ---- finders -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from vaultapi.database import encode_in_batches
 from vaultapi.dates import iso
 from vaultapi.errors import NotFound
 
@@ -53,13 +54,14 @@ async def create(conn: asyncpg.Connection, user_id: uuid.UUID, name: str) -> asy
 
 
 async def create_many(conn: asyncpg.Connection, user_id: uuid.UUID, names: dict[uuid.UUID, str]) -> None:
-    """Folders with the ids given (folder id -> name) in one statement: a SyncVault, or one
-    folder's SyncFolderCreate unless the transaction is a bulk change."""
-    if names:
+    """Folders with the ids given (folder id -> name), one statement per batch of about a
+    megabyte: a SyncVault, or one folder's SyncFolderCreate unless the transaction is a bulk change."""
+    batches = await encode_in_batches({"id": str(folder_id), "name": name} for folder_id, name in names.items())
+    for batch in batches:
         await conn.execute(
             "INSERT INTO folders (id, user_id, name)"
             " SELECT id, $1, name FROM jsonb_to_recordset($2::jsonb) AS f(id uuid, name text)",
-            user_id, [{"id": str(folder_id), "name": name} for folder_id, name in names.items()])
+            user_id, batch)
 
 
 async def rename(conn: asyncpg.Connection, folder_id: uuid.UUID, user_id: uuid.UUID, name: str) -> asyncpg.Record:

@@ -20,6 +20,7 @@ from vaultapi.dates import iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import ciphers, memberships
 from vaultapi.models.ciphers import CipherInput, OrganizationImport, VaultImport, Visible
+from vaultapi.replies import send_json_with_items
 
 __all__ = ["bp"]
 
@@ -38,7 +39,8 @@ def _collection_ids(body: Body) -> list[uuid.UUID]:
 async def _create(request: Request, cipher: CipherInput, collection_ids: list[uuid.UUID]) -> HTTPResponse:
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        item = await ciphers.create(conn, caller.user_id, cipher, collection_ids)
+        item = await ciphers.create(conn, caller.user_id, cipher, collection_ids,
+                                    max_items=request.app.ctx.config.max_items_per_user)
     return json(ciphers.cipher_json(item, caller.user_id))
 
 
@@ -54,11 +56,11 @@ def _organization_id(request: Request) -> uuid.UUID:
 
 @bp.get("")
 @authorized
-async def list_ciphers(request: Request) -> HTTPResponse:
-    user_id = request.ctx.caller.user_id
+async def list_ciphers(request: Request) -> None:
+    # one snapshot: the rights and the rows are two reads
     async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        items = await ciphers.find_by_user(conn, user_id)
-    return json(_list_json(items, user_id))
+        items = await ciphers.encoded_for_user(conn, request.ctx.caller.user_id)
+    await send_json_with_items(request, {"data": None, "object": "list", "continuationToken": None}, "data", items)
 
 
 @bp.post("")
@@ -163,10 +165,12 @@ async def delete_ciphers(request: Request) -> HTTPResponse:
 @bp.post("/import")
 @authorized
 async def import_ciphers(request: Request) -> HTTPResponse:
-    vault = VaultImport.parse(Body.of(request))
+    # the one body of megabytes: read and checked in slices, so other requests keep their turns
+    max_items = request.app.ctx.config.max_items_per_user
+    vault = await VaultImport.parse(await Body.receive(request), max_items)
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        await ciphers.import_vault(conn, caller.user_id, vault)
+        await ciphers.import_vault(conn, caller.user_id, vault, max_items=max_items)
     return empty(status=200)
 
 
@@ -193,25 +197,27 @@ async def share_cipher(request: Request, cipher_id: uuid.UUID) -> HTTPResponse:
     cipher, collection_ids = CipherInput.parse(body.object("cipher", required=True)), _collection_ids(body)
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        item = await ciphers.share(conn, cipher_id, caller.user_id, cipher, collection_ids)
+        item = await ciphers.share(conn, cipher_id, caller.user_id, cipher, collection_ids,
+                                   max_items=request.app.ctx.config.max_items_per_user)
     return json(ciphers.cipher_json(item, caller.user_id))
 
 
 @bp.route("/share", methods=["PUT", "POST"])
 @authorized
 async def share_ciphers(request: Request) -> HTTPResponse:
-    body = Body.of(request)
-    items = {}
-    for entry in body.objects("ciphers"):
-        items[entry.uuid("id", required=True)] = CipherInput.parse(entry)
-    if not items:
-        body.list("ciphers", required=True)
+    # a large body (body_limits.IMPORT_BODY), read and checked in slices as the import's
+    body = await Body.receive(request)
+    max_items = request.app.ctx.config.max_items_per_user
+    raw = body.list("ciphers", required=True) or []
+    parsed = await CipherInput.parse_many(raw, "ciphers", max_items)
+    # each entry is an object: parse_many checked it
+    items = {Body(entry).uuid("id", required=True): cipher for entry, cipher in zip(raw, parsed)}
     collection_ids = _collection_ids(body)
     caller = request.ctx.caller
     if body.uuid("encryptedFor") not in (None, caller.user_id):
         raise ApiError("Cipher was not encrypted for the current user. Please try again.", field="encryptedFor")
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        shared = await ciphers.share_many(conn, caller.user_id, items, collection_ids)
+        shared = await ciphers.share_many(conn, caller.user_id, items, collection_ids, max_items=max_items)
     # the clients read only the id and the new revision date of each
     return json({"data": [{"id": str(row["id"]), "revisionDate": iso(row["revision_date"]), "object": "cipherMini"}
                           for row in shared], "object": "list", "continuationToken": None})
@@ -247,13 +253,15 @@ async def _set_collections(request: Request, cipher_id: uuid.UUID) -> Visible | 
 @authorized
 async def import_into_organization(request: Request) -> HTTPResponse:
     organization_id = _organization_id(request)
-    vault = OrganizationImport.parse(Body.of(request))
+    # the personal import's way: read and checked in slices, so other requests keep their turns
+    max_items = request.app.ctx.config.max_items_per_user
+    vault = await OrganizationImport.parse(await Body.receive(request), max_items)
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         member = await memberships.require_member(conn, organization_id, caller.user_id)
         if not member.can_import:
             raise ApiError("Not enough privileges to import into this organization.")
-        await ciphers.import_organization(conn, member, vault)
+        await ciphers.import_organization(conn, member, vault, max_items=max_items)
     return empty(status=200)
 
 

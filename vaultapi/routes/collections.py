@@ -24,10 +24,10 @@ from sanic.response import HTTPResponse, empty, json
 
 from vaultapi import publish
 from vaultapi.auth import authorized
-from vaultapi.body import MANAGEMENT_BODY_SIZE, Body
+from vaultapi.body import Body
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import collections, memberships
-from vaultapi.models.collections import MAX_EXTERNAL_ID_LENGTH, MAX_NAME_LENGTH, Grant
+from vaultapi.models.collections import Grant
 from vaultapi.models.memberships import Member
 
 __all__ = ["bp"]
@@ -39,7 +39,7 @@ ONE_COLLECTION = COLLECTIONS + "/<collection_id:uuid>"
 
 
 def _body(request: Request) -> Body:
-    return Body.of(request, max_size=MANAGEMENT_BODY_SIZE)
+    return Body.of(request)
 
 
 def _list(data: list[Any]) -> dict[str, Any]:
@@ -143,8 +143,7 @@ async def get_collection_users(request: Request, organization_id: uuid.UUID,
 @authorized
 async def create_collection(request: Request, organization_id: uuid.UUID) -> HTTPResponse:
     body = _body(request)
-    name = body.str("name", required=True, max_length=MAX_NAME_LENGTH)
-    external_id = body.str("externalId", max_length=MAX_EXTERNAL_ID_LENGTH)
+    name, external_id = collections.parse_fields(body, required=True)
     grants = Grant.parse_list(body, "users") or []
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
@@ -165,8 +164,7 @@ async def update_collection(request: Request, organization_id: uuid.UUID, collec
     """A new name (none: kept) and external id; users null leaves the members as they are, a
     list (even empty) replaces them."""
     body = _body(request)
-    name = body.str("name", max_length=MAX_NAME_LENGTH)
-    external_id = body.str("externalId", max_length=MAX_EXTERNAL_ID_LENGTH)
+    name, external_id = collections.parse_fields(body, required=False)
     grants = Grant.parse_list(body, "users")
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:

@@ -7,7 +7,7 @@ import uuid
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from vaultapi import publish
+from vaultapi import body_limits, publish
 from vaultapi.auth import authorized
 from vaultapi.body import Body
 from vaultapi.models import folders
@@ -18,7 +18,7 @@ bp = Blueprint("folders", url_prefix="/api/folders")
 
 
 def _name(request: Request) -> str:
-    return Body.of(request).str("name", required=True)
+    return Body.of(request).enc_string("name", required=True, max_length=body_limits.FOLDER_NAME)
 
 
 @bp.get("")

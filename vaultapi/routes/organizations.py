@@ -16,7 +16,7 @@ from sanic.response import HTTPResponse, empty, json
 
 from vaultapi import publish
 from vaultapi.auth import authorized, check_master_password
-from vaultapi.body import MANAGEMENT_BODY_SIZE, Body
+from vaultapi.body import Body
 from vaultapi.errors import NotFound
 from vaultapi.models import collections, memberships, organizations
 from vaultapi.models.memberships import Member, MemberStatus, MemberType
@@ -31,7 +31,7 @@ MAX_KEY_LENGTH = 10_000
 
 
 def _body(request: Request) -> Body:
-    return Body.of(request, max_size=MANAGEMENT_BODY_SIZE)
+    return Body.of(request)
 
 
 def _keys(body: Body, *, required: bool) -> tuple[str, str] | None:
@@ -68,7 +68,7 @@ async def create_organization(request: Request) -> HTTPResponse:
     billing_email = body.email("billingEmail", required=True)
     key = body.str("key", required=True, max_length=MAX_KEY_LENGTH)
     public_key, private_key = _keys(body, required=True)
-    collection_name = body.str("collectionName", max_length=collections.MAX_NAME_LENGTH)
+    collection_name = body.enc_string("collectionName", max_length=collections.MAX_NAME_LENGTH)
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         organization = await organizations.create(conn, name, billing_email, public_key, private_key)

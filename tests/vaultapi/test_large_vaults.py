@@ -1,0 +1,144 @@
+"""A large sync and a large import are made in slices, and other requests are served between them.
+
+The API runs in the test's own event loop. With body_limits.LOOP_SLICE at zero every step of a
+big job is a slice of its own and hands the loop back, so the tests count the slices and see an
+/alive answered while the job is still slicing: an order of events, not a clock. How long the
+other requests wait in practice is measured by bench/api_stalls.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sanic.response import json_dumps
+
+from db.events import PushType
+from tests.support.bwclient import BitwardenClient
+from tests.vaultapi.conftest import user_id_of
+from vaultapi import body_limits
+
+ITEMS = 2000
+NOTES = "2.QUFB|" + "Q" * 1000 + "|QUFB"
+
+
+class Timeline:
+    """What happened, in order: "slice" each time a big job paced itself, "turn" when another task
+    ran (several in a row count as one), and what the test adds."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.sliced = asyncio.Event()
+
+    def add(self, event: str) -> None:
+        if event == "turn" and self.events[-1:] == ["turn"]:
+            return
+        self.events.append(event)
+        if event == "slice":
+            self.sliced.set()
+
+    def handed_round(self) -> int:
+        """Slices after which another task ran (a turn, an answer) before the job went on."""
+        return sum(1 for event, following in zip(self.events, self.events[1:])
+                   if event == "slice" and following != "slice")
+
+    def after(self, event: str) -> list[str]:
+        return self.events[self.events.index(event) + 1:]
+
+
+@pytest.fixture
+def timeline(monkeypatch: pytest.MonkeyPatch) -> Timeline:
+    """Every pace of a big job is logged, and is due to hand the loop back."""
+    log = Timeline()
+    monkeypatch.setattr(body_limits, "LOOP_SLICE", 0.0)
+    pace = body_limits.Pacer.pace
+
+    async def logged(self: body_limits.Pacer) -> None:
+        log.add("slice")
+        await pace(self)
+
+    monkeypatch.setattr(body_limits.Pacer, "pace", logged)
+    return log
+
+
+async def alive_during(client: BitwardenClient, log: Timeline, job: Callable[[], Awaitable[Any]]) -> Any:
+    """Run the job, with another task logging its turns; once the job has paced itself, ask
+    /alive. The job's result."""
+    done = False
+
+    async def other() -> None:
+        while not done:
+            await asyncio.sleep(0)
+            log.add("turn")
+
+    turning = asyncio.ensure_future(other())
+    running = asyncio.ensure_future(job())
+    sliced = asyncio.ensure_future(log.sliced.wait())
+    try:
+        await asyncio.wait({running, sliced}, return_when=asyncio.FIRST_COMPLETED)
+        assert log.sliced.is_set(), "the job ended without pacing itself once"
+        reply = await client.http.get("/alive")
+        assert reply.status_code == 200
+        log.add("alive")
+        return await running
+    finally:
+        sliced.cancel()
+        done = True
+        await turning
+
+
+async def test_sync_of_a_large_vault_is_made_in_slices_with_others_served_between(
+    alice: BitwardenClient, db, timeline: Timeline
+) -> None:
+    me = await user_id_of(alice)
+    item = {**alice.login_item("big"), "notes": NOTES}
+    data = {key: item[key] for key in ("name", "notes", "fields", "passwordHistory", "login")}
+    await db.execute("INSERT INTO ciphers (user_id, type, data) SELECT $1, 1, $2::jsonb FROM generate_series(1, $3)",
+                     me, json.dumps(data), ITEMS)
+
+    async def fetch() -> tuple[Any, bytes]:
+        async with alice.http.stream("GET", "/api/sync", headers=alice.auth_headers) as reply:
+            return reply, b"".join([piece async for piece in reply.aiter_raw()])
+
+    reply, content = await alive_during(alice, timeline, fetch)
+    assert reply.status_code == 200 and reply.headers["transfer-encoding"] == "chunked"
+    sync = json.loads(content)
+    assert len(sync["ciphers"]) == ITEMS
+    # byte for byte what one call of the response encoder makes of it
+    assert content == json_dumps(sync).encode()
+    # each item its own slice with the loop handed round after it, and the sync still going
+    # when /alive had its answer
+    assert timeline.handed_round() >= ITEMS, timeline.handed_round()
+    assert "slice" in timeline.after("alive"), "/alive waited for the whole sync"
+
+
+async def test_item_list_of_a_large_vault_is_made_in_slices(alice: BitwardenClient, db, timeline: Timeline) -> None:
+    me = await user_id_of(alice)
+    await db.execute("INSERT INTO ciphers (user_id, type, data) SELECT $1, 1, $2::jsonb FROM generate_series(1, $3)",
+                     me, json.dumps({"name": alice.encrypt("n"), "login": {}}), ITEMS)
+    listed = await alive_during(alice, timeline, lambda: alice.get("/api/ciphers"))
+    assert listed.status_code == 200 and len(listed.json()["data"]) == ITEMS
+    assert timeline.handed_round() >= ITEMS, timeline.handed_round()
+    assert "slice" in timeline.after("alive"), "/alive waited for the whole list"
+
+
+async def test_large_import_is_read_and_written_in_slices_with_others_served_between(
+    alice: BitwardenClient, db, events, timeline: Timeline
+) -> None:
+    item = {**alice.login_item("imported"), "notes": NOTES}
+    body = {"ciphers": [item] * ITEMS, "folders": [{"name": item["name"]}] * 50,
+            "folderRelationships": [{"key": n, "value": n % 50} for n in range(ITEMS)]}
+
+    reply = await alive_during(alice, timeline, lambda: alice.post("/api/ciphers/import", body))
+    assert reply.status_code == 200, reply.text
+    assert await db.fetchval("SELECT count(*) FROM ciphers") == ITEMS
+    assert await db.fetchval("SELECT count(DISTINCT folders) FROM ciphers") == 50
+    # read, checked and encoded item by item: three slices each at least, each a turn for others
+    assert timeline.handed_round() >= 3 * ITEMS, timeline.handed_round()
+    assert "slice" in timeline.after("alive"), "/alive waited for the whole import"
+    # about 3 MB of rows in 1 MiB statements, one SyncVault
+    [event] = await events.exactly(1)
+    assert event.type == PushType.SYNC_VAULT

@@ -1,0 +1,50 @@
+"""The keepalive tick without sockets: a ping to every connection, and a goodbye to those whose
+token (or, on the anonymous hub, whose time) ran out."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from tests.wshub.memory import MemorySocket, make_connection, serve
+from wshub.keepalive import keep_alive
+from wshub.registry import Registry
+from wshub.session import CloseReason, State
+
+ALICE = str(uuid.uuid4())
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_each_tick_pings_everyone_and_closes_who_expired() -> None:
+    registry = Registry(max_connections=10, max_anonymous=10, max_per_user=10, max_per_ip=10)
+    clock = _Clock(1000.0)
+    sockets = [MemorySocket(), MemorySocket(), MemorySocket()]
+    expiring = make_connection(ALICE, ws=sockets[0], expires_at=1005.0)
+    lasting = make_connection(ALICE, ws=sockets[1], expires_at=5000.0)
+    waiting = make_connection(auth_request_id=str(uuid.uuid4()), ws=sockets[2], expires_at=1003.0)
+    served = [asyncio.create_task(serve(c)) for c in (expiring, lasting, waiting)]
+    for connection in (expiring, lasting, waiting):
+        registry.add(connection)
+    ticking = asyncio.create_task(keep_alive(registry, 0.01, clock=clock))
+    try:
+        await asyncio.sleep(0.05)
+        assert all(c.session.state is State.OPEN for c in (expiring, lasting, waiting))
+        clock.now = 1006.0
+        await asyncio.wait_for(asyncio.gather(served[0], served[2]), 1)
+    finally:
+        ticking.cancel()
+    for connection, ws in ((expiring, sockets[0]), (waiting, sockets[2])):
+        assert connection.session.closing.reason is CloseReason.EXPIRED
+        assert ws.messages()[-1] == [7, None, True]  # a fresh token, or a new auth request, gets back in
+        assert ws.closed == (1008, "session expired")
+    assert lasting.session.state is State.OPEN
+    assert [6] in sockets[1].messages()
+    lasting.lost()
+    await served[1]

@@ -1,0 +1,167 @@
+"""How much one request may carry, and how long one step of a big job may hold the event loop.
+
+Where the Bitwarden server sets a limit, the number here is its number and the comment names the
+file it comes from (github.com/bitwarden/server). Where it sets none, the number is what the
+official clients send, with room to spare, and the comment says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+__all__ = [
+    "CARD",
+    "CIPHER",
+    "CIPHER_KEY",
+    "COLLECTION",
+    "FIDO2_CREDENTIAL",
+    "FIELD",
+    "FOLDER_NAME",
+    "IDENTITY",
+    "IMPORT_BODY",
+    "LOGIN",
+    "LOGIN_URI",
+    "LOOP_SLICE",
+    "MANAGEMENT_BODY",
+    "MAX_FORM_FIELDS",
+    "MAX_ITEM_DATA",
+    "PASSWORD_HISTORY",
+    "REGISTRATION_BODY",
+    "SMALL_BODY",
+    "SSH_KEY",
+    "VAULT_BODY",
+    "Pacer",
+    "body_limit",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+# ---- request bodies, per route ---------------------------------------------------------------
+
+#: login, refresh, prelogin, verification email: a few short fields (the clients send under 2 KiB)
+SMALL_BODY = 8 * KiB
+#: registration carries the wrapped account keys: about 4 KiB from the clients, and the per-field
+#: caps of vaultapi/routes/identity.py add up to about 36 KiB
+REGISTRATION_BODY = 64 * KiB
+#: every other call, vault writes included: one item at its largest (MAX_ITEM_DATA, twice over
+#: for a client that also sends the flat `data` copy) or the ids of about 50000 items (39 bytes
+#: each) in one bulk call
+VAULT_BODY = 2 * MiB
+#: the organization, member and collection routes, and an item's collections: names, keys, grants
+#: and ids. The web vault sends them for the members or collections selected: 256 KiB holds about
+#: 6000 ids, 500 confirmation keys (RSA-wrapped, about 450 characters each) or the grants of 2000
+#: members; a larger organization is managed in a few requests.
+MANAGEMENT_BODY = 256 * KiB
+#: the imports (a user's, an organization's) and the bulk share, the large bodies: it must hold at least Kestrel's default request cap
+#: (30,000,000 bytes), which the Bitwarden server keeps for its import
+IMPORT_BODY = 32 * MiB
+
+_BODY_LIMITS = {
+    "identity/connect/token": SMALL_BODY,
+    "identity/accounts/prelogin/password": SMALL_BODY,
+    "identity/accounts/prelogin": SMALL_BODY,
+    "api/accounts/prelogin": SMALL_BODY,
+    "identity/accounts/register/send-verification-email": SMALL_BODY,
+    "identity/accounts/register": REGISTRATION_BODY,
+    "api/accounts/register": REGISTRATION_BODY,
+    "identity/accounts/register/finish": REGISTRATION_BODY,
+    "api/ciphers/import": IMPORT_BODY,
+    # organizations: whole items only where items move in bulk
+    "api/ciphers/import-organization": IMPORT_BODY,
+    "api/ciphers/share": IMPORT_BODY,
+    "api/ciphers/create": VAULT_BODY,
+    "api/ciphers/<cipher_id:uuid>/share": VAULT_BODY,
+    "api/ciphers/<cipher_id:uuid>/collections": MANAGEMENT_BODY,
+    "api/ciphers/<cipher_id:uuid>/collections_v2": MANAGEMENT_BODY,
+    **dict.fromkeys((
+        "api/organizations",
+        "api/organizations/<organization_id:uuid>",
+        "api/organizations/<organization_id:uuid>/delete",
+        "api/organizations/<organization_id:uuid>/keys",
+        "api/organizations/<organization_id:uuid>/leave",
+        "api/organizations/<organization_id:uuid>/collections",
+        "api/organizations/<organization_id:uuid>/collections/delete",
+        "api/organizations/<organization_id:uuid>/collections/bulk-access",
+        "api/organizations/<organization_id:uuid>/collections/<collection_id:uuid>",
+        "api/organizations/<organization_id:uuid>/collections/<collection_id:uuid>/delete",
+        "api/organizations/<organization_id:uuid>/users",
+        "api/organizations/<organization_id:uuid>/users/invite",
+        "api/organizations/<organization_id:uuid>/users/confirm",
+        "api/organizations/<organization_id:uuid>/users/public-keys",
+        "api/organizations/<organization_id:uuid>/users/remove",
+        "api/organizations/<organization_id:uuid>/users/revoke",
+        "api/organizations/<organization_id:uuid>/users/restore",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/confirm",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/delete",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/remove",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/revoke",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore/vnext",
+    ), MANAGEMENT_BODY),
+}
+
+#: form fields on the token endpoint: the clients send about 10, never more than 20
+MAX_FORM_FIELDS = 64
+
+
+def body_limit(route_path: str) -> int:
+    """The largest body the route (as Sanic names its path, without the leading slash) accepts."""
+    return _BODY_LIMITS.get(route_path, VAULT_BODY)
+
+
+# ---- vault items: maximum encrypted lengths, in characters ------------------------------------
+
+#: one item's encrypted data as stored (name, notes, fields, history, its type's object):
+#: CipherRequestModel.Data, [StringLength(500000)]
+MAX_ITEM_DATA = 500_000
+#: the item's own key; the Bitwarden server does not check it, the clients send about 200 characters
+CIPHER_KEY = 10_000
+
+# src/Api/Vault/Models/Request/CipherRequestModel.cs
+CIPHER = {"name": 1_000, "notes": 10_000}
+# src/Api/Vault/Models/Request/FolderRequestModel.cs
+FOLDER_NAME = 1_000
+# src/Api/AdminConsole/Models/Request/CollectionRequestModel.cs: the name an EncString, the external id plain
+COLLECTION = {"name": 1_000, "externalId": 300}
+# src/Api/Vault/Models/CipherFieldModel.cs
+FIELD = {"name": 1_000, "value": 5_000}
+# src/Api/Vault/Models/CipherPasswordHistoryModel.cs
+PASSWORD_HISTORY = {"password": 5_000}
+# src/Api/Vault/Models/CipherLoginModel.cs (the login and its CipherLoginUriModel)
+LOGIN = {"uri": 10_000, "username": 1_000, "password": 5_000, "totp": 1_000}
+LOGIN_URI = {"uri": 10_000, "uriChecksum": 10_000}
+# src/Api/Vault/Models/CipherFido2CredentialModel.cs
+FIDO2_CREDENTIAL = dict.fromkeys(
+    ("credentialId", "keyType", "keyAlgorithm", "keyCurve", "keyValue", "rpId", "rpName", "userHandle",
+     "userName", "userDisplayName", "counter", "discoverable"), 1_000)
+# src/Api/Vault/Models/CipherCardModel.cs
+CARD = dict.fromkeys(("cardholderName", "brand", "number", "expMonth", "expYear", "code"), 1_000)
+# src/Api/Vault/Models/CipherIdentityModel.cs
+IDENTITY = dict.fromkeys(
+    ("title", "firstName", "middleName", "lastName", "address1", "address2", "address3", "city", "state",
+     "postalCode", "country", "company", "email", "phone", "ssn", "username", "passportNumber",
+     "licenseNumber"), 1_000)
+# src/Api/Vault/Models/CipherSSHKeyModel.cs
+SSH_KEY = {"privateKey": 5_000, "publicKey": 5_000, "keyFingerprint": 1_000}
+
+
+# ---- time on the event loop ------------------------------------------------------------------
+
+#: the longest one slice of a big job (reading an import, writing a sync) runs before the other
+#: requests get their turn. A worker thread would not help: the JSON codec holds the GIL throughout.
+LOOP_SLICE = 0.005
+
+
+class Pacer:
+    """Lets the event loop run other work whenever a job has held it for LOOP_SLICE."""
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def pace(self) -> None:
+        if time.monotonic() - self._since >= LOOP_SLICE:
+            await asyncio.sleep(0)
+            self._since = time.monotonic()
