@@ -120,10 +120,7 @@ async def get_collection(request: Request, organization_id: uuid.UUID, collectio
 @authorized
 async def get_collection_details(request: Request, organization_id: uuid.UUID,
                                  collection_id: uuid.UUID) -> HTTPResponse:
-    async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        actor = await memberships.require_member(conn, organization_id, request.ctx.caller.user_id)
-        [details] = await _access_details(conn, actor, await _require_managed(conn, actor, [collection_id]))
-    return json(details)
+    return json(await _managed_details(request, organization_id, collection_id))
 
 
 @bp.get(ONE_COLLECTION + "/users")
@@ -131,10 +128,15 @@ async def get_collection_details(request: Request, organization_id: uuid.UUID,
 async def get_collection_users(request: Request, organization_id: uuid.UUID,
                                collection_id: uuid.UUID) -> HTTPResponse:
     """Who holds the collection: a bare list, as the Bitwarden server answers it."""
+    return json((await _managed_details(request, organization_id, collection_id))["users"])
+
+
+async def _managed_details(request: Request, organization_id: uuid.UUID, collection_id: uuid.UUID) -> dict[str, Any]:
+    """One collection the caller manages, with who holds it."""
     async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         actor = await memberships.require_member(conn, organization_id, request.ctx.caller.user_id)
         [details] = await _access_details(conn, actor, await _require_managed(conn, actor, [collection_id]))
-    return json(details["users"])
+    return details
 
 
 # ---- writing -------------------------------------------------------------------------------
