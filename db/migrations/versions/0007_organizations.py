@@ -1,7 +1,7 @@
 """Organizations, their members and collections, and the one rule of who reaches which item.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 
 - organizations: name, billing email, the organization's key pair (the private key wrapped by
@@ -26,8 +26,8 @@ from alembic import op
 
 from db import routines
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
