@@ -91,7 +91,10 @@ END
 $$;
 
 -- Any writer, SQL sessions included, moves an item's revision date forward.
--- Trigger: ciphers_stamp_revision, folders_stamp_revision (BEFORE INSERT OR UPDATE, each row).
+-- Trigger: ciphers_stamp_updated, folders_stamp_updated (BEFORE UPDATE, each row), and
+-- ciphers_stamp_inserted, folders_stamp_inserted (BEFORE INSERT, each row), which run only for a
+-- row that came with a date other than its column default, the same expression: a new row
+-- usually costs no call at all.
 CREATE OR REPLACE FUNCTION pgwarden_stamp_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -109,6 +112,7 @@ $$;
 CREATE OR REPLACE FUNCTION pgwarden_ciphers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     device text := pgwarden_device_identifier();
+    edited record;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         -- several new items at once is an import: a full sync
@@ -122,6 +126,17 @@ BEGIN
            FROM old_rows
           GROUP BY user_id, organization_id ORDER BY user_id, organization_id;
     ELSE
+        -- The common case first: one item edited by its owner, read without grouping. The count
+        -- gates the join, which never runs over more than one row.
+        SELECT n.user_id, n.organization_id, n.id, n.revision_date INTO edited
+          FROM new_rows n JOIN old_rows o USING (id)
+         WHERE (SELECT count(*) FROM new_rows) = 1
+           AND (n.user_id, n.organization_id) IS NOT DISTINCT FROM (o.user_id, o.organization_id);
+        IF FOUND THEN
+            PERFORM pgwarden_publish(edited.user_id, edited.organization_id, 1, pgwarden_push_type('sync_cipher_update'),
+                                     edited.id, edited.revision_date, pgwarden_push_type('sync_ciphers'), device);
+            RETURN NULL;
+        END IF;
         -- An item that changes owner is deleted for one and created for the other. Each row is
         -- an (item, owner) side: a side found both before and after is an update (dated by the
         -- row after), one found only after a create, one found only before a delete (now).

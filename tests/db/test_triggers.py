@@ -100,6 +100,17 @@ async def test_cipher_change_is_one_event_of_its_type(
     assert await revision(db, user) > before
 
 
+@pytest.mark.parametrize("table", ["ciphers", "folders"])
+async def test_inserted_row_is_stamped_now_whatever_date_it_brings(db: asyncpg.Connection, table: str) -> None:
+    user = await new_user(db)
+    columns = "type, data" if table == "ciphers" else "name"
+    values = "1, '{}'" if table == "ciphers" else "'f'"
+    stamped, clock = await db.fetchrow(
+        f"INSERT INTO {table} (user_id, {columns}, revision_date) VALUES ($1, {values}, '2001-01-01')"
+        " RETURNING revision_date, clock_timestamp()", uuid.UUID(user))
+    assert abs((clock - stamped).total_seconds()) < 1 and stamped.microsecond % 1000 == 0
+
+
 async def test_cipher_edit_moves_its_revision_date_forward(db: asyncpg.Connection, events: EventListener) -> None:
     user = await new_user(db)
     cipher = await insert_cipher(db, user)
