@@ -64,7 +64,7 @@ APPLICATION = "pgwarden-bench-writer"
 DEVICE = "bench-device-4f1b2a9e"
 WRITERS = 16
 IMPORT_ITEMS = 1000
-BULK_EDIT = 5000
+BULK_EDIT = 2000
 PUBLISHING_TABLES = ("ciphers", "folders", "sync_events")
 
 # A login item as the clients send it: every field an EncString (type 2, iv|data|mac).
