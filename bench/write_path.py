@@ -602,6 +602,7 @@ async def breakdown(server_url: str, args: argparse.Namespace) -> None:
                   f" off, 1 writer, {count} statements; median of {args.runs} runs; µs)")
             for db in databases:
                 for name, statement in (("INSERT", INSERT), ("UPDATE", UPDATE)):
+                    await tidy(db.url, db.targets)
                     runs = [await function_times(db.url, statement, db.targets, count) for _ in range(args.runs)]
                     print(f"\n{db.label} ({args.before if db.label == 'before' else 'this tree'}), cipher {name}:"
                           f" transaction {plus_minus([r[0] for r in runs])} µs at the client")
@@ -644,6 +645,7 @@ async def breakdown(server_url: str, args: argparse.Namespace) -> None:
 
             print(f"\nBulk edit of {BULK_EDIT:,} items after 10 single edits on the same connection (s)")
             for db in databases:
+                await tidy(db.url, db.targets)
                 await set_triggers(db.url, True)
                 seconds = await bulk_edit_after_single_edits(db.url, db.targets[0], BULK_EDIT)
                 print(f"    {db.label:<36}{seconds:>14.2f}")
