@@ -106,8 +106,9 @@ BEGIN
 END
 $$;
 
--- Each branch is one query: the changed rows grouped by recipient, one pgwarden_publish call per
--- group, in recipient order. (array_agg(id))[1] is the item when the group has only one.
+-- Each branch groups the changed rows by recipient in one query and calls pgwarden_publish once
+-- per group, in recipient order (the UPDATE branch first reads a lone edited item without
+-- grouping). (array_agg(id))[1] is the item when the group has only one.
 -- Trigger: ciphers_inserted, ciphers_updated, ciphers_deleted (AFTER, each statement).
 CREATE OR REPLACE FUNCTION pgwarden_ciphers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
