@@ -84,25 +84,25 @@ def test_migrate_command_on_embedded_postgres_keeps_data(tmp_path) -> None:
 
 
 def test_revision_dates_move_to_their_own_table_and_back(empty_database_url: str) -> None:
-    """Migration 0004 keeps every user's revision date, and its downgrade keeps the moved ones."""
-    migrate.upgrade(empty_database_url, "0003")
+    """Migration 0006 keeps every user's revision date, and its downgrade keeps the moved ones."""
+    migrate.upgrade(empty_database_url, "0005")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         user, kept = conn.execute(
             "INSERT INTO users (email, password_hash, key, revision_date)"
             " VALUES ('a@example.com', 'h', 'k', '2026-01-02 03:04:05.678+00') RETURNING id, revision_date").fetchone()
 
-    migrate.upgrade(empty_database_url, "0004")
+    migrate.upgrade(empty_database_url, "0006")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         assert revision_of(conn, user) == kept
         conn.execute("INSERT INTO folders (user_id, name) VALUES (%s, 'f')", (user,))
         moved = revision_of(conn, user)
         assert moved > kept
 
-    migrate.downgrade(empty_database_url, "0003")
+    migrate.downgrade(empty_database_url, "0005")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         assert conn.execute("SELECT revision_date FROM users WHERE id = %s", (user,)).fetchone()[0] == moved
         assert conn.execute("SELECT to_regclass('user_revisions')").fetchone()[0] is None
-        # and 0003's triggers work again
+        # and the earlier triggers work again
         conn.execute("INSERT INTO folders (user_id, name) VALUES (%s, 'g')", (user,))
         assert conn.execute("SELECT revision_date FROM users WHERE id = %s", (user,)).fetchone()[0] > moved
 

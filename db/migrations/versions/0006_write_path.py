@@ -1,7 +1,7 @@
 """Revision dates move to a narrow table of their own; the triggers cost a write far less.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30
 
 Measured in docs/performance.md ("Write path"): per single-item statement the 0003 triggers
@@ -23,8 +23,8 @@ from alembic import op
 
 from db import routines
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
