@@ -30,8 +30,10 @@ def hub_grants(role: str) -> str:
 -- what the notifications hub reads; nothing it may write, and no private key
 DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO "{role}"', current_database()); END $$;
 GRANT USAGE ON SCHEMA public TO "{role}";
--- token checks (core.access.find_stamp) and the LISTEN gap recovery (wshub.ingress)
-GRANT SELECT (id, security_stamp, revision_date) ON users TO "{role}";
+-- token checks (core.access.find_stamp)
+GRANT SELECT (id, security_stamp) ON users TO "{role}";
+-- the LISTEN gap recovery (wshub.ingress, through pgwarden_user_revisions)
+GRANT SELECT ON user_revisions TO "{role}";
 -- the keys that verify tokens; token_private_keys stays out of reach
 GRANT SELECT ON token_public_keys TO "{role}";
 """

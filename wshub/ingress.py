@@ -121,7 +121,7 @@ class Ingress:
         if not users:
             return
         rows = await conn.fetch(
-            "SELECT id::text AS id, revision_date FROM users WHERE id = ANY($1::uuid[]) AND revision_date > $2",
+            "SELECT user_id::text AS id, revision_date FROM pgwarden_user_revisions($1::uuid[]) WHERE revision_date > $2",
             users, since)
         log.info("LISTEN gap since %s: %d of %d connected users changed", since, len(rows), len(users))
         for row in rows:

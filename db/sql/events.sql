@@ -3,8 +3,9 @@
 -- db/events.py: pgwarden_channel(), pgwarden_device_identifier_limit(), pgwarden_push_type()).
 --
 -- An event's life in SQL: a statement changes rows of ciphers, folders or sync_events; that
--- table's statement trigger (bound in migration 0002) collects the changes, moves the owner's
--- revision date forward and calls pgwarden_notify, whose payload db/events.py decodes.
+-- table's statement trigger groups the changed rows by recipient and calls pgwarden_publish once
+-- per recipient, which moves the recipient's revision date forward and calls pgwarden_notify,
+-- whose payload db/events.py decodes.
 --
 -- Three rules shape it:
 -- - Statement granularity: a statement that touches one item publishes that item's event; one
@@ -15,15 +16,20 @@
 --   identical payloads within one transaction collapse into one (an import that inserts folders
 --   and ciphers in two statements yields a single SyncVault, both carrying the same now()).
 --
--- One changed item as seen by one recipient is the composite type made in migration 0002:
---   pgwarden_change (user_id uuid, org_id uuid, item_id uuid, push_type smallint, date timestamptz)
+-- What a write costs is in docs/performance.md ("Write path"). In short: every statement pays
+-- for its trigger, so the trigger functions are PL/pgSQL (whose plans are kept per session) and
+-- call only SQL functions that the planner inlines (a SQL function it cannot inline is parsed and
+-- planned again on every call); the revision date is a narrow row of its own; and no query joins
+-- two transition tables (a plan cached for one row would stay a nested loop for thousands).
 
 
 -- The acting device, set by the API with set_config('pgwarden.device_identifier', ..., true).
 -- Null when unset, and when oversized, so a payload stays far under NOTIFY's 8000 bytes.
+-- One expression without FROM, so that it is inlined wherever it is called.
 CREATE OR REPLACE FUNCTION pgwarden_device_identifier() RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT d FROM (SELECT NULLIF(current_setting('pgwarden.device_identifier', true), '') AS d) s
-     WHERE length(d) <= pgwarden_device_identifier_limit()
+    SELECT CASE WHEN length(current_setting('pgwarden.device_identifier', true))
+                     <= pgwarden_device_identifier_limit()
+                THEN NULLIF(current_setting('pgwarden.device_identifier', true), '') END
 $$;
 
 CREATE OR REPLACE FUNCTION pgwarden_notify(
@@ -42,39 +48,53 @@ LANGUAGE sql VOLATILE AS $$
                     previous + interval '1 millisecond')
 $$;
 
-CREATE OR REPLACE FUNCTION pgwarden_touch_users(user_ids uuid[]) RETURNS void LANGUAGE sql AS $$
-    UPDATE users SET revision_date = pgwarden_next_revision(revision_date)
-     WHERE id = ANY(user_ids)
+-- Users' revision dates, as /api/accounts/revision-date and the hub's gap recovery read them:
+-- the one definition of what a user's revision date is. It lives in user_revisions (made in
+-- migration 0004), one narrow row per user, so that moving it writes a small row instead of a
+-- new version of the wide users row.
+--
+-- Extension point for organizations: give them a row of their own (organization_revisions,
+-- moved when an organization's items change, once per change instead of once per member) and
+-- combine it here, GREATEST(the user's row, the rows of the organizations the user belongs to).
+-- pgwarden_touch_users must then take the next date from that combined date, so that what
+-- clients read still moves strictly forward.
+CREATE OR REPLACE FUNCTION pgwarden_user_revisions(user_ids uuid[])
+RETURNS TABLE (user_id uuid, revision_date timestamptz) LANGUAGE sql STABLE AS $$
+    SELECT r.user_id, r.revision_date FROM user_revisions r WHERE r.user_id = ANY(user_ids)
 $$;
 
--- Publishes one statement's changes: the item's own event when a recipient has one
--- change, else one bulk_type event for that recipient. A transaction that sets
--- pgwarden.bulk to 'on' (an import, even of one item) gets bulk events only.
-CREATE OR REPLACE FUNCTION pgwarden_publish(changes pgwarden_change[], bulk_type integer)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    device text := pgwarden_device_identifier();
-    bulk_only boolean := coalesce(current_setting('pgwarden.bulk', true) = 'on', false);
+CREATE OR REPLACE FUNCTION pgwarden_touch_users(user_ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pgwarden_touch_users(ARRAY(
-        SELECT DISTINCT c.user_id FROM unnest(changes) c WHERE c.user_id IS NOT NULL));
-    PERFORM pgwarden_notify(
-                CASE WHEN g.single THEN g.push_type ELSE bulk_type END,
-                g.user_id, g.org_id,
-                CASE WHEN g.single THEN g.item_id END,
-                CASE WHEN g.single THEN g.date ELSE now() END,
-                device)
-       FROM (SELECT c.user_id, c.org_id, count(*) = 1 AND NOT bulk_only AS single,
-                    min(c.push_type) AS push_type,
-                    (array_agg(c.item_id))[1] AS item_id, max(c.date) AS date
-               FROM unnest(changes) c
-              GROUP BY c.user_id, c.org_id) g
-      ORDER BY g.user_id, g.org_id;
+    UPDATE user_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)
+     WHERE r.user_id = ANY(user_ids);
+END
+$$;
+
+-- Publishes what one statement changed for one recipient (a user and an organization, either
+-- may be null): moves the user's revision date forward, then notifies. One changed item gives
+-- that item's event (push_type, item_id, date); several, or a transaction that set
+-- pgwarden.bulk to 'on' (an import, even of one item), give one bulk_type event.
+CREATE OR REPLACE FUNCTION pgwarden_publish(
+    user_id uuid, org_id uuid, items bigint, push_type integer, item_id uuid, date timestamptz,
+    bulk_type integer, device_identifier text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- pgwarden_touch_users inline: one query fewer on every statement
+    UPDATE user_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)
+     WHERE r.user_id = pgwarden_publish.user_id;
+    IF items = 1 AND current_setting('pgwarden.bulk', true) IS DISTINCT FROM 'on' THEN
+        PERFORM pgwarden_notify(push_type, user_id, org_id, item_id, date, device_identifier);
+    ELSE
+        PERFORM pgwarden_notify(bulk_type, user_id, org_id, NULL, now(), device_identifier);
+    END IF;
 END
 $$;
 
 -- Any writer, SQL sessions included, moves an item's revision date forward.
--- Trigger: ciphers_stamp_revision, folders_stamp_revision (BEFORE INSERT OR UPDATE, each row).
+-- Trigger: ciphers_stamp_updated, folders_stamp_updated (BEFORE UPDATE, each row), and
+-- ciphers_stamp_inserted, folders_stamp_inserted (BEFORE INSERT, each row), which run only for a
+-- row that came with a date other than its column default, the same expression: a new row
+-- usually costs no call at all.
 CREATE OR REPLACE FUNCTION pgwarden_stamp_revision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -86,38 +106,53 @@ BEGIN
 END
 $$;
 
+-- Each branch groups the changed rows by recipient in one query and calls pgwarden_publish once
+-- per group, in recipient order (the UPDATE branch first reads a lone edited item without
+-- grouping). (array_agg(id))[1] is the item when the group has only one.
 -- Trigger: ciphers_inserted, ciphers_updated, ciphers_deleted (AFTER, each statement).
 CREATE OR REPLACE FUNCTION pgwarden_ciphers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    device text := pgwarden_device_identifier();
+    edited record;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         -- several new items at once is an import: a full sync
-        PERFORM pgwarden_publish(ARRAY(
-            SELECT ROW(user_id, organization_id, id, pgwarden_push_type('sync_cipher_create'),
-                       revision_date)::pgwarden_change
-              FROM new_rows), pgwarden_push_type('sync_vault'));
+        PERFORM pgwarden_publish(user_id, organization_id, count(*), pgwarden_push_type('sync_cipher_create'),
+                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device)
+           FROM new_rows
+          GROUP BY user_id, organization_id ORDER BY user_id, organization_id;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM pgwarden_publish(ARRAY(
-            SELECT ROW(user_id, organization_id, id, pgwarden_push_type('sync_login_delete'),
-                       now())::pgwarden_change
-              FROM old_rows), pgwarden_push_type('sync_ciphers'));
+        PERFORM pgwarden_publish(user_id, organization_id, count(*), pgwarden_push_type('sync_login_delete'),
+                                 (array_agg(id))[1], now(), pgwarden_push_type('sync_ciphers'), device)
+           FROM old_rows
+          GROUP BY user_id, organization_id ORDER BY user_id, organization_id;
     ELSE
-        -- an item that changes owner is deleted for one and created for the other
-        PERFORM pgwarden_publish(ARRAY(
-            SELECT ROW(n.user_id, n.organization_id, n.id, pgwarden_push_type('sync_cipher_update'),
-                       n.revision_date)::pgwarden_change
-              FROM new_rows n JOIN old_rows o USING (id)
-             WHERE (n.user_id, n.organization_id) IS NOT DISTINCT FROM (o.user_id, o.organization_id)
-            UNION ALL
-            SELECT ROW(o.user_id, o.organization_id, o.id, pgwarden_push_type('sync_login_delete'),
-                       now())::pgwarden_change
-              FROM new_rows n JOIN old_rows o USING (id)
-             WHERE (n.user_id, n.organization_id) IS DISTINCT FROM (o.user_id, o.organization_id)
-            UNION ALL
-            SELECT ROW(n.user_id, n.organization_id, n.id, pgwarden_push_type('sync_cipher_create'),
-                       n.revision_date)::pgwarden_change
-              FROM new_rows n JOIN old_rows o USING (id)
-             WHERE (n.user_id, n.organization_id) IS DISTINCT FROM (o.user_id, o.organization_id)
-            ), pgwarden_push_type('sync_ciphers'));
+        -- The common case first: one item edited by its owner, read without grouping. The count
+        -- gates the join, which never runs over more than one row.
+        SELECT n.user_id, n.organization_id, n.id, n.revision_date INTO edited
+          FROM new_rows n JOIN old_rows o USING (id)
+         WHERE (SELECT count(*) FROM new_rows) = 1
+           AND (n.user_id, n.organization_id) IS NOT DISTINCT FROM (o.user_id, o.organization_id);
+        IF FOUND THEN
+            PERFORM pgwarden_publish(edited.user_id, edited.organization_id, 1, pgwarden_push_type('sync_cipher_update'),
+                                     edited.id, edited.revision_date, pgwarden_push_type('sync_ciphers'), device);
+            RETURN NULL;
+        END IF;
+        -- An item that changes owner is deleted for one and created for the other. Each row is
+        -- an (item, owner) side: a side found both before and after is an update (dated by the
+        -- row after), one found only after a create, one found only before a delete (now).
+        PERFORM pgwarden_publish(s.user_id, s.org_id, count(*), min(s.push_type),
+                                 (array_agg(s.id))[1], max(s.date), pgwarden_push_type('sync_ciphers'), device)
+           FROM (SELECT user_id, org_id, id, coalesce(max(date), now()) AS date,
+                        CASE WHEN count(*) = 2 THEN pgwarden_push_type('sync_cipher_update')
+                             WHEN bool_or(after) THEN pgwarden_push_type('sync_cipher_create')
+                             ELSE pgwarden_push_type('sync_login_delete') END AS push_type
+                   FROM (SELECT user_id, organization_id, id, revision_date, true FROM new_rows
+                         UNION ALL
+                         SELECT user_id, organization_id, id, NULL, false FROM old_rows
+                        ) side (user_id, org_id, id, date, after)
+                  GROUP BY id, user_id, org_id) s
+          GROUP BY s.user_id, s.org_id ORDER BY s.user_id, s.org_id;
     END IF;
     RETURN NULL;
 END
@@ -125,22 +160,24 @@ $$;
 
 -- Trigger: folders_inserted, folders_updated, folders_deleted (AFTER, each statement).
 CREATE OR REPLACE FUNCTION pgwarden_folders_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    device text := pgwarden_device_identifier();
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM pgwarden_publish(ARRAY(
-            SELECT ROW(user_id, NULL, id, pgwarden_push_type('sync_folder_create'),
-                       revision_date)::pgwarden_change
-              FROM new_rows), pgwarden_push_type('sync_vault'));
+        PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_folder_create'),
+                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device)
+           FROM new_rows
+          GROUP BY user_id ORDER BY user_id;
     ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM pgwarden_publish(ARRAY(
-            SELECT ROW(user_id, NULL, id, pgwarden_push_type('sync_folder_update'),
-                       revision_date)::pgwarden_change
-              FROM new_rows), pgwarden_push_type('sync_vault'));
+        PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_folder_update'),
+                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device)
+           FROM new_rows
+          GROUP BY user_id ORDER BY user_id;
     ELSE
-        PERFORM pgwarden_publish(ARRAY(
-            SELECT ROW(user_id, NULL, id, pgwarden_push_type('sync_folder_delete'),
-                       now())::pgwarden_change
-              FROM old_rows), pgwarden_push_type('sync_vault'));
+        PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_folder_delete'),
+                                 (array_agg(id))[1], now(), pgwarden_push_type('sync_vault'), device)
+           FROM old_rows
+          GROUP BY user_id ORDER BY user_id;
         -- the items in a deleted folder become folderless (and notify as changed items)
         UPDATE ciphers c SET folders = c.folders - o.user_id::text
           FROM old_rows o
@@ -161,6 +198,15 @@ BEGIN
       ORDER BY e.first;
     -- a row is only the message: keep a month of them for inspection
     DELETE FROM sync_events WHERE created_at < now() - interval '30 days';
+    RETURN NULL;
+END
+$$;
+
+-- Every user has a revision row from the start: the revision date is never missing.
+-- Trigger: users_added (AFTER INSERT, each statement).
+CREATE OR REPLACE FUNCTION pgwarden_users_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO user_revisions (user_id) SELECT id FROM new_rows;
     RETURN NULL;
 END
 $$;

@@ -19,7 +19,7 @@ from tests.conftest import PostgresServer, with_database
 
 VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "token_public_keys",
                 "token_private_keys", "login_limits", "server_secrets", "organizations", "memberships",
-                "collections", "collection_members"}
+                "collections", "collection_members", "user_revisions"}
 ISSUER = "https://vault.test|login"
 
 
@@ -152,8 +152,7 @@ async def test_downgrade_of_an_encrypted_key_needs_the_passphrase(empty_database
     url = empty_database_url
     monkeypatch.delenv("SIGNING_KEY_PASSPHRASE", raising=False)
     monkeypatch.delenv("SIGNING_KEY_PASSPHRASE_FILE", raising=False)
-    # each migration commits on its own: start from the one that refuses
-    migrate.upgrade(url, "0005")
+    migrate.upgrade(url, "0005")  # each migration commits on its own: start right above the one refused
     conn = await asyncpg.connect(url)
     try:
         kid = await ensure_signing_key(conn, "correct horse")
@@ -169,3 +168,31 @@ async def test_downgrade_of_an_encrypted_key_needs_the_passphrase(empty_database
     private_pem, stored_public = key_before_key_ids(url)
     assert stored_public == public_pem
     assert SigningKey.from_pem("k", private_pem, None).public_pem.strip() == public_pem.strip()
+
+
+def test_revision_dates_move_to_their_own_table_and_back(empty_database_url: str) -> None:
+    """Migration 0006 keeps every user's revision date, and its downgrade keeps the moved ones."""
+    migrate.upgrade(empty_database_url, "0005")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        user, kept = conn.execute(
+            "INSERT INTO users (email, password_hash, key, revision_date)"
+            " VALUES ('a@example.com', 'h', 'k', '2026-01-02 03:04:05.678+00') RETURNING id, revision_date").fetchone()
+
+    migrate.upgrade(empty_database_url, "0006")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        assert revision_of(conn, user) == kept
+        conn.execute("INSERT INTO folders (user_id, name) VALUES (%s, 'f')", (user,))
+        moved = revision_of(conn, user)
+        assert moved > kept
+
+    migrate.downgrade(empty_database_url, "0005")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT revision_date FROM users WHERE id = %s", (user,)).fetchone()[0] == moved
+        assert conn.execute("SELECT to_regclass('user_revisions')").fetchone()[0] is None
+        # and the earlier triggers work again
+        conn.execute("INSERT INTO folders (user_id, name) VALUES (%s, 'g')", (user,))
+        assert conn.execute("SELECT revision_date FROM users WHERE id = %s", (user,)).fetchone()[0] > moved
+
+
+def revision_of(conn: psycopg.Connection, user: object) -> object:
+    return conn.execute("SELECT revision_date FROM pgwarden_user_revisions(ARRAY[%s::uuid])", (user,)).fetchone()[0]

@@ -73,7 +73,7 @@ async def test_hub_role_reads_only_what_the_hub_needs(hub_url: str, db: asyncpg.
         assert await hub_db.fetchval("SELECT count(*) FROM token_public_keys") == 1
         assert await hub_db.fetchrow("SELECT id, security_stamp FROM users WHERE id = $1", user_id)
         assert await hub_db.fetch(  # the LISTEN gap recovery
-            "SELECT id::text AS id, revision_date FROM users WHERE id = ANY($1::uuid[]) AND revision_date > $2",
+            "SELECT user_id, revision_date FROM pgwarden_user_revisions($1::uuid[]) WHERE revision_date > $2",
             [user_id], await db.fetchval("SELECT now() - interval '1 day'"))
         for forbidden in (
             "SELECT private_key_pem FROM token_private_keys",
@@ -94,7 +94,7 @@ async def test_printed_grants_applied_by_hand_make_a_working_hub_role(
         database_url: str, role_name: str, db: asyncpg.Connection) -> None:
     printed = pgwarden("db", "grant-hub", role_name, "--print")  # no database needed to print
     assert printed.returncode == 0, printed.stderr
-    assert "GRANT SELECT (id, security_stamp, revision_date) ON users" in printed.stdout
+    assert "GRANT SELECT (id, security_stamp) ON users" in printed.stdout
     await db.execute(f'CREATE ROLE "{role_name}" LOGIN')
     await db.execute(printed.stdout)
     hub_db = await asyncpg.connect(as_role(database_url, role_name, "unused"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime
 
@@ -33,7 +34,7 @@ async def acting(db: asyncpg.Connection, device: str | None = DEVICE) -> asyncpg
 
 
 async def revision(db: asyncpg.Connection, user_id: str) -> datetime:
-    return await db.fetchval("SELECT revision_date FROM users WHERE id = $1", uuid.UUID(user_id))
+    return await db.fetchval("SELECT revision_date FROM pgwarden_user_revisions(ARRAY[$1::uuid])", uuid.UUID(user_id))
 
 
 async def insert_cipher(db: asyncpg.Connection, user_id: str, folder: str | None = None) -> str:
@@ -99,13 +100,26 @@ async def test_cipher_change_is_one_event_of_its_type(
     assert await revision(db, user) > before
 
 
+@pytest.mark.parametrize("table", ["ciphers", "folders"])
+async def test_inserted_row_is_stamped_now_whatever_date_it_brings(db: asyncpg.Connection, table: str) -> None:
+    user = await new_user(db)
+    columns = "type, data" if table == "ciphers" else "name"
+    values = "1, '{}'" if table == "ciphers" else "'f'"
+    stamped, clock = await db.fetchrow(
+        f"INSERT INTO {table} (user_id, {columns}, revision_date) VALUES ($1, {values}, '2001-01-01')"
+        " RETURNING revision_date, clock_timestamp()", uuid.UUID(user))
+    assert abs((clock - stamped).total_seconds()) < 1 and stamped.microsecond % 1000 == 0
+
+
 async def test_cipher_edit_moves_its_revision_date_forward(db: asyncpg.Connection, events: EventListener) -> None:
     user = await new_user(db)
     cipher = await insert_cipher(db, user)
     created = await events.next()
-    await db.execute("UPDATE ciphers SET reprompt = 1 WHERE id = $1", uuid.UUID(cipher))
+    stored = await db.fetchval(
+        "UPDATE ciphers SET reprompt = 1 WHERE id = $1 RETURNING revision_date", uuid.UUID(cipher))
     updated = await events.next()
     assert updated.date > created.date
+    assert updated.date == stored
 
 
 async def test_move_to_folder_is_a_cipher_update(db: asyncpg.Connection, events: EventListener) -> None:
@@ -242,6 +256,18 @@ async def test_oversized_context_is_published_as_null(db: asyncpg.Connection, ev
     assert event.device_identifier is None
 
 
+async def test_every_user_has_a_revision_date_from_the_start(db: asyncpg.Connection) -> None:
+    users = await db.fetch(
+        "INSERT INTO users (email, password_hash, key) SELECT n || '@example.com', 'hash', 'key'"
+        " FROM generate_series(1, 3) n RETURNING id, created_at")
+    dates = dict(await db.fetch("SELECT user_id, revision_date FROM pgwarden_user_revisions($1::uuid[])",
+                                [user["id"] for user in users]))
+    assert dates == {user["id"]: user["created_at"].replace(microsecond=user["created_at"].microsecond // 1000 * 1000)
+                     for user in users}
+    await db.execute("DELETE FROM users WHERE id = $1", users[0]["id"])
+    assert await db.fetchval("SELECT count(*) FROM user_revisions WHERE user_id = $1", users[0]["id"]) == 0
+
+
 async def test_revision_date_moves_forward_with_every_change(db: asyncpg.Connection, events: EventListener) -> None:
     user = await new_user(db)
     seen = [await revision(db, user)]
@@ -337,6 +363,41 @@ async def test_item_changing_owner_is_deleted_for_one_and_created_for_the_other(
     await db.execute("UPDATE ciphers SET user_id = $2 WHERE id = $1", uuid.UUID(cipher), uuid.UUID(taker))
     received = {(e.user_id, e.type) for e in await events.exactly(2)}
     assert received == {(giver, PushType.SYNC_LOGIN_DELETE), (taker, PushType.SYNC_CIPHER_CREATE)}
+
+
+async def test_items_swapping_owners_in_one_statement_are_two_changes_for_each(
+    db: asyncpg.Connection, events: EventListener
+) -> None:
+    first, second = sorted([await new_user(db), await new_user(db)])
+    one, other = await insert_cipher(db, first), await insert_cipher(db, second)
+    await events.exactly(2)
+    await db.execute(
+        "UPDATE ciphers SET user_id = CASE WHEN user_id = $1 THEN $2 ELSE $1 END WHERE id = ANY($3::uuid[])",
+        uuid.UUID(first), uuid.UUID(second), [uuid.UUID(one), uuid.UUID(other)],
+    )
+    received = await events.exactly(2)
+    assert [(e.user_id, e.type, e.item_id) for e in received] == [
+        (first, PushType.SYNC_CIPHERS, None), (second, PushType.SYNC_CIPHERS, None)]
+
+
+async def test_bulk_edit_after_single_edits_on_one_connection_stays_linear(
+    db: asyncpg.Connection, events: EventListener
+) -> None:
+    """A trigger's plan cached for one-row statements must not make a bulk statement quadratic."""
+    user = await new_user(db)
+    await db.execute(
+        "INSERT INTO ciphers (user_id, type, data) SELECT $1, 1, '{}' FROM generate_series(1, 10000)", uuid.UUID(user))
+    cipher = await insert_cipher(db, user)
+    for _ in range(10):
+        await db.execute("UPDATE ciphers SET reprompt = 1 - reprompt WHERE id = $1", uuid.UUID(cipher))
+    await events.exactly(12)
+
+    started = time.perf_counter()
+    await db.execute("UPDATE ciphers SET reprompt = 1 WHERE user_id = $1", uuid.UUID(user))
+    # about 0.2 s; with a nested loop over the transition tables (migration 0003) about 30 s
+    assert time.perf_counter() - started < 5
+    [event] = await events.exactly(1)
+    assert (event.type, event.user_id) == (PushType.SYNC_CIPHERS, user)
 
 
 async def test_payload_stays_small_whatever_the_data(db: asyncpg.Connection) -> None:

@@ -104,11 +104,13 @@ async def issuer_for(db: asyncpg.Connection, config: Config) -> TokenIssuer:
 
 
 async def create_user(db: asyncpg.Connection, issuer: TokenIssuer) -> HubUser:
-    row = await db.fetchrow(
+    async with db.transaction():
+        row = await db.fetchrow(
+            "INSERT INTO users (email, password_hash, key) VALUES ($1, 'x', 'k') RETURNING id::text, security_stamp::text",
+            f"{uuid.uuid4()}@example.com")
         # untouched for an hour: only what a test does to it counts as a change
-        "INSERT INTO users (email, password_hash, key, revision_date) VALUES ($1, 'x', 'k', now() - interval '1 hour')"
-        " RETURNING id::text, security_stamp::text",
-        f"{uuid.uuid4()}@example.com")
+        await db.execute(
+            "UPDATE user_revisions SET revision_date = now() - interval '1 hour' WHERE user_id = $1::uuid", row["id"])
     return HubUser(row["id"], issuer, row["security_stamp"])
 
 

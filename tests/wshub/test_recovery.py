@@ -94,7 +94,7 @@ async def test_silent_link_is_detected_by_the_probe_and_the_gap_nudges_only_chan
         # the network drops the hub's links without a word: no FIN, no error, only silence
         proxy.silence()
         await db.execute("INSERT INTO folders (user_id, name) VALUES ($1, 'x')", changed.id)
-        revision = await db.fetchval("SELECT revision_date FROM users WHERE id = $1", changed.id)
+        revision = await db.fetchval("SELECT revision_date FROM pgwarden_user_revisions(ARRAY[$1::uuid])", changed.id)
         await _reconnected(hub)
         nudge = {"ContextId": None, "Type": 5, "Payload": {"UserId": changed.id, "Date": revision}}
         assert await _drain(changed_client) == [nudge]

@@ -46,7 +46,7 @@ async def find_by_email(conn: asyncpg.Connection | asyncpg.Pool, email: str) -> 
 
 
 async def revision_date(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> datetime:
-    return await conn.fetchval("SELECT revision_date FROM users WHERE id = $1", user_id)
+    return await conn.fetchval("SELECT revision_date FROM pgwarden_user_revisions(ARRAY[$1::uuid])", user_id)
 
 
 async def touch(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:

@@ -32,7 +32,7 @@ branch_labels = None
 depends_on = None
 
 #: The routines' text this migration was written for (db.routines.fingerprint()).
-ROUTINES = "dfb4ad66cb74"
+ROUTINES = "5bc952c35261"
 
 
 def upgrade() -> None:
