@@ -98,17 +98,7 @@ class Connection:
     def send(self, frame: Frame) -> bool:
         """Queue one encoded frame; False once the connection is ending, or when it fell too far
         behind and was closed for it."""
-        if not self._open:
-            return False
-        buffered = self.buffered + len(frame)
-        if buffered > self._send_buffer:
-            self._abort()  # a goodbye would only queue behind what it does not read
-            return False
-        self.buffered = buffered
-        self._frames.append(frame)
-        if self._wakeup is not None:
-            self._wake()
-        return True
+        return self._open and self._put(frame)
 
     def close(self, reason: CloseReason, detail: str | None = None) -> None:
         """Say goodbye: a SignalR Close after what is queued, then the WebSocket close.
@@ -184,7 +174,7 @@ class Connection:
     def _put(self, frame: Frame) -> bool:
         buffered = self.buffered + len(frame)
         if buffered > self._send_buffer:
-            self._abort()
+            self._abort()  # a goodbye would only queue behind what it does not read
             return False
         self.buffered = buffered
         self._frames.append(frame)
