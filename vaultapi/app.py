@@ -7,6 +7,7 @@ a unique name, so several can live in one process (tests run two replicas side b
 A body is read only after the caller's token is checked, on the routes that want one, and only
 up to the route's limit (vaultapi.body_limits): Sanic refuses a larger Content-Length at once,
 and a chunked body as soon as its chunks pass the limit, with a 413 in the route's error shape.
+It is dropped once the request is answered, however long the request object itself is kept.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     app.error_handler.add(Exception, handle_error)
     cors.install(app)
     headers.install(app)
+    app.on_response(_let_go_of_body)
 
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
@@ -119,6 +121,16 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         await app.ctx.pool.close()
 
     return app
+
+
+async def _let_go_of_body(request: Request, response: object) -> None:
+    """Drop the body of a request once it is answered.
+
+    A timer of the database driver (a new statement's cache expiry, an idle connection's check:
+    five minutes each, and a cancelled one stays queued) keeps the context it was set in, and
+    with it the request being served: its body, up to an import's 32 MiB, would stay as long.
+    """
+    request.body = b""
 
 
 def serve(config: Config) -> int:

@@ -5,7 +5,8 @@
 2. Served: a Connection writes everything from here on; the client's frames go into the
    session through it, and the connection is registered so events reach it.
 3. Ended: unregistered, the slot admission took given back, and counted and logged by the
-   session's typed close reason.
+   session's typed close reason. Once the socket is gone, what the client sent and the hub never
+   read is taken from Sanic and dropped (``_let_go_of_unread``).
 
 A failure in the hub's own code ends that one connection (1011, ``internal_error``) and is
 logged by who the client is, never by the request's URL, which carries its token.
@@ -85,6 +86,7 @@ async def _run(request: Request, ws: WebsocketImplProtocol, hub: str, max_messag
             ws.fail_connection(closing.code, closing.text)
     finally:
         give_back(registry, request.conn_info)
+        _let_go_of_unread(ws)
         closing = session.connection_closed()
         metrics.session_ended(closing.reason)
         log.log(logging.DEBUG if closing.reason.by_client else logging.INFO, "closed %s: %s", who, closing)
@@ -144,6 +146,40 @@ async def _receive(ws: WebsocketImplProtocol, timeout: float | None = None) -> F
             raise
         # Sanic cancels a pending receive when the client's close or end of stream arrives
         raise _ClientGone from None
+
+
+#: Drains waiting for their socket's end: a task that nothing refers to may be collected.
+_draining: set[asyncio.Task[None]] = set()
+
+
+def _let_go_of_unread(ws: WebsocketImplProtocol) -> None:
+    """Once the socket is gone, take from Sanic the messages the client sent and the hub never read.
+
+    Sanic hands the frames of each TCP read to a task of its own, which waits until the handler
+    takes them. After a session's end the handler reads no more, and that task would wait for
+    ever, holding the frames and the whole connection until a full garbage collection: long after
+    the slot was given back, and for each connection a client opens in a row. Nothing arrives
+    after the socket's end, so what is taken then is all there is, and the task ends.
+    """
+    assembler = getattr(ws, "assembler", None)
+    if assembler is None or not hasattr(ws, "wait_for_connection_lost"):
+        return
+    drain = asyncio.create_task(_drain(ws, assembler))
+    _draining.add(drain)
+    drain.add_done_callback(_draining.discard)
+
+
+async def _drain(ws: WebsocketImplProtocol, assembler: Any) -> None:
+    await ws.wait_for_connection_lost()
+    idle = 0
+    # after each message taken, Sanic's task needs a turn or two of the loop to offer the next
+    # (or to hand over to the task with the following read)
+    while idle < 3:
+        if await assembler.get(0) is None:
+            idle += 1
+            await asyncio.sleep(0)
+        else:
+            idle = 0
 
 
 def _limit_incoming(ws: WebsocketImplProtocol, size: int) -> None:

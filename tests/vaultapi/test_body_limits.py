@@ -8,6 +8,8 @@ the rest is still unsent. Nothing is parsed that could hold the event loop for l
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -77,6 +79,28 @@ async def test_vault_write_larger_than_its_limit_is_413_before_it_is_sent(full_s
         _assert_too_large(reply, "/api/ciphers/import")
         anonymous = await send_start_of(full_size_api, "/api/ciphers/import", "application/json", 16 * MiB)
         assert anonymous.status == 401 and anonymous.json()["object"] == "error"
+    finally:
+        await client.aclose()
+
+
+async def test_an_answered_request_keeps_no_body(full_size_api: str) -> None:
+    # the database driver's timers (a new statement's cache expiry, an idle connection's check,
+    # five minutes each, cancelled or not) keep the context they were set in, and with it the
+    # request being served: its body, up to an import's 32 MiB, must not stay that long
+    client = BitwardenClient(full_size_api)
+    enc = "2.QUFBQUFBQUFBQUFBQUFBQQ==|QUFB|QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+    item = {"type": 1, "name": enc, "notes": "2.QUFB|" + "Q" * 8988 + "|QUFB", "login": {"username": enc}}
+    body = json.dumps({"ciphers": [item] * 200, "folders": [], "folderRelationships": []}).encode()
+    try:
+        await client.register("importer@example.com", PASSWORD)
+        await client.login()
+        for _ in range(3):
+            reply = await client.post("/api/ciphers/import", content=body, headers={"Content-Type": "application/json"})
+            assert reply.status_code == 200, reply.text
+        gc.collect()
+        kept = [len(request.body) for request in gc.get_objects()
+                if isinstance(request, LimitedRequest) and len(request.body or b"") > 64 * 1024]
+        assert kept == []
     finally:
         await client.aclose()
 

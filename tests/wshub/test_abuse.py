@@ -87,6 +87,32 @@ async def test_nothing_of_a_closed_connection_stays_in_memory(hub, make_user) ->
     await eventually(collected, "every connection and session was freed")
 
 
+@pytest.mark.parametrize("path", ["/notifications/hub", "/notifications/anonymous-hub"])
+async def test_what_a_client_sent_after_its_session_ended_is_let_go_with_the_connection(
+        hub, make_user, path) -> None:
+    # Sanic hands each TCP read's frames to a task that waits until the handler takes them; one
+    # left waiting after the connection ended would hold them (and the connection) until a full
+    # garbage collection, which a quiet process may not run for hours: so none is collected here
+    query = {"access_token": (await make_user()).token()} if path.endswith("/hub") else {"Token": str(uuid.uuid4())}
+    gc.disable()
+    try:
+        for _ in range(3):
+            client = await HubClient.connect(hub.ws_url(path, **query))
+            # forty messages in one write: the hub closes at the eleventh call, the rest received
+            for n in range(40):
+                client.ws.protocol.send_binary(_framed([1, {}, str(n), "T" * 300, []]))
+            await client.ws.send(PING)
+            await _until_closed(client)
+        await eventually(lambda: hub.app.ctx.registry.slots == 0, "every slot was given back")
+
+        def waiting_in_sanic() -> list[asyncio.Task]:
+            return [task for task in asyncio.all_tasks() if "async_data_received" in task.get_coro().__qualname__]
+
+        await eventually(lambda: not waiting_in_sanic(), "no frames wait for a reader that has gone", timeout=5)
+    finally:
+        gc.enable()
+
+
 # -- malformed input and failures: a close with a reason, no traceback, no token in the log -----
 
 
