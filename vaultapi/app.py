@@ -19,6 +19,7 @@ import logging
 from sanic import Request, Sanic
 from sanic.request import RequestParameters
 
+from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
@@ -112,12 +113,15 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         app.ctx.registration_issuer = keys.issuer(register_issuer, REGISTRATION_TOKEN_LIFETIME)
         app.ctx.registration_verifier = keys.verifier(register_issuer)
         app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
+        keep_large_blocks_returnable()
+        app.ctx.trimming = asyncio.create_task(trim_periodically(), name="api-trim")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
         app.ctx.key_refresh.cancel()
-        await asyncio.gather(app.ctx.key_refresh, return_exceptions=True)
+        app.ctx.trimming.cancel()
+        await asyncio.gather(app.ctx.key_refresh, app.ctx.trimming, return_exceptions=True)
         await app.ctx.pool.close()
 
     return app
