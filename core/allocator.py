@@ -9,6 +9,11 @@ hostile or not (docs/security.md, "Memory"):
   blocks in mmap, where freeing one returns it at once.
 - Free pages inside a heap, and in the arena of every thread that ever allocated, stay mapped
   until ``malloc_trim`` hands them back. A burst leaves many; a server at rest trims now and then.
+
+And one of Python's: a closed connection's objects (Sanic's protocol, transport, request and the
+buffers they hold) form reference cycles that only a full garbage collection frees, which runs
+when enough new objects have been made, and a server at rest after a burst makes few. So a
+server that grew by ``COLLECT_AFTER`` since it last settled collects once, then trims.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
+import os
 
 __all__ = ["keep_large_blocks_returnable", "trim", "trim_periodically"]
 
@@ -30,6 +37,9 @@ MMAP_THRESHOLD = 128 * 1024
 TRIM_THRESHOLD = 256 * 1024
 #: seconds between trims of a running server
 TRIM_INTERVAL = 10.0
+#: growth of the resident set, since the last settled reading, that is worth a full collection
+COLLECT_AFTER = 32 * 1024 * 1024
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -61,10 +71,26 @@ def trim() -> None:
         _libc.malloc_trim(0)
 
 
-async def trim_periodically(interval: float = TRIM_INTERVAL) -> None:
-    """Trim every ``interval`` seconds until cancelled, off the event loop (a trim walks the heap)."""
+def resident() -> int:
+    """This process's resident set, in bytes (Linux)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE
+
+
+async def trim_periodically(interval: float = TRIM_INTERVAL, collect_after: int = COLLECT_AFTER) -> None:
+    """Every ``interval`` seconds until cancelled: a full collection if the process grew by
+    ``collect_after`` since it last settled, then a trim, off the event loop (it walks the heap).
+    Memory still in use after a collection is the new settled size, so live data costs one
+    collection, not one per interval."""
     if _libc is None:
         return
+    settled = resident()
     while True:
         await asyncio.sleep(interval)
+        if resident() - settled < collect_after:
+            await asyncio.to_thread(trim)
+            continue
+        collected = gc.collect()
         await asyncio.to_thread(trim)
+        grown, settled = resident() - settled, resident()
+        log.debug("collected %d objects; %+.1f MiB since the last settled size", collected, grown / 2**20)

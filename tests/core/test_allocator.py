@@ -50,3 +50,40 @@ def test_a_burst_of_large_blocks_leaves_no_memory_behind() -> None:
                                capture_output=True, text=True).stdout)
     # untuned, glibc keeps about 100 MiB of this burst
     assert grown < 8 << 20, f"{grown / 2**20:.1f} MiB kept after the burst"
+
+
+# Closed connections leave reference cycles holding their buffers: what a server at rest after a
+# burst of connections keeps until a full collection, which its quiet loop would not start.
+CYCLES = textwrap.dedent("""
+    import asyncio, gc
+    from core import allocator
+
+    gc.disable()  # the burst's garbage must outlive it, as a quiet server's does
+    allocator.keep_large_blocks_returnable()
+
+    class Connection:
+        def __init__(self):
+            self.buffer = bytearray(32 << 10)
+            self.protocol = {"connection": self}
+
+    async def main():
+        maintenance = asyncio.create_task(allocator.trim_periodically(0.2, collect_after=16 << 20))
+        await asyncio.sleep(0)  # started at rest, as a server's maintenance is
+        before = allocator.resident()
+        for _ in range(2000):
+            Connection()
+        burst = allocator.resident() - before
+        await asyncio.sleep(0.5)
+        maintenance.cancel()
+        print(burst, allocator.resident() - before)
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.skipif(allocator._libc is None, reason="the allocator is not glibc's")
+def test_a_server_at_rest_frees_what_closed_connections_left_in_cycles() -> None:
+    burst, kept = map(int, subprocess.run([sys.executable, "-c", CYCLES], cwd=ROOT, check=True,
+                                          capture_output=True, text=True).stdout.split())
+    assert burst > 48 << 20, "the burst left less garbage than the test means to free"
+    assert kept < 8 << 20, f"{kept / 2**20:.1f} MiB of {burst / 2**20:.1f} MiB kept"
