@@ -13,7 +13,7 @@ hostile or not (docs/security.md, "Memory"):
 And one of Python's: a closed connection's objects (Sanic's protocol, transport, request and the
 buffers they hold) form reference cycles that only a full garbage collection frees, which runs
 when enough new objects have been made, and a server at rest after a burst makes few. So a
-server that grew by ``COLLECT_AFTER`` since it last settled collects once, then trims.
+server that grew by ``COLLECT_AFTER`` collects, then trims (``trim_periodically``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ TRIM_THRESHOLD = 256 * 1024
 TRIM_INTERVAL = 10.0
 #: growth of the resident set, since the last settled reading, that is worth a full collection
 COLLECT_AFTER = 32 * 1024 * 1024
+#: the longest wait between collections that free little
+MAX_COLLECT_WAIT = 320.0
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -78,19 +80,26 @@ def resident() -> int:
 
 
 async def trim_periodically(interval: float = TRIM_INTERVAL, collect_after: int = COLLECT_AFTER) -> None:
-    """Every ``interval`` seconds until cancelled: a full collection if the process grew by
-    ``collect_after`` since it last settled, then a trim, off the event loop (it walks the heap).
-    Memory still in use after a collection is the new settled size, so live data costs one
-    collection, not one per interval."""
+    """Every ``interval`` seconds until cancelled, a trim, off the event loop (it walks the heap);
+    before it, a full collection when the process is ``collect_after`` above the smallest size it
+    settled at. A collection that frees little (the memory is in use) doubles the wait before the
+    next one, up to ``MAX_COLLECT_WAIT``; one that frees much brings it back to ``interval``, so
+    the garbage a burst leaves is collected soon after it, however many collections ran during it."""
     if _libc is None:
         return
-    settled = resident()
+    floor = resident()
+    wait = next_collection = 0.0
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
-        if resident() - settled < collect_after:
+        grown = resident()
+        if grown - floor >= collect_after and loop.time() >= next_collection:
+            collected = gc.collect()
             await asyncio.to_thread(trim)
-            continue
-        collected = gc.collect()
-        await asyncio.to_thread(trim)
-        grown, settled = resident() - settled, resident()
-        log.debug("collected %d objects; %+.1f MiB since the last settled size", collected, grown / 2**20)
+            settled = resident()
+            wait = interval if grown - settled >= collect_after // 2 else min(max(wait, interval) * 2, MAX_COLLECT_WAIT)
+            next_collection = loop.time() + wait
+            floor = min(floor, settled)
+            log.debug("collected %d objects: %.1f MiB freed", collected, (grown - settled) / 2**20)
+        else:
+            await asyncio.to_thread(trim)
