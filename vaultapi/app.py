@@ -27,6 +27,7 @@ from vaultapi import body_limits, cors, headers
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.errors import ApiError, handle_error
+from vaultapi.mail.sender import MailSender
 from vaultapi.routes import (
     accounts,
     ciphers,
@@ -113,9 +114,14 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         app.ctx.registration_verifier = keys.verifier(register_issuer)
         app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
+        app.ctx.mail_sender = MailSender(app.ctx.pool, config) if config.mail_enabled else None
+        if app.ctx.mail_sender:
+            app.ctx.mail_sender.start()
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
+        if app.ctx.mail_sender:
+            await app.ctx.mail_sender.stop()
         app.ctx.key_refresh.cancel()
         await asyncio.gather(app.ctx.key_refresh, return_exceptions=True)
         await app.ctx.pool.close()

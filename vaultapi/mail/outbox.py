@@ -1,0 +1,30 @@
+"""The outbox: a mail is a row, inserted by the transaction that decides it must go out.
+
+So a change that rolls back sends nothing, and no request waits for an SMTP server: the
+sender (vaultapi.mail.sender) delivers the row after the commit, from whichever API replica
+claims it first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+__all__ = ["Mail", "enqueue"]
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One plain-text mail to one address."""
+
+    recipient: str
+    subject: str
+    body: str
+
+
+async def enqueue(conn: asyncpg.Connection | asyncpg.Pool, mail: Mail) -> None:
+    """Queue the mail; call it inside the transaction whose commit decides it (or on the pool
+    when nothing else is written)."""
+    await conn.execute("INSERT INTO mail_outbox (recipient, subject, body) VALUES ($1, $2, $3)",
+                       mail.recipient, mail.subject, mail.body)
