@@ -28,6 +28,7 @@ from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.errors import ApiError, handle_error
 from vaultapi.mail.sender import MailSender
+from vaultapi.purpose_tokens import PurposeTokens
 from vaultapi.routes import (
     accounts,
     ciphers,
@@ -39,6 +40,7 @@ from vaultapi.routes import (
     organizations,
     settings,
     sync,
+    two_factor,
 )
 from vaultapi.routes import config as server_config
 
@@ -92,7 +94,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     app.config.TOUCHUP = False
     app.ctx.config = config
     for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
-                 collections):
+                 collections, two_factor):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
@@ -112,6 +114,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         register_issuer = f"{config.domain.rstrip('/')}|register"
         app.ctx.registration_issuer = keys.issuer(register_issuer, REGISTRATION_TOKEN_LIFETIME)
         app.ctx.registration_verifier = keys.verifier(register_issuer)
+        app.ctx.purpose_tokens = PurposeTokens(keys, config.domain)
         app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
         app.ctx.mail_sender = MailSender(app.ctx.pool, config) if config.mail_enabled else None

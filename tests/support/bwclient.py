@@ -90,12 +90,18 @@ class BitwardenClient:
         password = password if password is not None else self.password
         return master_password_hash(master_key(password, self.email, self.iterations), password)
 
-    async def request_token(self, password: str | None = None) -> httpx.Response:
-        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data={
+    async def request_token(self, password: str | None = None, two_factor: tuple[int, str] | None = None,
+                            remember: bool = False) -> httpx.Response:
+        """The password grant; two_factor: (provider type, code) for the second step."""
+        form = {
             "grant_type": "password", "username": self.email, "password": self.password_hash(password),
             "scope": "api offline_access", "client_id": "cli", "deviceType": str(self.device_type),
             "deviceIdentifier": self.device, "deviceName": "linux",
-        })
+        }
+        if two_factor is not None:
+            form |= {"twoFactorProvider": str(two_factor[0]), "twoFactorToken": two_factor[1],
+                     "twoFactorRemember": "1" if remember else "0"}
+        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data=form)
 
     async def login(self, email: str | None = None, password: str | None = None) -> dict[str, Any]:
         """Log in with the password grant and unlock the user key; returns the token reply."""

@@ -187,7 +187,9 @@ async def require_member(conn: Conn, organization_id: uuid.UUID, user_id: uuid.U
 
 _WITH_ACCOUNT = """
 SELECT m.*, coalesce(u.email, m.email) AS member_email, u.name AS member_name,
-       u.avatar_color AS member_avatar_color, u.public_key AS member_public_key
+       u.avatar_color AS member_avatar_color, u.public_key AS member_public_key,
+       coalesce(EXISTS (SELECT 1 FROM jsonb_each(u.two_factor_providers) p
+                         WHERE (p.value ->> 'enabled')::boolean), false) AS member_two_factor_enabled
   FROM memberships m LEFT JOIN users u ON u.id = m.user_id
 """
 
@@ -417,7 +419,7 @@ def list_json(row: asyncpg.Record, grants: list[dict[str, Any]]) -> dict[str, An
         "name": row["member_name"],
         "email": row["member_email"],
         "avatarColor": row["member_avatar_color"],
-        "twoFactorEnabled": False,
+        "twoFactorEnabled": row["member_two_factor_enabled"],
         "ssoBound": False,
         "claimedByOrganization": False,
         "collections": grants,

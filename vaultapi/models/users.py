@@ -17,7 +17,7 @@ from db.events import PushType
 from vaultapi import publish
 from vaultapi.dates import iso
 from vaultapi.errors import ApiError
-from vaultapi.models import devices
+from vaultapi.models import devices, two_factor
 
 __all__ = [
     "account_keys_json",
@@ -162,7 +162,7 @@ def profile_json(user: asyncpg.Record, organizations: list[dict[str, Any]] | Non
         "premiumFromOrganization": False,
         "masterPasswordHint": user["password_hint"],
         "culture": user["culture"],
-        "twoFactorEnabled": False,
+        "twoFactorEnabled": bool(two_factor.enabled_providers(user)),
         "key": user["key"],
         "privateKey": user["private_key"],
         "accountKeys": account_keys_json(user),

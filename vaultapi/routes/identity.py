@@ -18,6 +18,7 @@ from vaultapi.models import devices, users
 from vaultapi.passwords import verify_password
 from vaultapi.registration import KDF_PBKDF2, Registration, register
 from vaultapi.stand_in import stand_in_kdf
+from vaultapi.two_step import second_step
 
 __all__ = ["bp"]
 
@@ -85,11 +86,16 @@ async def _password_grant(request: Request) -> HTTPResponse:
     user = await users.find_by_email(pool, email)
     if not await verify_password(user["password_hash"] if user else None, password) or user is None:
         raise GrantError(_WRONG_PASSWORD)
+    # the account's count starts afresh only once the second step passed too
+    remember_token = await second_step(request, user, identifier)
     await limits.password_verified(request, email)
     refresh_token = new_refresh_token()
     await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
                           request.app.ctx.config.refresh_token_lifetime)
-    return json(_token_reply(request, user, identifier, client_id, refresh_token))
+    reply = _token_reply(request, user, identifier, client_id, refresh_token)
+    if remember_token:
+        reply["TwoFactorToken"] = remember_token
+    return json(reply)
 
 
 async def _refresh_grant(request: Request) -> HTTPResponse:
