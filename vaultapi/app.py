@@ -30,6 +30,7 @@ from vaultapi.errors import ApiError, handle_error
 from vaultapi.mail.sender import MailSender
 from vaultapi.purpose_tokens import PurposeTokens
 from vaultapi.routes import (
+    account_mail,
     accounts,
     ciphers,
     collections,
@@ -94,7 +95,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     app.config.TOUCHUP = False
     app.ctx.config = config
     for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
-                 collections, two_factor):
+                 collections, two_factor, account_mail):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)

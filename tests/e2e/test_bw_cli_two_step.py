@@ -45,9 +45,9 @@ def server(database_url: str, certs: TlsFiles, logs: Path) -> Iterator[tuple[str
             stack.stop()
 
 
-async def account(api_url: str, email: str) -> BitwardenClient:
+async def account(api_url: str, email: str, inbox: Inbox) -> BitwardenClient:
     client = BitwardenClient(api_url)
-    await client.register(email, PASSWORD, name="Two Step")
+    await client.register_by_mail(email, PASSWORD, inbox, name="Two Step")
     await client.login()
     return client
 
@@ -55,8 +55,8 @@ async def account(api_url: str, email: str) -> BitwardenClient:
 async def test_bw_logs_in_with_an_authenticator_code(
     server: tuple[str, str, Inbox], certs: TlsFiles, logs: Path, db: asyncpg.Connection
 ) -> None:
-    url, api_url, _ = server
-    async with await account(api_url, "totp@example.com") as web:
+    url, api_url, inbox = server
+    async with await account(api_url, "totp@example.com", inbox) as web:
         got = (await web.post("/api/two-factor/get-authenticator", {"masterPasswordHash": web.password_hash()})).json()
         totp = pyotp.TOTP(got["key"])
         enabled = await web.put("/api/two-factor/authenticator", {
@@ -92,11 +92,11 @@ async def test_bw_logs_in_with_an_emailed_code(
     server: tuple[str, str, Inbox], certs: TlsFiles, logs: Path
 ) -> None:
     url, api_url, inbox = server
-    async with await account(api_url, "mailed@example.com") as web:
+    async with await account(api_url, "mailed@example.com", inbox) as web:
         got = (await web.post("/api/two-factor/get-email", {"masterPasswordHash": web.password_hash()})).json()
         assert (await web.post("/api/two-factor/send-email", {
             "email": "mailed@example.com", "userVerificationToken": got["userVerificationToken"]})).status_code == 200
-        [setup_mail] = await inbox.wait("mailed@example.com")
+        setup_mail = (await inbox.wait("mailed@example.com", 2))[1]
         enabled = await web.put("/api/two-factor/email", {
             "email": "mailed@example.com", "token": setup_mail.code(),
             "userVerificationToken": got["userVerificationToken"]})
@@ -105,7 +105,7 @@ async def test_bw_logs_in_with_an_emailed_code(
         sent = await web.http.post("/api/two-factor/send-email-login", json={
             "email": "mailed@example.com", "masterPasswordHash": web.password_hash()})
         assert sent.status_code == 200, sent.text
-    login_mail = (await inbox.wait("mailed@example.com", 2))[1]
+    login_mail = (await inbox.wait("mailed@example.com", 3))[2]
     assert login_mail.subject == "Your two-step login code"
 
     bw = Bw(logs / "bw-mailed", certs)

@@ -36,6 +36,12 @@ class Received:
     def text(self) -> str:
         return self.message.get_content()
 
+    def link(self) -> str:
+        """The first link the mail carries."""
+        found = re.search(r"https?://\S+", self.text)
+        assert found, self.text
+        return found.group(0)
+
     def code(self, digits: int = 6) -> str:
         """The code of digits a code mail carries."""
         found = re.search(rf"\b(\d{{{digits}}})\b", self.text)

@@ -10,7 +10,7 @@ import asyncpg
 import pyotp
 
 from tests.support.bwclient import BitwardenClient
-from tests.vaultapi.conftest import PASSWORD
+from tests.vaultapi.conftest import PASSWORD, running_api
 
 
 async def enable_authenticator(client: BitwardenClient) -> pyotp.TOTP:
@@ -160,3 +160,19 @@ async def test_setup_refuses_what_it_cannot_trust(alice: BitwardenClient, bob: B
     off = await alice.put("/api/two-factor/disable", {"type": 0, "masterPasswordHash": alice.password_hash()})
     assert off.status_code == 200 and off.json() == {"enabled": False, "type": 0, "object": "twoFactorProvider"}
     assert (await alice.get("/api/accounts/profile")).json()["twoFactorEnabled"] is False
+
+
+async def test_guessing_codes_counts_against_the_login_limits(database_url: str) -> None:
+    """The right password does not refill the account's attempts until the second step passed."""
+    async with running_api(database_url, login_ratelimit_max_burst=4) as url:
+        async with BitwardenClient(url) as alice, BitwardenClient(url, local_address="127.0.0.2") as guesser:
+            await alice.register("alice@example.com", PASSWORD)
+            await alice.login()
+            totp = await enable_authenticator(alice)
+            guesser.email, guesser.password = alice.email, PASSWORD
+            wrong = "000000" if totp.now() != "000000" else "111111"
+            statuses = [(await guesser.request_token(two_factor=(0, wrong))).status_code for _ in range(4)]
+            assert statuses[:2] == [400, 400] and statuses[-1] == 429, statuses
+            # even the right code waits now: the account's attempts are spent
+            late = await guesser.request_token(two_factor=(0, totp.now()))
+            assert late.status_code == 429 and int(late.headers["Retry-After"]) > 0

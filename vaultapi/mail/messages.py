@@ -12,6 +12,7 @@ from vaultapi.mail.outbox import Mail
 
 __all__ = [
     "email_change",
+    "email_taken",
     "invitation",
     "new_device",
     "password_hint",
@@ -25,6 +26,13 @@ _SIGNATURE = "\n\n-- \npgwarden, {domain}\n"
 
 def _mail(recipient: str, subject: str, domain: str, text: str) -> Mail:
     return Mail(recipient, subject, text.strip() + _SIGNATURE.format(domain=domain))
+
+
+def email_taken(recipient: str, domain: str, new_email: str) -> Mail:
+    return _mail(recipient, "Your email was not changed", domain, f"""
+Someone asked to move your account to {new_email}, which already has an account, so nothing was
+changed. If it was not you, change your master password.
+""")
 
 
 def _vault_link(domain: str, page: str, **params: str) -> str:
@@ -80,6 +88,7 @@ Someone asked for the master password hint of your account. It is:
 
 
 def new_device(recipient: str, domain: str, device_name: str, address: str, when: str) -> Mail:
+    device_name = "".join(c for c in device_name if c.isprintable())
     return _mail(recipient, "New login to your account", domain, f"""
 Your account was just logged in to from a device it had not seen before:
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+from sanic import Request
 
-__all__ = ["Mail", "enqueue"]
+from vaultapi.errors import ApiError
+
+__all__ = ["Mail", "enqueue", "require_mail"]
 
 
 @dataclass(frozen=True)
@@ -28,3 +31,9 @@ async def enqueue(conn: asyncpg.Connection | asyncpg.Pool, mail: Mail) -> None:
     when nothing else is written)."""
     await conn.execute("INSERT INTO mail_outbox (recipient, subject, body) VALUES ($1, $2, $3)",
                        mail.recipient, mail.subject, mail.body)
+
+
+def require_mail(request: Request) -> None:
+    """A 400 on a server without SMTP_HOST, the same whoever asks."""
+    if not request.app.ctx.config.mail_enabled:
+        raise ApiError("This server sends no mail.")

@@ -18,8 +18,9 @@ from sanic.response import HTTPResponse, empty, json
 
 from vaultapi import limits, two_step
 from vaultapi.auth import authorized, check_master_password
-from vaultapi.body import Body, is_email
+from vaultapi.body import Body, email_field
 from vaultapi.errors import ApiError
+from vaultapi.mail.outbox import require_mail
 from vaultapi.models import two_factor, users
 from vaultapi.models.two_factor import AUTHENTICATOR, EMAIL, WEBAUTHN
 from vaultapi.passwords import verify_password
@@ -132,18 +133,6 @@ def _email_json(user: asyncpg.Record, **more: Any) -> dict[str, Any]:
             "object": "twoFactorEmail"}
 
 
-def _require_mail(request: Request) -> None:
-    if not request.app.ctx.config.mail_enabled:
-        raise ApiError("This server sends no mail: two-step login by email is not available.")
-
-
-def _address(body: Body) -> str:
-    address = body.str("email", required=True, max_length=256).strip().lower()
-    if not is_email(address):
-        raise ApiError("The Email field is not a valid e-mail address.", field="email")
-    return address
-
-
 @bp.post("/get-email")
 @authorized
 async def get_email(request: Request) -> HTTPResponse:
@@ -156,9 +145,9 @@ async def get_email(request: Request) -> HTTPResponse:
 @authorized
 async def send_setup_email(request: Request) -> HTTPResponse:
     """A code to the address being set up, to prove it reaches the user."""
-    _require_mail(request)
+    require_mail(request)
     body = Body.of(request)
-    address = _address(body)
+    address = email_field(body, "email")
     user = await _verified(request, body, EMAIL)
     await two_step.send_email_code(request, user["id"], address, f"{_SETUP_EMAIL_PURPOSE}:{address}")
     return empty(status=200)
@@ -167,9 +156,9 @@ async def send_setup_email(request: Request) -> HTTPResponse:
 @bp.route("/email", methods=["PUT", "POST"])
 @authorized
 async def enable_email(request: Request) -> HTTPResponse:
-    _require_mail(request)
+    require_mail(request)
     body = Body.of(request)
-    address = _address(body)
+    address = email_field(body, "email")
     code = body.str("token", required=True, max_length=50)
     user = await _verified(request, body, EMAIL)
     await limits.password_attempt(request, user["email"])
