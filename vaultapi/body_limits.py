@@ -110,6 +110,8 @@ _BODY_LIMITS = {
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/revoke",
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore",
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore/vnext",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/accept",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/reinvite",
     ), MANAGEMENT_BODY),
 }
 

@@ -4,6 +4,7 @@ password hint, the new-device notice; against a real SMTP server on loopback (ai
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import parse_qs
 
 import asyncpg
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from db.events import PushType
 from tests.support.bwclient import BitwardenClient
 from tests.support.listen import EventListener
+from tests.support.organizations import Organization
 from tests.support.smtp import Inbox, smtp_server
 from tests.vaultapi.conftest import PASSWORD, client_factory, running_api
 from tests.vaultapi.test_mail import mail_settings
@@ -192,3 +194,43 @@ async def test_a_new_device_is_told_to_the_owner_once(
     await nia.login()
     await phone.login("nia@example.com", PASSWORD)
     assert len(inbox.to("nia@example.com")) == 2
+
+
+async def test_invitations_go_by_mail_and_are_accepted_with_their_token(
+    mailing_api: tuple[str, Inbox], clients: Callable[..., BitwardenClient], db: asyncpg.Connection
+) -> None:
+    url, inbox = mailing_api
+    owner = await signed_up(clients, inbox, "owner@example.com")
+    pat = await signed_up(clients, inbox, "pat@example.com")
+    organization = await Organization.create(owner, "Mailers")
+    pat_id = await organization.invite("pat@example.com")
+    quin_id = await organization.invite("quin@example.com")
+    statuses = dict(await db.fetch("SELECT coalesce(email, 'account'), status FROM memberships WHERE organization_id = $1"
+                                   " AND type <> 0", organization.id))
+    assert statuses == {"pat@example.com": 0, "quin@example.com": 0}  # Invited, even with an account
+
+    invitation = (await inbox.wait("pat@example.com", 2))[1]
+    assert invitation.subject == "Join an organization" and "Mailers" in invitation.text
+    params = parse_qs(invitation.link().split("?", 1)[1])
+    assert (params["organizationUserId"], params["orgUserHasExistingUser"]) == ([pat_id], ["true"])
+    token = params["token"][0]
+    accept = f"{organization.path}/users/{pat_id}/accept"
+
+    # a forged token, a token for another membership, another account with the right token
+    assert (await pat.post(accept, {"token": "x.y.z"})).status_code == 400
+    assert (await pat.post(f"{organization.path}/users/{quin_id}/accept", {"token": token})).status_code == 400
+    assert (await owner.post(accept, {"token": token})).status_code == 400
+    assert await db.fetchval("SELECT status FROM memberships WHERE id = $1", pat_id) == 0
+
+    assert (await pat.post(accept, {"token": token})).status_code == 200
+    row = await db.fetchrow("SELECT status, email, user_id FROM memberships WHERE id = $1", pat_id)
+    assert (row["status"], row["email"]) == (1, None) and row["user_id"] is not None
+    assert (await pat.post(accept, {"token": token})).status_code == 400  # once only
+    assert (await owner.confirm_member(organization.id, pat_id)).status_code == 200
+    assert [o["name"] for o in (await pat.sync())["profile"]["organizations"]] == ["Mailers"]
+
+    # an address without an account registers by its own link, and the invitation comes with it
+    quin_mail = (await inbox.wait("quin@example.com"))[0]
+    assert parse_qs(quin_mail.link().split("?", 1)[1])["orgUserHasExistingUser"] == ["false"]
+    await signed_up(clients, inbox, "quin@example.com")
+    assert await db.fetchval("SELECT status FROM memberships WHERE id = $1", quin_id) == 1
