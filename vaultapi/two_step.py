@@ -21,11 +21,12 @@ import asyncpg
 import pyotp
 from sanic import Request
 
+from vaultapi import webauthn
 from vaultapi.errors import GrantError
 from vaultapi.mail import messages
 from vaultapi.mail.outbox import enqueue
 from vaultapi.models import two_factor
-from vaultapi.models.two_factor import AUTHENTICATOR, EMAIL, RECOVERY_CODE, REMEMBER
+from vaultapi.models.two_factor import AUTHENTICATOR, EMAIL, RECOVERY_CODE, REMEMBER, WEBAUTHN
 
 __all__ = [
     "EMAIL_CODE_LIFETIME",
@@ -99,6 +100,8 @@ async def _verify(request: Request, user: asyncpg.Record, providers: dict[int, d
         return await check_authenticator_code(pool, user["id"], providers[kind]["key"], token)
     if kind == EMAIL:
         return await two_factor.consume_code(pool, user["id"], LOGIN_EMAIL_PURPOSE, token)
+    if kind == WEBAUTHN:
+        return await webauthn.verify_login(request, user, providers[kind], token)
     return False
 
 
@@ -120,6 +123,8 @@ async def _challenge(request: Request, user: asyncpg.Record, providers: dict[int
         data = providers[kind]
         if kind == EMAIL:
             params[str(kind)] = {"Email": redacted_email(data["email"])}
+        elif kind == WEBAUTHN:
+            params[str(kind)] = await webauthn.login_options(request, user, data)
         else:
             params[str(kind)] = None
     challenge: dict[str, Any] = {"TwoFactorProviders": list(params), "TwoFactorProviders2": params}

@@ -32,6 +32,7 @@ __all__ = [
     "new_numeric_code",
     "recover",
     "save_state",
+    "set_key_counter",
     "totp_code_unused",
 ]
 
@@ -143,3 +144,18 @@ async def consume_state(db: _DB, user_id: uuid.UUID, purpose: str) -> dict[str, 
         " THEN secret END",
         user_id, purpose)
     return json.loads(secret) if secret else None
+
+
+async def set_key_counter(db: _DB, user_id: uuid.UUID, key_id: int, counter: int) -> None:
+    """Move a WebAuthn key's signature counter forward (never back: a concurrent login may have
+    moved it further)."""
+    await db.execute(
+        """
+        UPDATE users SET two_factor_providers = jsonb_set(two_factor_providers, '{7,keys}', (
+            SELECT jsonb_agg(CASE WHEN (k ->> 'id')::int = $2
+                                  THEN jsonb_set(k, '{counter}', to_jsonb(greatest((k ->> 'counter')::bigint, $3)))
+                                  ELSE k END ORDER BY ordinality)
+              FROM jsonb_array_elements(two_factor_providers -> '7' -> 'keys') WITH ORDINALITY AS e(k, ordinality)))
+         WHERE id = $1 AND two_factor_providers ? '7'
+        """,
+        user_id, key_id, counter)

@@ -16,7 +16,7 @@ import pyotp
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from vaultapi import limits, two_step
+from vaultapi import limits, two_step, webauthn
 from vaultapi.auth import authorized, check_master_password
 from vaultapi.body import Body, email_field
 from vaultapi.errors import ApiError
@@ -196,6 +196,70 @@ async def send_login_email(request: Request) -> HTTPResponse:
         raise ApiError("Cannot send two-factor email.")
     await two_step.send_email_code(request, user["id"], provider["email"])
     return empty(status=200)
+
+
+# ---- WebAuthn (FIDO2 security keys) ------------------------------------------------------------
+
+def _webauthn_json(user: asyncpg.Record, **more: Any) -> dict[str, Any]:
+    data = two_factor.enabled_providers(user).get(WEBAUTHN) or (user["two_factor_providers"] or {}).get(str(WEBAUTHN))
+    keys = [{"name": key["name"], "id": key["id"], "migrated": False} for key in webauthn.keys_of(data)]
+    return {"enabled": WEBAUTHN in two_factor.enabled_providers(user), "keys": keys, **more,
+            "object": "twoFactorWebAuthn"}
+
+
+@bp.post("/get-webauthn")
+@authorized
+async def get_webauthn(request: Request) -> HTTPResponse:
+    await check_master_password(request, Body.of(request))
+    user = request.ctx.caller.user
+    return json(_webauthn_json(user, userVerificationToken=_verification_token(request, user, WEBAUTHN)))
+
+
+@bp.post("/get-webauthn-challenge")
+@authorized
+async def webauthn_challenge(request: Request) -> HTTPResponse:
+    user = await _verified(request, Body.of(request), WEBAUTHN)
+    try:
+        options = await webauthn.start_registration(request, user, two_factor.enabled_providers(user).get(WEBAUTHN))
+    except webauthn.RegistrationRefused as refused:
+        raise ApiError(str(refused)) from None
+    return json({**options, "object": "twoFactorWebAuthnChallenge"})
+
+
+@bp.route("/webauthn", methods=["PUT", "POST"])
+@authorized
+async def add_webauthn_key(request: Request) -> HTTPResponse:
+    body = Body.of(request)
+    key_id = body.int("id", required=True)
+    if not 1 <= key_id <= webauthn.MAX_KEYS:
+        raise ApiError("Invalid Key Id", field="id")
+    name = body.str("name", max_length=50) or ""
+    device_response = body.object("deviceResponse", required=True)
+    user = await _verified(request, body, WEBAUTHN)
+    try:
+        data = await webauthn.finish_registration(request, user, two_factor.enabled_providers(user).get(WEBAUTHN),
+                                                  key_id, name, device_response.raw)
+    except webauthn.RegistrationRefused as refused:
+        raise ApiError(str(refused)) from None
+    user = await two_factor.enable(request.app.ctx.pool, user["id"], WEBAUTHN, data)
+    return json(_webauthn_json(user))
+
+
+@bp.delete("/webauthn")
+@authorized
+async def remove_webauthn_key(request: Request) -> HTTPResponse:
+    body = Body.of(request)
+    key_id = body.int("id", required=True)
+    user = await _verified(request, body, WEBAUTHN)
+    keys = webauthn.keys_of(two_factor.enabled_providers(user).get(WEBAUTHN))
+    if not any(key["id"] == key_id for key in keys):
+        raise ApiError("Unable to delete WebAuthn credential.")
+    rest = [key for key in keys if key["id"] != key_id]
+    pool = request.app.ctx.pool
+    # the last key gone, the provider goes with it
+    user = (await two_factor.enable(pool, user["id"], WEBAUTHN, {"keys": rest}) if rest
+            else await two_factor.disable(pool, user["id"], WEBAUTHN))
+    return json(_webauthn_json(user))
 
 
 # ---- recovery code ---------------------------------------------------------------------------
