@@ -9,6 +9,7 @@ checked here counts against the login limits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -57,6 +58,14 @@ async def _verified(request: Request, body: Body, kind: int, key: str | None = N
 def _verification_token(request: Request, user: asyncpg.Record, kind: int, key: str | None = None) -> str:
     return request.app.ctx.purpose_tokens.issue(
         "2fa-setup", str(user["id"]), type=kind, key=key, sstamp=str(user["security_stamp"]))
+
+
+async def _read_settings(request: Request, kind: int,
+                         shape: Callable[..., dict[str, Any]]) -> HTTPResponse:
+    """A provider's settings, read with the master password, and the token for the change that follows."""
+    await check_master_password(request, Body.of(request))
+    user = request.ctx.caller.user
+    return json(shape(user, userVerificationToken=_verification_token(request, user, kind)))
 
 
 @bp.get("")
@@ -136,9 +145,7 @@ def _email_json(user: asyncpg.Record, **more: Any) -> dict[str, Any]:
 @bp.post("/get-email")
 @authorized
 async def get_email(request: Request) -> HTTPResponse:
-    await check_master_password(request, Body.of(request))
-    user = request.ctx.caller.user
-    return json(_email_json(user, userVerificationToken=_verification_token(request, user, EMAIL)))
+    return await _read_settings(request, EMAIL, _email_json)
 
 
 @bp.post("/send-email")
@@ -201,7 +208,7 @@ async def send_login_email(request: Request) -> HTTPResponse:
 # ---- WebAuthn (FIDO2 security keys) ------------------------------------------------------------
 
 def _webauthn_json(user: asyncpg.Record, **more: Any) -> dict[str, Any]:
-    data = two_factor.enabled_providers(user).get(WEBAUTHN) or (user["two_factor_providers"] or {}).get(str(WEBAUTHN))
+    data = two_factor.enabled_providers(user).get(WEBAUTHN)
     keys = [{"name": key["name"], "id": key["id"], "migrated": False} for key in webauthn.keys_of(data)]
     return {"enabled": WEBAUTHN in two_factor.enabled_providers(user), "keys": keys, **more,
             "object": "twoFactorWebAuthn"}
@@ -210,9 +217,7 @@ def _webauthn_json(user: asyncpg.Record, **more: Any) -> dict[str, Any]:
 @bp.post("/get-webauthn")
 @authorized
 async def get_webauthn(request: Request) -> HTTPResponse:
-    await check_master_password(request, Body.of(request))
-    user = request.ctx.caller.user
-    return json(_webauthn_json(user, userVerificationToken=_verification_token(request, user, WEBAUTHN)))
+    return await _read_settings(request, WEBAUTHN, _webauthn_json)
 
 
 @bp.post("/get-webauthn-challenge")
