@@ -73,6 +73,7 @@ async def registration_attempt(request: Request) -> None:
 
 
 async def mail_request(request: Request, recipient: str) -> None:
-    """Count one anonymous request that mails an address (a password hint, a verification
-    link), per client address and per recipient: nobody floods a mailbox through pgwarden."""
+    """Count one request that mails an address of the caller's choosing (a password hint, a
+    verification link, a setup or email change code), per client address and per recipient:
+    nobody floods a mailbox through pgwarden."""
     await _take(request, (MAIL_FROM, address_key(client_address(request))), (MAIL_TO, _account_key(recipient)))

@@ -36,6 +36,9 @@ ANONYMOUS_ROUTES = [
     ("/api/accounts/register", "application/json"),
     ("/identity/accounts/register/send-verification-email", "application/json"),
     ("/identity/accounts/register/finish", "application/json"),
+    ("/api/two-factor/send-email-login", "application/json"),
+    ("/api/two-factor/recover", "application/json"),
+    ("/api/accounts/password-hint", "application/json"),
 ]
 
 
@@ -189,3 +192,21 @@ async def test_huge_anonymous_bodies_are_refused_unparsed_while_alive_answers(
         stop.set()
         await asyncio.gather(*flooding, return_exceptions=True)
     assert parsed == [], parsed
+
+
+async def test_two_step_settings_take_small_bodies(full_size_api: str) -> None:
+    """A code, a key and a token: 8 KiB; a WebAuthn key's attestation and the email change: 64 KiB."""
+    client = BitwardenClient(full_size_api)
+    try:
+        await client.register("small@example.com", PASSWORD)
+        await client.login()
+        auth = {"Authorization": f"Bearer {client.access_token}"}
+        for path in ("/api/two-factor/get-authenticator", "/api/two-factor/authenticator",
+                     "/api/two-factor/email", "/api/accounts/email-token"):
+            _assert_too_large(await send_start_of(full_size_api, path, "application/json", 16 * 1024,
+                                                  headers=auth), path)
+        for path in ("/api/two-factor/webauthn", "/api/accounts/email"):
+            _assert_too_large(await send_start_of(full_size_api, path, "application/json", 128 * 1024,
+                                                  headers=auth), path)
+    finally:
+        await client.aclose()

@@ -84,6 +84,8 @@ async def test_a_refused_mail_is_retried_after_a_pause(database_url: str, db: as
         assert (row["attempts"], row["sent_at"] is not None) == (2, True)
 
 
+# the loopback test server takes a login without TLS, which aiosmtpd warns about
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 async def test_smtp_login_works_and_a_wrong_password_stays_out_of_the_logs(
     database_url: str, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,6 +33,7 @@ async def email_token(request: Request) -> HTTPResponse:
     body = Body.of(request)
     new_email = email_field(body, "newEmail")
     await check_master_password(request, body)
+    await limits.mail_request(request, new_email)
     user = request.ctx.caller.user
     domain = request.app.ctx.config.domain
     pool = request.app.ctx.pool

@@ -156,6 +156,7 @@ async def send_setup_email(request: Request) -> HTTPResponse:
     body = Body.of(request)
     address = email_field(body, "email")
     user = await _verified(request, body, EMAIL)
+    await limits.mail_request(request, address)
     await two_step.send_email_code(request, user["id"], address, f"{_SETUP_EMAIL_PURPOSE}:{address}")
     return empty(status=200)
 
