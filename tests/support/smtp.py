@@ -6,6 +6,7 @@ import asyncio
 import email
 import email.policy
 import re
+import ssl
 import threading
 import warnings
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.processes import free_port
+from tests.support.tls import TlsFiles
 
 __all__ = ["Inbox", "smtp_server"]
 
@@ -96,13 +98,20 @@ class _Login:
 
 
 @contextmanager
-def smtp_server(login: tuple[str, str] | None = None) -> Iterator[tuple[Inbox, int]]:
-    """An SMTP server without TLS on 127.0.0.1: (its inbox, its port). With `login`, it wants
-    that username and password (allowed in the clear: loopback only)."""
+def smtp_server(login: tuple[str, str] | None = None, tls: TlsFiles | None = None,
+                implicit_tls: bool = False) -> Iterator[tuple[Inbox, int]]:
+    """An SMTP server on 127.0.0.1: (its inbox, its port). With `login`, it wants that username
+    and password (allowed in the clear: loopback only). With `tls`, it takes mail only after
+    STARTTLS, or, with `implicit_tls`, speaks TLS from the first byte."""
     inbox = Inbox()
     port = free_port()
-    auth = {"authenticator": _Login(*login), "auth_required": True, "auth_require_tls": False} if login else {}
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **auth)
+    options: dict[str, Any] = (
+        {"authenticator": _Login(*login), "auth_required": True, "auth_require_tls": False} if login else {})
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert, tls.key)
+        options |= {"ssl_context": context} if implicit_tls else {"tls_context": context, "require_starttls": True}
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
         controller.start()

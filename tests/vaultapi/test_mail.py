@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from core.config import Config, Secret
 from tests.support.smtp import smtp_server
+from tests.support.tls import make_certificates
 from tests.vaultapi.conftest import running_api
 from vaultapi.mail.outbox import Mail, enqueue
 from vaultapi.mail.sender import MailSender
@@ -125,3 +127,37 @@ def test_mail_settings_are_checked() -> None:
                               "SMTP_SECURITY": "force_tls", "SMTP_PASSWORD": "pw", "SMTP_USERNAME": "u"})
     assert (config.mail_enabled, config.smtp_port_or_default) == (True, 465)
     assert "pw" not in repr(config)
+
+
+async def test_smtp_security_is_kept(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """starttls and force_tls reach servers that speak them, with the server's certificate
+    checked; starttls never falls back to plain text with a server that cannot upgrade."""
+    certs = make_certificates(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca_cert))  # the default trust, as an operator sets it
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        for security, server in (("starttls", {"tls": certs}), ("force_tls", {"tls": certs, "implicit_tls": True})):
+            with smtp_server(**server) as (inbox, port):
+                sender = MailSender(pool, Config(**mail_settings(port, smtp_security=security)))
+                await enqueue(db, Mail(f"{security}@example.com", security, "over TLS"))
+                assert await sender.send_due()
+                [mail] = inbox.to(f"{security}@example.com")
+                assert mail.subject == security
+        with smtp_server() as (inbox, port):  # no STARTTLS on offer
+            sender = MailSender(pool, Config(**mail_settings(port, smtp_security="starttls")))
+            await enqueue(db, Mail("plain@example.com", "never in the clear", "secret code"))
+            assert await sender.send_due()
+            assert inbox.to("plain@example.com") == []
+            row = await db.fetchrow("SELECT * FROM mail_outbox WHERE recipient = 'plain@example.com'")
+            assert row["sent_at"] is None and row["last_error"].startswith("SMTPException")
+        monkeypatch.delenv("SSL_CERT_FILE")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "nothing-trusted.pem"))
+        with smtp_server(tls=certs) as (inbox, port):  # a certificate nobody vouches for
+            sender = MailSender(pool, Config(**mail_settings(port, smtp_security="starttls")))
+            await enqueue(db, Mail("untrusted@example.com", "unverified", "secret code"))
+            assert await sender.send_due()
+            assert inbox.to("untrusted@example.com") == []
+    finally:
+        await pool.close()
