@@ -3,6 +3,7 @@ challenge, remembered devices, and codes that are wrong, reused or stale."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -176,3 +177,18 @@ async def test_guessing_codes_counts_against_the_login_limits(database_url: str)
             # even the right code waits now: the account's attempts are spent
             late = await guesser.request_token(two_factor=(0, totp.now()))
             assert late.status_code == 429 and int(late.headers["Retry-After"]) > 0
+
+
+async def test_a_code_used_on_one_replica_is_refused_on_another(database_url: str) -> None:
+    async with running_api(database_url) as one, running_api(database_url) as two:
+        async with BitwardenClient(one) as alice, BitwardenClient(one) as laptop, BitwardenClient(two) as phone:
+            await alice.register("alice@example.com", PASSWORD)
+            await alice.login()
+            totp = await enable_authenticator(alice)
+            for device in (laptop, phone):
+                device.email, device.password = alice.email, PASSWORD
+            code = totp.now()
+            # both at once: exactly one of them gets in
+            first, second = await asyncio.gather(laptop.request_token(two_factor=(0, code)),
+                                                 phone.request_token(two_factor=(0, code)))
+            assert sorted([first.status_code, second.status_code]) == [200, 400]
