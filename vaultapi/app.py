@@ -28,7 +28,10 @@ from vaultapi import body_limits, cors, headers
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.errors import ApiError, handle_error
+from vaultapi.mail.sender import MailSender
+from vaultapi.purpose_tokens import PurposeTokens
 from vaultapi.routes import (
+    account_mail,
     accounts,
     ciphers,
     collections,
@@ -39,6 +42,7 @@ from vaultapi.routes import (
     organizations,
     settings,
     sync,
+    two_factor,
 )
 from vaultapi.routes import config as server_config
 
@@ -92,7 +96,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     app.config.TOUCHUP = False
     app.ctx.config = config
     for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
-                 collections):
+                 collections, two_factor, account_mail):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
@@ -112,13 +116,19 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         register_issuer = f"{config.domain.rstrip('/')}|register"
         app.ctx.registration_issuer = keys.issuer(register_issuer, REGISTRATION_TOKEN_LIFETIME)
         app.ctx.registration_verifier = keys.verifier(register_issuer)
+        app.ctx.purpose_tokens = PurposeTokens(keys, config.domain)
         app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
         keep_large_blocks_returnable()
         app.ctx.trimming = asyncio.create_task(trim_periodically(), name="api-trim")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
+        app.ctx.mail_sender = MailSender(app.ctx.pool, config) if config.mail_enabled else None
+        if app.ctx.mail_sender:
+            app.ctx.mail_sender.start()
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
+        if app.ctx.mail_sender:
+            await app.ctx.mail_sender.stop()
         app.ctx.key_refresh.cancel()
         app.ctx.trimming.cancel()
         await asyncio.gather(app.ctx.key_refresh, app.ctx.trimming, return_exceptions=True)

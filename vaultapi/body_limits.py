@@ -67,6 +67,16 @@ _BODY_LIMITS = {
     "identity/accounts/register": REGISTRATION_BODY,
     "api/accounts/register": REGISTRATION_BODY,
     "identity/accounts/register/finish": REGISTRATION_BODY,
+    # two-step settings: a code, a key, a token; a WebAuthn attestation is a few KiB
+    **dict.fromkeys((
+        "api/two-factor/get-authenticator", "api/two-factor/authenticator", "api/two-factor/disable",
+        "api/two-factor/get-email", "api/two-factor/send-email", "api/two-factor/email",
+        "api/two-factor/send-email-login", "api/two-factor/get-recover", "api/two-factor/recover",
+        "api/two-factor/get-webauthn", "api/two-factor/get-webauthn-challenge",
+        "api/accounts/password-hint", "api/accounts/email-token",
+    ), SMALL_BODY),
+    "api/two-factor/webauthn": REGISTRATION_BODY,
+    "api/accounts/email": REGISTRATION_BODY,
     "api/ciphers/import": IMPORT_BODY,
     # organizations: whole items only where items move in bulk
     "api/ciphers/import-organization": IMPORT_BODY,
@@ -100,6 +110,8 @@ _BODY_LIMITS = {
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/revoke",
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore",
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore/vnext",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/accept",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/reinvite",
     ), MANAGEMENT_BODY),
 }
 

@@ -20,11 +20,13 @@ from vaultapi.client import client_address
 from vaultapi.errors import TooManyRequests
 from vaultapi.models import login_limits
 
-__all__ = ["address_key", "password_attempt", "password_verified", "registration_attempt"]
+__all__ = ["address_key", "mail_request", "password_attempt", "password_verified", "registration_attempt"]
 
 ADDRESS = "address"
 ACCOUNT = "account"
 REGISTRATION = "registration"
+MAIL_FROM = "mail-from"
+MAIL_TO = "mail-to"
 
 
 def address_key(address: str) -> str:
@@ -68,3 +70,10 @@ async def password_verified(request: Request, email: str) -> None:
 async def registration_attempt(request: Request) -> None:
     """Count one registration from the client's address: each tells whether an email is taken."""
     await _take(request, (REGISTRATION, address_key(client_address(request))))
+
+
+async def mail_request(request: Request, recipient: str) -> None:
+    """Count one request that mails an address of the caller's choosing (a password hint, a
+    verification link, a setup or email change code), per client address and per recipient:
+    nobody floods a mailbox through pgwarden."""
+    await _take(request, (MAIL_FROM, address_key(client_address(request))), (MAIL_TO, _account_key(recipient)))

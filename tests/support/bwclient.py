@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 import uuid
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -86,16 +87,42 @@ class BitwardenClient:
         self.email, self.password, self.iterations = email, password, iterations
         return keys
 
+    async def register_by_mail(self, email: str, password: str, inbox: Any, name: str | None = None,
+                               iterations: int = TEST_ITERATIONS) -> AccountKeys:
+        """Register as the current clients do on a server that sends mail: ask for the link,
+        take its token from the mail that arrived in `inbox` (tests.support.smtp), finish."""
+        before = len(inbox.to(email.lower()))
+        asked = await self.http.post("/identity/accounts/register/send-verification-email",
+                                     headers=self._device_headers(), json={"email": email, "name": name})
+        asked.raise_for_status()
+        mail = (await inbox.wait(email.lower(), before + 1))[-1]
+        token = parse_qs(mail.link().split("?", 1)[1])["token"][0]
+        keys = make_account_keys(email, password, iterations)
+        finished = await self.http.post("/identity/accounts/register/finish", headers=self._device_headers(), json={
+            "email": email, "emailVerificationToken": token, "masterPasswordHash": keys.master_password_hash,
+            "userSymmetricKey": keys.key, "kdf": 0, "kdfIterations": iterations,
+            "userAsymmetricKeys": {"publicKey": keys.public_key, "encryptedPrivateKey": keys.encrypted_private_key},
+        })
+        finished.raise_for_status()
+        self.email, self.password, self.iterations = email, password, iterations
+        return keys
+
     def password_hash(self, password: str | None = None) -> str:
         password = password if password is not None else self.password
         return master_password_hash(master_key(password, self.email, self.iterations), password)
 
-    async def request_token(self, password: str | None = None) -> httpx.Response:
-        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data={
+    async def request_token(self, password: str | None = None, two_factor: tuple[int, str] | None = None,
+                            remember: bool = False) -> httpx.Response:
+        """The password grant; two_factor: (provider type, code) for the second step."""
+        form = {
             "grant_type": "password", "username": self.email, "password": self.password_hash(password),
             "scope": "api offline_access", "client_id": "cli", "deviceType": str(self.device_type),
             "deviceIdentifier": self.device, "deviceName": "linux",
-        })
+        }
+        if two_factor is not None:
+            form |= {"twoFactorProvider": str(two_factor[0]), "twoFactorToken": two_factor[1],
+                     "twoFactorRemember": "1" if remember else "0"}
+        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data=form)
 
     async def login(self, email: str | None = None, password: str | None = None) -> dict[str, Any]:
         """Log in with the password grant and unlock the user key; returns the token reply."""

@@ -17,10 +17,11 @@ from db.events import PushType
 from vaultapi import publish
 from vaultapi.dates import iso
 from vaultapi.errors import ApiError
-from vaultapi.models import devices
+from vaultapi.models import devices, two_factor
 
 __all__ = [
     "account_keys_json",
+    "change_email",
     "change_password",
     "domains_json",
     "find_by_email",
@@ -110,6 +111,25 @@ async def change_password(
     await publish.log_out_other_devices(conn, user_id)
 
 
+async def change_email(
+    conn: asyncpg.Connection, user_id: uuid.UUID, email: str, password_hash: str, key: str
+) -> None:
+    """The new address, and the password re-derived with it as the salt: every session ends, the
+    acting device signs itself out on the LogOut that names it."""
+    try:
+        await conn.execute(
+            """
+            UPDATE users SET email = $2, email_verified = true, password_hash = $3, key = $4,
+                             security_stamp = gen_random_uuid(), updated_at = now()
+             WHERE id = $1
+            """,
+            user_id, email, password_hash, key)
+    except asyncpg.UniqueViolationError:
+        raise ApiError("That email is already taken.", field="newEmail") from None
+    await devices.revoke_refresh_tokens(conn, user_id)
+    await publish.log_out_other_devices(conn, user_id)
+
+
 async def reset_security_stamp(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
     """Deauthorize every session, the acting one's too."""
     await conn.execute("UPDATE users SET security_stamp = gen_random_uuid(), updated_at = now() WHERE id = $1", user_id)
@@ -162,7 +182,7 @@ def profile_json(user: asyncpg.Record, organizations: list[dict[str, Any]] | Non
         "premiumFromOrganization": False,
         "masterPasswordHint": user["password_hint"],
         "culture": user["culture"],
-        "twoFactorEnabled": False,
+        "twoFactorEnabled": bool(two_factor.enabled_providers(user)),
         "key": user["key"],
         "privateKey": user["private_key"],
         "accountKeys": account_keys_json(user),

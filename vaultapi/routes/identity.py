@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, empty, json
 
 from core.access import access_claims
 from core.tokens import TokenError
 from vaultapi import limits
 from vaultapi.auth import hash_refresh_token, new_refresh_token
 from vaultapi.body import Body
+from vaultapi.client import client_address
 from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
+from vaultapi.mail import messages
+from vaultapi.mail.outbox import enqueue
 from vaultapi.models import devices, users
 from vaultapi.passwords import verify_password
 from vaultapi.registration import KDF_PBKDF2, Registration, register
 from vaultapi.stand_in import stand_in_kdf
+from vaultapi.two_step import second_step
 
 __all__ = ["bp"]
 
@@ -85,11 +90,31 @@ async def _password_grant(request: Request) -> HTTPResponse:
     user = await users.find_by_email(pool, email)
     if not await verify_password(user["password_hash"] if user else None, password) or user is None:
         raise GrantError(_WRONG_PASSWORD)
+    # the account's count starts afresh only once the second step passed too
+    remember_token = await second_step(request, user, identifier)
     await limits.password_verified(request, email)
+    await _notice_new_device(request, user, identifier, name)
     refresh_token = new_refresh_token()
     await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
                           request.app.ctx.config.refresh_token_lifetime)
-    return json(_token_reply(request, user, identifier, client_id, refresh_token))
+    reply = _token_reply(request, user, identifier, client_id, refresh_token)
+    if remember_token:
+        reply["TwoFactorToken"] = remember_token
+    return json(reply)
+
+
+async def _notice_new_device(request: Request, user: asyncpg.Record, identifier: str, name: str) -> None:
+    """With mail, a login from a device the account has not seen is told to its owner (not the
+    account's first device: that is the registration's own login)."""
+    if not request.app.ctx.config.mail_enabled:
+        return
+    pool = request.app.ctx.pool
+    known = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE identifier = $2) AS this, count(*) AS every FROM devices WHERE user_id = $1",
+        user["id"], identifier)
+    if known["this"] == 0 and known["every"] > 0:
+        await enqueue(pool, messages.new_device(user["email"], request.app.ctx.config.domain, name,
+                                                client_address(request), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")))
 
 
 async def _refresh_grant(request: Request) -> HTTPResponse:
@@ -180,6 +205,9 @@ async def _create(request: Request, account: Registration) -> HTTPResponse:
 @bp.post("/api/accounts/register", name="register_legacy_api")
 async def register_legacy(request: Request) -> HTTPResponse:
     _require_signups(request)
+    if request.app.ctx.config.mail_enabled:
+        # it proves no address: with mail, every account is made through the emailed link
+        raise ApiError("Registration needs email verification: use a current client.")
     body = Body.of(request)
     keys = body.object("keys")
     return await _create(request, Registration(
@@ -196,12 +224,26 @@ async def register_legacy(request: Request) -> HTTPResponse:
 
 @bp.post("/identity/accounts/register/send-verification-email")
 async def send_verification_email(request: Request) -> HTTPResponse:
-    """No mail is sent: the reply carries the token itself, so the client goes straight on."""
+    """Without mail the reply carries the token itself, so the client goes straight on; with
+    mail the token goes to the address and the reply is empty."""
     _require_signups(request)
     body = Body.of(request)
     email = body.str("email", required=True, max_length=256).strip().lower()
     Registration(email, "", "", None, None).validate()
-    return json(request.app.ctx.registration_issuer.issue({"sub": email, "name": body.str("name") or ""}))
+    token = request.app.ctx.registration_issuer.issue({"sub": email, "name": body.str("name", max_length=256) or ""})
+    if not request.app.ctx.config.mail_enabled:
+        return json(token)
+    return await _mail_verification(request, email, token)
+
+
+async def _mail_verification(request: Request, email: str, token: str) -> HTTPResponse:
+    """The link to finish registering, to the address; an address with an account gets nothing
+    and the same empty reply, so the reply does not tell who has an account."""
+    await limits.mail_request(request, email)
+    pool = request.app.ctx.pool
+    if await users.find_by_email(pool, email) is None:
+        await enqueue(pool, messages.registration(email, request.app.ctx.config.domain, token))
+    return empty(status=204)
 
 
 @bp.post("/identity/accounts/register/finish")
