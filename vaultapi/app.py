@@ -29,6 +29,7 @@ from vaultapi.database import open_pool
 from vaultapi.errors import ApiError, handle_error
 from vaultapi.routes import (
     accounts,
+    auth_requests,
     ciphers,
     collections,
     devices,
@@ -90,7 +91,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
+    for area in (identity, accounts, auth_requests, devices, sync, ciphers, folders, settings, server_config, organizations, members,
                  collections):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])

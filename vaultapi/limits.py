@@ -1,4 +1,5 @@
-"""How often a client address and an account may try a master password, and an address register.
+"""How often a client address and an account may try a master password (or an API key), and an
+address register or ask to log in with a device.
 
 The settings are Vaultwarden's: a token bucket of LOGIN_RATELIMIT_MAX_BURST attempts that
 refills one attempt every LOGIN_RATELIMIT_SECONDS. pgwarden keeps one bucket per client address
@@ -20,11 +21,12 @@ from vaultapi.client import client_address
 from vaultapi.errors import TooManyRequests
 from vaultapi.models import login_limits
 
-__all__ = ["address_key", "password_attempt", "password_verified", "registration_attempt"]
+__all__ = ["address_key", "auth_request_attempt", "password_attempt", "password_verified", "registration_attempt"]
 
 ADDRESS = "address"
 ACCOUNT = "account"
 REGISTRATION = "registration"
+AUTH_REQUEST = "auth-request"
 
 
 def address_key(address: str) -> str:
@@ -68,3 +70,9 @@ async def password_verified(request: Request, email: str) -> None:
 async def registration_attempt(request: Request) -> None:
     """Count one registration from the client's address: each tells whether an email is taken."""
     await _take(request, (REGISTRATION, address_key(client_address(request))))
+
+
+async def auth_request_attempt(request: Request) -> None:
+    """Count one login-with-device request from the client's address: each one notifies every
+    device of an account, and tells whether an email has an account with that device."""
+    await _take(request, (AUTH_REQUEST, address_key(client_address(request))))

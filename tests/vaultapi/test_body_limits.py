@@ -36,6 +36,7 @@ ANONYMOUS_ROUTES = [
     ("/api/accounts/register", "application/json"),
     ("/identity/accounts/register/send-verification-email", "application/json"),
     ("/identity/accounts/register/finish", "application/json"),
+    ("/api/auth-requests", "application/json"),
 ]
 
 

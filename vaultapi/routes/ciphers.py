@@ -14,11 +14,11 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from vaultapi import publish
-from vaultapi.auth import authorized
+from vaultapi.auth import authorized, check_master_password
 from vaultapi.body import Body, parse_uuid
 from vaultapi.dates import iso
 from vaultapi.errors import ApiError, NotFound
-from vaultapi.models import ciphers, memberships
+from vaultapi.models import ciphers, memberships, users
 from vaultapi.models.ciphers import CipherInput, OrganizationImport, VaultImport, Visible
 from vaultapi.replies import send_json_with_items
 
@@ -159,6 +159,20 @@ async def restore_ciphers(request: Request) -> HTTPResponse:
 @authorized
 async def delete_ciphers(request: Request) -> HTTPResponse:
     await _delete(request, Body.of(request).uuid_list("ids"))
+    return empty(status=200)
+
+
+@bp.post("/purge")
+@authorized
+async def purge(request: Request) -> HTTPResponse:
+    """Every personal item and folder, for good, after the master password. An organization's
+    purge (?organizationId=) is not served yet."""
+    if "organizationId" in request.args:
+        raise ApiError("Purging an organization's vault is not available on this server.")
+    await check_master_password(request, Body.of(request))
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        await users.purge_vault(conn, caller.user_id)
     return empty(status=200)
 
 
