@@ -72,6 +72,8 @@ async def test_hub_role_reads_only_what_the_hub_needs(hub_url: str, db: asyncpg.
                                     " RETURNING id")
         assert await hub_db.fetchval("SELECT count(*) FROM token_public_keys") == 1
         assert await hub_db.fetchrow("SELECT id, security_stamp FROM users WHERE id = $1", user_id)
+        # whether a token's device was deactivated (core.access.find_stamp)
+        assert await hub_db.fetch("SELECT id, active FROM devices WHERE user_id = $1 AND identifier = 'd'", user_id) == []
         assert await hub_db.fetch(  # the LISTEN gap recovery
             "SELECT user_id, revision_date FROM pgwarden_user_revisions($1::uuid[]) WHERE revision_date > $2",
             [user_id], await db.fetchval("SELECT now() - interval '1 day'"))
@@ -81,6 +83,8 @@ async def test_hub_role_reads_only_what_the_hub_needs(hub_url: str, db: asyncpg.
             "SELECT password_hash FROM users",
             "SELECT * FROM ciphers",
             "SELECT * FROM devices",
+            "SELECT refresh_token_hash FROM devices",
+            "SELECT * FROM auth_requests",
             "UPDATE users SET security_stamp = gen_random_uuid()",
             "DELETE FROM token_public_keys",
         ):

@@ -241,3 +241,22 @@ async def test_auth_request_response_reaches_the_waiting_device_and_the_users_de
     finally:
         await waiting.close()
         await elsewhere.close()
+
+
+async def test_a_deleted_users_sessions_are_logged_out(hub, db, make_user, connect) -> None:
+    """The LogOut is inserted before the account row goes (vaultapi.models.users.delete_account):
+    the NOTIFY leaves at commit though the cascade took the row, and the tokens open nothing after."""
+    user = await make_user()
+    sessions = [await connect(user, device="device-a"), await connect(user, device="device-b")]
+    async with db.transaction():
+        await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 11)", user.id)
+        await db.execute("DELETE FROM users WHERE id = $1", user.id)
+    for client in sessions:
+        assert (await client.notification())["Type"] == 11
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await client.message()
+        assert client.ws.close_reason == "logged out"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await HubClient.connect(hub.ws_url(access_token=user.token("device-a")))
+    assert refused.value.response.status_code == 401
