@@ -1,8 +1,9 @@
 """Who is calling: one access-token check for the API and the hub alike.
 
 A token is valid when its signature, issuer and dates check out, its device was not deactivated,
-AND its security stamp is still the account's: resetting the stamp (password change, "deauthorize sessions") makes every older
-token fail at once, on every replica and every hub, since the stamp lives in the database.
+AND its security stamp is still the account's: resetting the stamp (password change, "deauthorize
+sessions") makes every older token fail at once, on every replica and every hub, since the stamp
+lives in the database; so does deactivating a device for that device's tokens.
 The token comes as an ``Authorization: Bearer`` header or, for WebSockets opened by a browser
 (which cannot set headers), as the ``access_token`` query parameter.
 """

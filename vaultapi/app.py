@@ -91,8 +91,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, auth_requests, devices, sync, ciphers, folders, settings, server_config, organizations, members,
-                 collections):
+    for area in (identity, accounts, auth_requests, devices, sync, ciphers, folders, settings, server_config,
+                 organizations, members, collections):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)

@@ -41,9 +41,9 @@ class Connection:
     names). ``expires_at`` (seconds since the epoch) is when its token, or its wait, runs out."""
 
     # Slots: attribute reads on the fan-out path stay as cheap as they go.
-    __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "device_id", "auth_request_id",
-                 "expires_at", "buffered", "_open", "_frames", "_send_buffer", "_wakeup", "_goodbye_queued",
-                 "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
+    __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "device_id",
+                 "auth_request_id", "expires_at", "buffered", "_open", "_frames", "_send_buffer", "_wakeup",
+                 "_goodbye_queued", "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
 
     def __init__(
         self,

@@ -69,7 +69,8 @@ async def sign_in(
         """
         INSERT INTO devices (user_id, identifier, type, name, refresh_token_hash, refresh_token_expires_at,
                              refresh_token_stamp, refresh_token_issued_at)
-        VALUES ($1, $2, $3, $4, $5, CASE WHEN $5::text IS NOT NULL THEN now() + $6::integer * interval '1 second' END,
+        VALUES ($1, $2, $3, $4, $5,
+                CASE WHEN $5::text IS NOT NULL THEN now() + $6::integer * interval '1 second' END,
                 CASE WHEN $5::text IS NOT NULL THEN $7::uuid END, CASE WHEN $5::text IS NOT NULL THEN now() END)
         ON CONFLICT (user_id, identifier) DO UPDATE
            SET type = EXCLUDED.type, name = EXCLUDED.name, active = true,

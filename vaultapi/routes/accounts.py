@@ -126,12 +126,14 @@ async def change_kdf(request: Request) -> HTTPResponse:
         kdf, unlock_kdf = auth.object("kdf", required=True), unlock.object("kdf", required=True)
         if kdf.raw != unlock_kdf.raw:
             raise ApiError("The KDF settings of authentication and unlock data differ.", field="kdf")
-        settings = {"kdf_type": kdf.int("kdfType", required=True), "kdf_iterations": kdf.int("iterations", required=True),
+        settings = {"kdf_type": kdf.int("kdfType", required=True),
+                    "kdf_iterations": kdf.int("iterations", required=True),
                     "kdf_memory": kdf.int("memory"), "kdf_parallelism": kdf.int("parallelism")}
         new_hash = auth.str("masterPasswordAuthenticationHash", required=True, max_length=1024)
         key = unlock.str("masterKeyWrappedUserKey", required=True, max_length=10_000)
     else:
-        settings = {"kdf_type": body.int("kdf", required=True), "kdf_iterations": body.int("kdfIterations", required=True),
+        settings = {"kdf_type": body.int("kdf", required=True),
+                    "kdf_iterations": body.int("kdfIterations", required=True),
                     "kdf_memory": body.int("kdfMemory"), "kdf_parallelism": body.int("kdfParallelism")}
         new_hash = body.str("newMasterPasswordHash", required=True, max_length=1024)
         key = body.str("key", required=True, max_length=10_000)
