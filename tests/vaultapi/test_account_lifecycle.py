@@ -118,9 +118,10 @@ async def test_the_sole_owner_of_an_organization_cannot_delete_the_account(
 async def test_avatar_color(alice: BitwardenClient, events: EventListener) -> None:
     changed = await alice.put("/api/accounts/avatar", json={"avatarColor": "#1a2b3c"})
     assert changed.status_code == 200 and changed.json()["avatarColor"] == "#1a2b3c"
+    assert_event(await events.next(), 10, await user_id_of(alice), None, alice.device)
     assert (await alice.get("/api/accounts/profile")).json()["avatarColor"] == "#1a2b3c"
     for bad in ("red", "#1a2b3c4", "<script>", 7):
         assert (await alice.put("/api/accounts/avatar", json={"avatarColor": bad})).status_code == 400
+    await events.nothing()  # the refusals changed nothing
     cleared = await alice.put("/api/accounts/avatar", json={"avatarColor": None})
     assert cleared.json()["avatarColor"] is None
-    await events.nothing()

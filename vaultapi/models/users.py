@@ -157,9 +157,11 @@ async def change_kdf(
 
 
 async def set_avatar_color(conn: asyncpg.Connection, user_id: uuid.UUID, color: str | None) -> asyncpg.Record:
-    """Publishes nothing, as Bitwarden: the other devices read it on their next sync."""
-    return await conn.fetchrow("UPDATE users SET avatar_color = $2, updated_at = now() WHERE id = $1 RETURNING *",
+    """The other devices are told to sync their settings, as Bitwarden tells them."""
+    user = await conn.fetchrow("UPDATE users SET avatar_color = $2, updated_at = now() WHERE id = $1 RETURNING *",
                                user_id, color)
+    await publish.user_event(conn, user_id, PushType.SYNC_SETTINGS)
+    return user
 
 
 async def purge_vault(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
