@@ -5,6 +5,7 @@ with it once and unlocks; every wrong, reused, late or foreign step is a 4xx tha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import asyncpg
@@ -199,3 +200,13 @@ async def test_malformed_requests_are_400(alice: BitwardenClient, new_client: Ca
         assert response.status_code == 400, (body, response.text)
     assert await db.fetchval("SELECT approved FROM auth_requests") is None
     assert (await alice.put("/api/auth-requests/not-a-uuid", json={})).status_code == 404
+
+
+async def test_of_two_logins_at_once_with_one_approval_only_one_succeeds(
+    alice: BitwardenClient, new_client: Callable[..., BitwardenClient],
+) -> None:
+    device = await waiting_device(new_client, alice)
+    request = await asked(device)
+    assert (await alice.answer(request.id)).status_code == 200
+    replies = await asyncio.gather(*(device.request_token_with(EMAIL, request) for _ in range(6)))
+    assert sorted(reply.status_code for reply in replies) == [200] + [400] * 5

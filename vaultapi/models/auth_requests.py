@@ -35,6 +35,7 @@ __all__ = [
     "list_for_user",
     "pending_for_user",
     "request_json",
+    "usable_for_login",
     "use_for_login",
 ]
 
@@ -157,17 +158,25 @@ async def find_answer(conn: asyncpg.Connection | asyncpg.Pool, request_id: uuid.
     return row
 
 
+#: an approved request its waiting device may log in with: once, fresh, from the device that
+#: asked, with its code
+_USABLE = f"""id = $1 AND user_id = $2 AND request_device_identifier = $3 AND access_code_hash = $4
+              AND approved AND type = $5 AND authentication_date IS NULL AND {_FRESH}"""
+
+
+async def usable_for_login(conn: asyncpg.Connection | asyncpg.Pool, request_id: uuid.UUID, user_id: uuid.UUID,
+                           device_identifier: str, code: str) -> bool:
+    """Whether the login may go on (to a second factor, say) with this request; nothing is spent."""
+    return await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM auth_requests WHERE {_USABLE})",
+        request_id, user_id, device_identifier, hash_access_code(code), AUTHENTICATE_AND_UNLOCK)
+
+
 async def use_for_login(conn: asyncpg.Connection | asyncpg.Pool, request_id: uuid.UUID, user_id: uuid.UUID,
                         device_identifier: str, code: str) -> bool:
-    """Spend an approved request on the login of its waiting device: once, fresh, from the device
-    that asked, with its code."""
+    """Spend the request on the login, once: of two logins at the same moment, one gets it."""
     used = await conn.fetchval(
-        f"""
-        UPDATE auth_requests SET authentication_date = now()
-         WHERE id = $1 AND user_id = $2 AND request_device_identifier = $3 AND access_code_hash = $4
-           AND approved AND type = $5 AND authentication_date IS NULL AND {_FRESH}
-        RETURNING id
-        """,
+        f"UPDATE auth_requests SET authentication_date = now() WHERE {_USABLE} RETURNING id",
         request_id, user_id, device_identifier, hash_access_code(code), AUTHENTICATE_AND_UNLOCK)
     return used is not None
 

@@ -123,9 +123,13 @@ async def _auth_request_grant(request: Request) -> HTTPResponse:
     await limits.password_attempt(request, email)
     pool = request.app.ctx.pool
     user = await users.find_by_email(pool, email)
-    if user is None or not await auth_requests.use_for_login(pool, request_id, user["id"], identifier, code):
+    if user is None or not await auth_requests.usable_for_login(pool, request_id, user["id"], identifier, code):
         raise GrantError(_WRONG_PASSWORD)
     await limits.password_verified(request, email)
+    # a second factor, when the account has one, is asked here, as after a password (Bitwarden
+    # spares only API key logins): the request is spent by the login that completes
+    if not await auth_requests.use_for_login(pool, request_id, user["id"], identifier, code):
+        raise GrantError(_WRONG_PASSWORD)
     refresh_token = new_refresh_token()
     await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
                           request.app.ctx.config.refresh_token_lifetime)
