@@ -12,6 +12,8 @@ Create Date: 2026-12-03
   the clients are shown it, as Bitwarden does: the account settings show it again on request.
 - devices.active: a deactivated device keeps its row (its history stays readable) but holds no
   refresh token, and its access tokens are refused (core/access.py) until it logs in again.
+  Every token check reads it, the hub's too: a role that was given the hub's grants (it reads
+  users.security_stamp) gets the new one here, so a hub keeps working without a new grant-hub.
 """
 
 from alembic import op
@@ -53,6 +55,21 @@ def upgrade() -> None:
 
         ALTER TABLE users ADD COLUMN api_key text CHECK (length(api_key) = 30);
         ALTER TABLE devices ADD COLUMN active boolean NOT NULL DEFAULT true;
+
+        -- the hub roles (db/roles.py) read the device of each token from now on
+        DO $$
+        DECLARE hub_role text;
+        BEGIN
+            FOR hub_role IN
+                SELECT DISTINCT grantee FROM information_schema.column_privileges
+                 WHERE table_schema = current_schema() AND table_name = 'users'
+                   AND column_name = 'security_stamp' AND privilege_type = 'SELECT'
+                   AND grantee NOT IN ('PUBLIC', current_user)
+                   AND NOT has_table_privilege(grantee, 'users', 'SELECT')
+            LOOP
+                EXECUTE format('GRANT SELECT (id, user_id, identifier, active) ON devices TO %I', hub_role);
+            END LOOP;
+        END $$;
         """
     )
 
