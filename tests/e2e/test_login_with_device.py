@@ -6,11 +6,13 @@ A device that logged in once and is signed out asks to log in; it waits on the a
 one replica. The signed-in device, on the user hub of the other, hears AuthRequest, encrypts the
 user key to the request's public key (RSA-OAEP) and approves. The waiting device hears
 AuthRequestResponse, reads the answer with its access code, logs in with it, opens the user key
-with its private key and decrypts a vault item.
+with its private key and decrypts a vault item. Then the first device deactivates it: its hub
+connection hears LogOut and is closed, and its token opens nothing more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,7 @@ async def test_waiting_device_logs_in_and_unlocks_through_another_replica(
     waiting = BitwardenClient(api_two.url, device_type=9)
     user_hub = await HubListener.node(hub_one.url, certs, logs, "approving-signalr")
     anonymous_hub = await HubListener.anonymous(hub_two.url, certs, logs, "waiting-signalr")
+    listeners: list[HubListener] = []
     try:
         await approving.register(email, PASSWORD, name="Erin")
         await approving.login()
@@ -72,6 +75,8 @@ async def test_waiting_device_logs_in_and_unlocks_through_another_replica(
         # the waiting device hears the answer on the anonymous hub of the other replica
         answer = await anonymous_hub.next()
         assert answer["Type"] == 16 and answer["Payload"]["Id"] == request.id
+        # the user's own devices hear it too (the clients ignore it there)
+        assert (await user_hub.next())["Type"] == 16
 
         login = await waiting.log_in_with_request(email, request)
         assert login.status_code == 200, login.text
@@ -80,7 +85,24 @@ async def test_waiting_device_logs_in_and_unlocks_through_another_replica(
         assert waiting.decrypt(synced["ciphers"][0]["name"]) == "Bank"
         # the request is spent
         assert (await waiting.request_token_with(email, request)).status_code == 400
+
+        # now signed in, it listens on the user hub of its replica; deactivated from the other
+        # device, its connection gets a LogOut and is closed at once, the other device's stays
+        waiting_hub = await HubListener.node(hub_two.url, certs, logs, "deactivated-signalr")
+        listeners.append(waiting_hub)
+        await waiting_hub.connect(waiting.access_token)
+        device_id = (await approving.get(f"/api/devices/identifier/{waiting.device}")).json()["id"]
+        assert (await approving.post(f"/api/devices/{device_id}/deactivate")).status_code == 200
+        log_out = await waiting_hub.next()
+        assert log_out["Type"] == 11 and log_out["ContextId"] == approving.device
+        closed = await asyncio.wait_for(waiting_hub.states.get(), 10)
+        assert closed["event"] == "closed", closed
+        assert (await waiting.get("/api/accounts/profile")).status_code == 401
+        await user_hub.nothing()
+        assert (await approving.get("/api/accounts/profile")).status_code == 200
     finally:
+        for listener in listeners:
+            await listener.close()
         await user_hub.close()
         await anonymous_hub.close()
         await approving.aclose()
