@@ -10,6 +10,7 @@ import asyncpg
 
 from tests.support.bwclient import BitwardenClient
 from tests.support.listen import EventListener
+from tests.support.organizations import USER, Organization, grant
 from tests.vaultapi.conftest import PASSWORD, assert_event, user_id_of
 from vaultapi.clientcrypto import SymmetricKey, master_key, master_password_hash
 
@@ -125,3 +126,25 @@ async def test_avatar_color(alice: BitwardenClient, events: EventListener) -> No
     await events.nothing()  # the refusals changed nothing
     cleared = await alice.put("/api/accounts/avatar", json={"avatarColor": None})
     assert cleared.json()["avatarColor"] is None
+
+
+async def test_organization_purge_needs_full_edit_rights_and_leaves_personal_items(
+    alice: BitwardenClient, bob: BitwardenClient, db: asyncpg.Connection,
+) -> None:
+    organization = await Organization.create(alice)
+    await organization.add(bob, USER, [grant(organization.default_collection)])
+    await organization.item("Shared", [organization.default_collection])
+    assert (await alice.post("/api/ciphers", json=alice.login_item("Personal"))).status_code == 200
+    path = f"/api/ciphers/purge?organizationId={organization.id}"
+    # a plain member, a wrong password, another organization id: refused, nothing deleted
+    assert (await bob.post(path, json={"masterPasswordHash": bob.password_hash()})).status_code == 404
+    assert (await alice.post(path, json={"masterPasswordHash": "bm9wZQ=="})).status_code == 400
+    other = f"/api/ciphers/purge?organizationId={'0' * 8}-0000-0000-0000-{'0' * 12}"
+    assert (await alice.post(other, json={"masterPasswordHash": alice.password_hash()})).status_code == 404
+    assert (await alice.post("/api/ciphers/purge?organizationId=x",
+                             json={"masterPasswordHash": alice.password_hash()})).status_code == 404
+    assert await db.fetchval("SELECT count(*) FROM ciphers") == 2
+    assert (await alice.post(path, json={"masterPasswordHash": alice.password_hash()})).status_code == 200
+    assert await db.fetchval("SELECT count(*) FROM ciphers WHERE organization_id IS NOT NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM ciphers WHERE organization_id IS NULL") == 1
+    assert await db.fetchval("SELECT count(*) FROM collections") == 1

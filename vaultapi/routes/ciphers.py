@@ -165,14 +165,18 @@ async def delete_ciphers(request: Request) -> HTTPResponse:
 @bp.post("/purge")
 @authorized
 async def purge(request: Request) -> HTTPResponse:
-    """Every personal item and folder, for good, after the master password. An organization's
-    purge (?organizationId=) is not served yet."""
-    if "organizationId" in request.args:
-        raise ApiError("Purging an organization's vault is not available on this server.")
+    """After the master password: every personal item and folder for good or, with
+    ?organizationId=, every item of an organization the caller may edit entirely."""
+    organization_id = _organization_id(request) if "organizationId" in request.args else None
     await check_master_password(request, Body.of(request))
     caller = request.ctx.caller
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        await users.purge_vault(conn, caller.user_id)
+        if organization_id is None:
+            await users.purge_vault(conn, caller.user_id)
+        else:
+            member = await memberships.require_member(conn, organization_id, caller.user_id,
+                                                      lambda m: m.can_edit_any_collection)
+            await ciphers.purge_organization(conn, member.organization_id)
     return empty(status=200)
 
 
