@@ -1,6 +1,7 @@
 """The notifications hub's own PostgreSQL role: the grants it needs, and nothing more.
 
-The hub checks tokens (the public keys; a user's id and security stamp), LISTENs (which needs no
+The hub checks tokens (the public keys; a user's id and security stamp; whether the token's
+device was deactivated), LISTENs (which needs no
 privilege) and, after its LISTEN link was lost, asks which connected users' revision date moved
 (wshub.ingress). It never writes and never signs, so its role may read exactly that: a copy of
 its credentials forges no token and reads no vault. `pgwarden db grant-hub ROLE` applies these
@@ -32,6 +33,7 @@ DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO "{role}"', current_d
 GRANT USAGE ON SCHEMA public TO "{role}";
 -- token checks (core.access.find_stamp)
 GRANT SELECT (id, security_stamp) ON users TO "{role}";
+GRANT SELECT (id, user_id, identifier, active) ON devices TO "{role}";
 -- the LISTEN gap recovery (wshub.ingress, through pgwarden_user_revisions)
 GRANT SELECT ON user_revisions TO "{role}";
 -- the keys that verify tokens; token_private_keys stays out of reach

@@ -33,6 +33,7 @@ from vaultapi.purpose_tokens import PurposeTokens
 from vaultapi.routes import (
     account_mail,
     accounts,
+    auth_requests,
     ciphers,
     collections,
     devices,
@@ -95,8 +96,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
-                 collections, two_factor, account_mail):
+    for area in (identity, accounts, auth_requests, devices, sync, ciphers, folders, settings, server_config,
+                 organizations, members, collections, two_factor, account_mail):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)

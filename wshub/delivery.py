@@ -48,6 +48,9 @@ class Delivery:
         queued = 0
         if event.user_id is not None and Hub.USER in event.type.hubs:
             recipients = self.registry.of_user(event.user_id)
+            if event.type == PushType.LOG_OUT and event.item_id is not None:
+                # one device's LogOut (it was deactivated): the item is its devices row
+                recipients = frozenset(c for c in recipients if c.device_id == event.item_id)
             queued += self._send(recipients, receive_message(event))
             if event.type == PushType.LOG_OUT:
                 self._log_out(recipients)

@@ -7,8 +7,11 @@ same key exchange (an organization key wrapped to each member's public key).
 
 from __future__ import annotations
 
+import secrets
 import ssl
+import string
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,6 +21,7 @@ from vaultapi.clientcrypto import (
     AccountKeys,
     SymmetricKey,
     make_account_keys,
+    make_key_pair,
     make_organization_keys,
     master_key,
     master_password_hash,
@@ -26,11 +30,22 @@ from vaultapi.clientcrypto import (
     wrap_key,
 )
 
-__all__ = ["BitwardenClient", "TEST_ITERATIONS"]
+__all__ = ["BitwardenClient", "LoginRequest", "TEST_ITERATIONS"]
 
 #: fewer KDF rounds than a real account (600000) keep tests quick; still above the server minimum
 TEST_ITERATIONS = 100_000
 CLI_DEVICE_TYPE = 25  # LinuxCLI
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """What a device asking to log in with another keeps: the request, its access code and the
+    private half of the key pair whose public half it sent."""
+
+    id: str
+    access_code: str
+    private_key: bytes
+    reply: dict[str, Any]
 
 
 class BitwardenClient:
@@ -156,6 +171,56 @@ class BitwardenClient:
     @property
     def auth_headers(self) -> dict[str, str]:
         return {**self._device_headers(), "Authorization": f"Bearer {self.access_token}"}
+
+    # ---- login with device ------------------------------------------------------------
+
+    async def ask_to_log_in(self, email: str, request_type: int = 0) -> tuple[httpx.Response, LoginRequest | None]:
+        """POST an auth request as the clients' login page does: the reply, and what this device
+        keeps of an accepted request."""
+        public_key, private_key = make_key_pair()
+        code = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(25))
+        response = await self.http.post("/api/auth-requests", headers=self._device_headers(), json={
+            "email": email, "publicKey": public_key, "deviceIdentifier": self.device, "accessCode": code,
+            "type": request_type,
+        })
+        if response.status_code != 200:
+            return response, None
+        return response, LoginRequest(response.json()["id"], code, private_key, response.json())
+
+    async def answer(self, request_id: str, approve: bool = True) -> httpx.Response:
+        """Approve (the user key encrypted to the request's public key) or deny, from this device."""
+        public_key = (await self.get(f"/api/auth-requests/{request_id}")).json().get("publicKey")
+        # a request this device cannot read is answered all the same, with a key of the right shape
+        key = (wrap_key(public_key, self.user_key) if public_key else "4.AAAA") if approve and self.user_key else None
+        return await self.put(f"/api/auth-requests/{request_id}", json={
+            "key": key, "masterPasswordHash": None, "deviceIdentifier": self.device, "requestApproved": approve,
+        })
+
+    async def read_answer(self, request: LoginRequest) -> httpx.Response:
+        return await self.http.get(f"/api/auth-requests/{request.id}/response",
+                                   params={"code": request.access_code}, headers=self._device_headers())
+
+    async def log_in_with_request(self, email: str, request: LoginRequest) -> httpx.Response:
+        """Read the approval, log in with the access code, and unlock with the key it carries; the
+        first reply that is not a 200."""
+        answer = await self.read_answer(request)
+        if answer.status_code != 200:
+            return answer
+        response = await self.request_token_with(email, request)
+        if response.status_code == 200:
+            self.email, self.tokens = email, response.json()
+            self.user_key = unwrap_key(request.private_key, answer.json()["key"])
+            if self.tokens.get("PrivateKey"):
+                self.private_key = self.user_key.decrypt(self.tokens["PrivateKey"])
+        return response
+
+    async def request_token_with(self, email: str, request: LoginRequest) -> httpx.Response:
+        """The password grant of login with device: the access code as the password."""
+        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data={
+            "grant_type": "password", "username": email, "password": request.access_code,
+            "authRequest": request.id, "scope": "api offline_access", "client_id": "web",
+            "deviceType": str(self.device_type), "deviceIdentifier": self.device, "deviceName": "linux",
+        })
 
     # ---- API calls -----------------------------------------------------------------------
 

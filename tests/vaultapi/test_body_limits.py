@@ -39,6 +39,7 @@ ANONYMOUS_ROUTES = [
     ("/api/two-factor/send-email-login", "application/json"),
     ("/api/two-factor/recover", "application/json"),
     ("/api/accounts/password-hint", "application/json"),
+    ("/api/auth-requests", "application/json"),
 ]
 
 

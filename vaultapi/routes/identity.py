@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +21,7 @@ from vaultapi.client import client_address
 from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
 from vaultapi.mail import messages
 from vaultapi.mail.outbox import enqueue
-from vaultapi.models import devices, users
+from vaultapi.models import auth_requests, devices, users
 from vaultapi.passwords import verify_password
 from vaultapi.registration import KDF_PBKDF2, Registration, register
 from vaultapi.stand_in import stand_in_kdf
@@ -67,8 +70,12 @@ def _form(request: Request, name: str, *, required: bool = True, max_length: int
 @bp.post(TOKEN_PATH)
 async def token(request: Request) -> HTTPResponse:
     grant_type = _form(request, "grant_type")
+    if grant_type == "password" and _form(request, "authRequest", required=False, max_length=64):
+        return await _auth_request_grant(request)
     if grant_type == "password":
         return await _password_grant(request)
+    if grant_type == "client_credentials":
+        return await _api_key_grant(request)
     if grant_type == "refresh_token":
         return await _refresh_grant(request)
     raise GrantError(f"Grant type {grant_type} is not supported.", "unsupported_grant_type")
@@ -78,13 +85,7 @@ async def _password_grant(request: Request) -> HTTPResponse:
     email = _form(request, "username", max_length=256)
     password = _form(request, "password")
     client_id = _form(request, "client_id", max_length=64)
-    identifier = _form(request, "deviceIdentifier", max_length=255)
-    name = _form(request, "deviceName", max_length=255)
-    try:
-        device_type = int(_form(request, "deviceType", max_length=8))
-    except ValueError:
-        raise GrantError("deviceType must be a number.", "invalid_request") from None
-
+    identifier, name, device_type = _device_fields(request)
     await limits.password_attempt(request, email)
     pool = request.app.ctx.pool
     user = await users.find_by_email(pool, email)
@@ -97,10 +98,15 @@ async def _password_grant(request: Request) -> HTTPResponse:
     refresh_token = new_refresh_token()
     await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
                           request.app.ctx.config.refresh_token_lifetime)
+    return json(_signed_in_reply(request, user, identifier, client_id, refresh_token, remember_token))
+
+
+def _signed_in_reply(request: Request, user: asyncpg.Record, identifier: str, client_id: str, refresh_token: str,
+                     remember_token: str | None) -> dict[str, Any]:
     reply = _token_reply(request, user, identifier, client_id, refresh_token)
     if remember_token:
         reply["TwoFactorToken"] = remember_token
-    return json(reply)
+    return reply
 
 
 async def _notice_new_device(request: Request, user: asyncpg.Record, identifier: str, name: str) -> None:
@@ -115,6 +121,72 @@ async def _notice_new_device(request: Request, user: asyncpg.Record, identifier:
     if known["this"] == 0 and known["every"] > 0:
         await enqueue(pool, messages.new_device(user["email"], request.app.ctx.config.domain, name,
                                                 client_address(request), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")))
+
+
+def _device_fields(request: Request) -> tuple[str, str, int]:
+    """The device a grant signs in: identifier, name and type."""
+    identifier = _form(request, "deviceIdentifier", max_length=255)
+    name = _form(request, "deviceName", max_length=255)
+    try:
+        return identifier, name, int(_form(request, "deviceType", max_length=8))
+    except ValueError:
+        raise GrantError("deviceType must be a number.", "invalid_request") from None
+
+
+async def _auth_request_grant(request: Request) -> HTTPResponse:
+    """Login with device: the password is the access code of an approved auth request
+    (vaultapi/routes/auth_requests.py), spent by this login. Counted like a password."""
+    email = _form(request, "username", max_length=256)
+    code = _form(request, "password", max_length=64)
+    client_id = _form(request, "client_id", max_length=64)
+    identifier, name, device_type = _device_fields(request)
+    try:
+        request_id = uuid.UUID(_form(request, "authRequest", max_length=64))
+    except ValueError:
+        raise GrantError(_WRONG_PASSWORD) from None
+    await limits.password_attempt(request, email)
+    pool = request.app.ctx.pool
+    user = await users.find_by_email(pool, email)
+    if user is None or not await auth_requests.usable_for_login(pool, request_id, user["id"], identifier, code):
+        raise GrantError(_WRONG_PASSWORD)
+    # a second factor, when the account has one, is asked as after a password (Bitwarden spares
+    # only API key logins): the request is spent by the login that completes
+    remember_token = await second_step(request, user, identifier)
+    await limits.password_verified(request, email)
+    if not await auth_requests.use_for_login(pool, request_id, user["id"], identifier, code):
+        raise GrantError(_WRONG_PASSWORD)
+    refresh_token = new_refresh_token()
+    await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
+                          request.app.ctx.config.refresh_token_lifetime)
+    return json(_signed_in_reply(request, user, identifier, client_id, refresh_token, remember_token))
+
+
+async def _api_key_grant(request: Request) -> HTTPResponse:
+    """The personal API key (client_credentials, client_id ``user.<id>``): an access token and no
+    refresh token; the client asks again with its key. Counted like a password, per client id."""
+    client_id = _form(request, "client_id", max_length=64)
+    secret = _form(request, "client_secret", max_length=64)
+    scope = _form(request, "scope", required=False, max_length=256)
+    if scope and "api" not in scope.split():
+        raise GrantError("The scope must be api.", "invalid_scope")
+    identifier, name, device_type = _device_fields(request)
+    await limits.password_attempt(request, client_id)
+    prefix, _, user_id = client_id.partition(".")
+    try:
+        user = await users.find_by_id(request.app.ctx.pool, uuid.UUID(user_id)) if prefix == "user" else None
+    except ValueError:
+        user = None
+    # compared whether or not there is a key, so an unknown client takes as long
+    expected = (user["api_key"] if user else None) or secrets.token_urlsafe(22)
+    if user is None or not hmac.compare_digest(expected.encode(), secret.encode()):
+        raise GrantError("The client id or secret is invalid.", "invalid_client")
+    await limits.password_verified(request, client_id)
+    await devices.sign_in(request.app.ctx.pool, user, identifier, device_type, name, None,
+                          request.app.ctx.config.refresh_token_lifetime)
+    reply = _token_reply(request, user, identifier, client_id, "")
+    del reply["refresh_token"]
+    reply["scope"] = "api"
+    return json(reply)
 
 
 async def _refresh_grant(request: Request) -> HTTPResponse:
