@@ -92,7 +92,7 @@ class Server:
         """A streaming standby of this (running) server, started and replicating."""
         server = Server(self.workspace, name, free_port())
         self.workspace.run(str(PG_BIN / "pg_basebackup"), "-D", str(server.data), "-h", "127.0.0.1",
-                           "-p", str(self.port), "-U", "postgres", "-X", "stream", "-R", "--no-sync")
+                           "-p", str(self.port), "-U", "postgres", "-X", "stream", "-R", "--no-sync", "-c", "fast")
         with (server.data / "postgresql.conf").open("a") as conf:
             conf.write(f"port = {server.port}\n")
         return server.start()
