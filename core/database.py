@@ -24,8 +24,10 @@ from core.config import Config
 __all__ = ["DATABASE_ERRORS", "NO_PRIMARY", "TransactionPooler", "lends_per_transaction", "opened", "prepare"]
 
 #: What a database that cannot take the request right now raises: unreachable, shutting down or
-#: restarting (class 57), read-only (a standby, a demoted primary), or no host of a multi-host URL
-#: accepting writes (a failover under way). Answered 503 by the API: the client tries again.
+#: restarting (class 57), read-only (a standby, a demoted primary), no host of a multi-host URL
+#: accepting writes (TargetServerAttributeNotMatched: a failover under way), or a pooled session
+#: the server ended while it sat idle (InternalClientError: the driver is still reading the
+#: server's goodbye when the next statement comes). Answered 503 by the API: the client tries again.
 NO_PRIMARY = (
     OSError,
     TimeoutError,
@@ -33,7 +35,7 @@ NO_PRIMARY = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.ReadOnlySQLTransactionError,
-    asyncpg.TargetServerAttributeNotMatched,
+    asyncpg.InternalClientError,
 )
 
 #: What a lost or unreachable database raises: retried or answered 503, never a crash.
