@@ -74,7 +74,8 @@ class Server:
         return f"postgresql://postgres@{self.address}/{dbname}"
 
     @classmethod
-    def primary(cls, workspace: Workspace, name: str = "primary") -> Server:
+    def primary(cls, workspace: Workspace, name: str = "primary", *, durable: bool = False) -> Server:
+        """A new primary; ``durable``: it flushes to disk at commit (benchmarks), else not (tests)."""
         server = cls(workspace, name, free_port())
         workspace.run(str(PG_BIN / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust",
                       "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
@@ -82,7 +83,7 @@ class Server:
             conf.write(
                 f"port = {server.port}\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{workspace.folder}'\n"
-                "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\n"
+                f"wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = {'on' if durable else 'off'}\n"
                 "max_connections = 200\n")
         with (server.data / "pg_hba.conf").open("a") as hba:
             hba.write("host replication postgres 127.0.0.1/32 trust\n")
