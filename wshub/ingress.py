@@ -75,7 +75,8 @@ class Ingress:
             try:
                 await self._open()
                 return
-            except TransactionPooler:  # retrying would not change the URL
+            except TransactionPooler as error:  # retrying would not change the URL
+                log.error("%s", error)
                 raise
             except DATABASE_ERRORS as error:
                 log.warning("LISTEN connection failed (%s); retrying in %.1f s", error, delay)
