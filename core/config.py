@@ -163,7 +163,8 @@ def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str, *, se
 class Config:
     database_url: str | None = _setting(
         "DATABASE_URL", None, str,
-        "PostgreSQL URL. Unset: `pgwarden up` runs an embedded PostgreSQL in DATA_FOLDER.")
+        "PostgreSQL URL; several hosts (`h1,h2` with `?target_session_attrs=read-write`) follow a failover."
+        " Unset: `pgwarden up` runs an embedded PostgreSQL in DATA_FOLDER.")
     data_folder: str = _setting(
         "DATA_FOLDER", "data", str, "Where the embedded PostgreSQL keeps its files.")
     domain: str = _setting(

@@ -8,6 +8,9 @@ A body is read only after the caller's token is checked, on the routes that want
 up to the route's limit (vaultapi.body_limits): Sanic refuses a larger Content-Length at once,
 and a chunked body as soon as its chunks pass the limit, with a 413 in the route's error shape.
 It is dropped once the request is answered, however long the request object itself is kept.
+
+On SIGTERM the server stops listening and answers the requests in hand before it exits (a
+rolling restart drains; Sanic's GRACEFUL_SHUTDOWN_TIMEOUT, 15 s, bounds the wait).
 """
 
 from __future__ import annotations
@@ -104,6 +107,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     cors.install(app)
     headers.install(app)
     app.on_response(_let_go_of_body)
+    app.on_response(_close_when_stopping)
+    app.ctx.stopping = False
 
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
@@ -126,6 +131,10 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         if app.ctx.mail_sender:
             app.ctx.mail_sender.start()
 
+    @app.before_server_stop
+    async def stop_keeping_alive(app: Sanic) -> None:
+        app.ctx.stopping = True
+
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
         if app.ctx.mail_sender:
@@ -146,6 +155,14 @@ async def _let_go_of_body(request: Request, response: object) -> None:
     with it the request being served: its body, up to an import's 32 MiB, would stay as long.
     """
     request.body = b""
+
+
+async def _close_when_stopping(request: Request, response: object) -> None:
+    """On SIGTERM Sanic stops listening and waits for the requests in hand (a rolling restart);
+    answered with Connection: close, their connections end with them, so the process exits as
+    soon as the last one is answered rather than when keep-alive or the grace period runs out."""
+    if request.app.ctx.stopping and request.stream is not None:
+        request.stream.keep_alive = False
 
 
 def serve(config: Config) -> int:

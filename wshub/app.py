@@ -133,6 +133,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
 
     @app.before_server_stop
     async def _stop(app: Sanic) -> None:
+        registry.draining = True  # first: a socket admitted now would miss the goodbye
         await close_all(list(registry), CloseReason.SHUTDOWN, tuning.shutdown_grace)
         for task in app.ctx.tasks:
             task.cancel()
