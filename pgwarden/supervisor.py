@@ -117,8 +117,9 @@ def _announce(config: Config) -> None:
     else:
         lines.append("  notifications hub:  off (WEBSOCKET_ENABLED=false)")
     if not config.database_url:
-        folder = Path(config.data_folder).resolve() / "postgres"
-        lines.append(f"  database:           embedded PostgreSQL in {folder}")
+        from db.embedded import data_folder
+
+        lines.append(f"  database:           embedded PostgreSQL in {data_folder(config.data_folder) / 'postgres'}")
     if "DOMAIN" in os.environ:
         lines += ["In a Bitwarden client choose 'self-hosted' and enter the server URL", f"  {config.domain}"]
     else:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +59,18 @@ class PostgresServer:
             as_template=as_template,
             password=self.password,
         )
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A DATA_FOLDER path for an embedded server of the test's own. As root that server runs as
+    another user, who must pass through every folder above it: pytest's tmp_path is closed."""
+    parent = Path(tempfile.mkdtemp(prefix="pgwarden-test-"))
+    parent.chmod(0o711)
+    try:
+        yield parent / "data"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

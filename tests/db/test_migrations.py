@@ -81,19 +81,19 @@ def migrate_head() -> str:
     return ScriptDirectory.from_config(migrate.alembic_config("postgresql://x@localhost/x")).get_current_head()
 
 
-def test_migrate_command_on_embedded_postgres_keeps_data(tmp_path) -> None:
+def test_migrate_command_on_embedded_postgres_keeps_data(data_dir) -> None:
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATA_FOLDER"] = str(tmp_path / "data")
+    env["DATA_FOLDER"] = str(data_dir)
     for _ in range(2):  # the second run finds the same cluster, already at head
         done = subprocess.run(
             [sys.executable, "-m", "pgwarden.cli", "migrate"], env=env, capture_output=True, text=True, timeout=180
         )
         assert done.returncode == 0, done.stderr
         assert f"database at revision {migrate_head()}" in done.stderr
-    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
 
 
 def test_refresh_tokens_issued_before_0004_keep_working_for_a_lifetime(empty_database_url: str) -> None:

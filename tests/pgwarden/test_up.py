@@ -69,8 +69,8 @@ async def hub_handshake(api_port: int, hub_port: int, register: bool) -> str:
             return await asyncio.wait_for(ws.recv(), 10)
 
 
-async def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+async def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     log = tmp_path / "up.log"
 
     api_port, hub_port = free_port(), free_port()
@@ -90,8 +90,8 @@ async def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     assert not postgres_running_in(data)
 
 
-def test_up_restarts_a_child_that_dies(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_up_restarts_a_child_that_dies(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     api_port, hub_port = free_port(), free_port()
     up = start_up(data, api_port, hub_port, tmp_path / "up.log")
     try:
@@ -168,8 +168,8 @@ def test_up_as_a_normal_user_on_port_80(database_url: str, tmp_path: Path) -> No
         assert terminate(up) == 0, up.tail()
 
 
-def test_sigterm_during_startup_still_stops_the_embedded_database(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_sigterm_during_startup_still_stops_the_embedded_database(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
     env.update(DATA_FOLDER=str(data), API_ADDRESS="127.0.0.1", API_PORT=str(free_port()),
                WEBSOCKET_ADDRESS="127.0.0.1", WEBSOCKET_PORT=str(free_port()))

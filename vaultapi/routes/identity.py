@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
@@ -13,6 +14,7 @@ from core.tokens import TokenError
 from vaultapi import limits
 from vaultapi.auth import hash_refresh_token, new_refresh_token
 from vaultapi.body import Body
+from vaultapi.client import client_address
 from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
 from vaultapi.models import devices, users
 from vaultapi.passwords import verify_password
@@ -22,6 +24,7 @@ from vaultapi.stand_in import stand_in_kdf
 __all__ = ["bp"]
 
 bp = Blueprint("identity")
+log = logging.getLogger("pgwarden.login")
 
 _WRONG_PASSWORD = "Username or password is incorrect. Try again."
 
@@ -84,8 +87,12 @@ async def _password_grant(request: Request) -> HTTPResponse:
     pool = request.app.ctx.pool
     user = await users.find_by_email(pool, email)
     if not await verify_password(user["password_hash"] if user else None, password) or user is None:
+        # the line fail2ban reads (deploy/fail2ban): the address only, never what was typed
+        log.warning("failed login from %s", client_address(request))
         raise GrantError(_WRONG_PASSWORD)
     await limits.password_verified(request, email)
+    if user["disabled_at"] is not None:
+        raise GrantError("This account has been disabled by the server's operator.")
     refresh_token = new_refresh_token()
     await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
                           request.app.ctx.config.refresh_token_lifetime)
