@@ -1,9 +1,9 @@
 """`pgwarden psql`, `db-url`, `backup` and `restore`: the database in the operator's hands.
 
 They work on DATABASE_URL when it is set, else on the embedded database in DATA_FOLDER (started
-for the command, and stopped after it unless `pgwarden up` uses it). The PostgreSQL programs are
-the embedded engine's (PostgreSQL 18), which read and write every older server; a system psql
-is preferred for DATABASE_URL when there is one.
+for the command, and stopped after it unless `pgwarden up` uses it). pg_dump and pg_restore are
+those of the server's own major version (the embedded engine's, or a system one such as
+/usr/lib/postgresql/15/bin), else the nearest newer one; psql is the system's when there is one.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def backup_command(config: Config, target: str) -> int:
     with opened(config) as url:
         old_umask = os.umask(0o077)
         try:
-            _run("pg_dump", ["--format=custom", "--dbname", url, "--file", str(path)])
+            _run(_matching(url, "pg_dump"), ["--format=custom", "--dbname", url, "--file", str(path)])
         finally:
             os.umask(old_umask)
     print(f"backed up to {path} ({path.stat().st_size} bytes)")
@@ -84,7 +84,7 @@ def restore_command(config: Config, source: str) -> int:
                   " DATA_FOLDER for the embedded database, or a new database in DATABASE_URL", file=sys.stderr)
             return 1
         # owners and grants are the old server's: the restoring role owns everything here
-        _run("pg_restore", ["--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+        _run(_matching(url, "pg_restore"), ["--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
                             "--dbname", url, str(path)])
         prepare(url, config.signing_key_secret())
     print(f"restored {path}; a hub role of its own needs `pgwarden db grant-hub ROLE` again")
@@ -106,8 +106,34 @@ def _engine_tool(name: str) -> Path:
     return Engine.current().tool(name)
 
 
-def _run(name: str, arguments: list[str]) -> None:
-    result = subprocess.run([str(_engine_tool(name)), *arguments], capture_output=True, text=True)
+def _matching(url: str, name: str) -> Path:
+    """The program `name` of the server's major version, else of the nearest newer one (a newer
+    pg_restore writes settings an older server refuses, so the same version comes first)."""
+    server = asyncio.run(_server_major(url))
+    found: dict[int, Path] = {}
+    for program in [_engine_tool(name), *sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}")),
+                    shutil.which(name)]:
+        if program is None or not Path(program).exists():
+            continue
+        version = subprocess.run([str(program), "--version"], capture_output=True, text=True).stdout.split()
+        if version and version[-1].split(".")[0].isdigit():
+            found.setdefault(int(version[-1].split(".")[0]), Path(program))
+    usable = sorted(major for major in found if major >= server)
+    if not usable:
+        raise ToolError(f"no {name} for PostgreSQL {server}: install it (Debian: postgresql-client-{server})")
+    return found[usable[0]]
+
+
+async def _server_major(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return conn.get_server_version().major
+    finally:
+        await conn.close()
+
+
+def _run(program: Path, arguments: list[str]) -> None:
+    result = subprocess.run([str(program), *arguments], capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise ToolError(f"{name} failed: {lines[-1] if lines else f'exit code {result.returncode}'}")
+        raise ToolError(f"{program.name} failed: {lines[-1] if lines else f'exit code {result.returncode}'}")

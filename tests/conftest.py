@@ -118,6 +118,16 @@ def database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database_url(pg_server: PostgresServer) -> Iterator[str]:
+    """URL of a database with nothing in it, not even the schema."""
+    name = f"pgwarden_empty_{os.getpid()}_{next(_copies)}"
+    janitor = pg_server.janitor(name)
+    janitor.drop()
+    with janitor:
+        yield with_database(pg_server.url, name)
+
+
+@pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A plain SQL session on the test database, as an admin's psql would be."""
     conn = await asyncpg.connect(database_url)

@@ -23,15 +23,6 @@ VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "token_
 ISSUER = "https://vault.test|login"
 
 
-@pytest.fixture
-def empty_database_url(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"pgwarden_empty_{os.getpid()}"
-    janitor = pg_server.janitor(name)
-    janitor.drop()
-    with janitor:
-        yield with_database(pg_server.url, name)
-
-
 def tables_and_triggers(url: str) -> tuple[set[str], set[str]]:
     with psycopg.connect(url) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
