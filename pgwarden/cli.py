@@ -89,6 +89,12 @@ def _user_reset_password(config: Config, args: argparse.Namespace) -> int:
     return reset_password_command(config, args.email, password)
 
 
+def _caddy(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.caddy import caddy_command
+
+    return caddy_command(config)
+
+
 def _psql(config: Config, args: argparse.Namespace) -> int:
     from pgwarden.database_tools import psql_command
 
@@ -199,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--password", action=_NoPasswordArgument, help=argparse.SUPPRESS)
     reset.set_defaults(run=_user_reset_password)
 
+    caddy = commands.add_parser(
+        "caddy", help="run the system's Caddy in front of `up`: HTTPS for DOMAIN, local CA or Let's Encrypt")
+    caddy.set_defaults(run=_caddy)
     psql = commands.add_parser("psql", help="a psql shell on the database (embedded or DATABASE_URL)")
     psql.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to psql (e.g. -c 'SELECT ...')")
     psql.set_defaults(run=_psql)
@@ -264,9 +273,10 @@ def _operator_errors() -> tuple[type[BaseException], ...]:
     from core.tokens import SigningKeyError
     from db.embedded import EmbeddedError
     from db.roles import RoleError
+    from pgwarden.caddy import CaddyError
     from pgwarden.database_tools import ToolError
 
-    return (SigningKeyError, RoleError, EmbeddedError, ToolError, *DATABASE_ERRORS, psycopg.Error,
+    return (SigningKeyError, RoleError, EmbeddedError, ToolError, CaddyError, *DATABASE_ERRORS, psycopg.Error,
             sqlalchemy.exc.DBAPIError)
 
 
