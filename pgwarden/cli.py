@@ -98,7 +98,13 @@ def _caddy(config: Config, args: argparse.Namespace) -> int:
 def _psql(config: Config, args: argparse.Namespace) -> int:
     from pgwarden.database_tools import psql_command
 
-    return psql_command(config, [argument for argument in args.arguments if argument != "--"])
+    return psql_command(config, [argument for argument in args.psql_arguments if argument != "--"])
+
+
+def _events(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.database_tools import events_command
+
+    return events_command(config)
 
 
 def _db_url(config: Config, args: argparse.Namespace) -> int:
@@ -209,8 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         "caddy", help="run the system's Caddy in front of `up`: HTTPS for DOMAIN, local CA or Let's Encrypt")
     caddy.set_defaults(run=_caddy)
     psql = commands.add_parser("psql", help="a psql shell on the database (embedded or DATABASE_URL)")
-    psql.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to psql (e.g. -c 'SELECT ...')")
+    # every further argument is psql's own (-c 'SELECT ...', -At ...): see main
     psql.set_defaults(run=_psql)
+    events = commands.add_parser("events", help="print each event the hub hears (LISTEN pgwarden_events)")
+    events.set_defaults(run=_events)
     db_url = commands.add_parser("db-url", help="print the database URL (the embedded one while `up` runs)")
     db_url.set_defaults(run=_db_url)
     backup = commands.add_parser("backup", help="a consistent dump of the database into FILE (pg_dump custom format)")
@@ -247,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "psql":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.psql_arguments = rest
     try:
         config = Config.from_env()
     except ConfigError as error:

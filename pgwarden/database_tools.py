@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import asyncpg
 
 from core.config import Config
 
-__all__ = ["backup_command", "db_url_command", "psql_command", "restore_command"]
+__all__ = ["backup_command", "db_url_command", "events_command", "psql_command", "restore_command"]
 
 
 class ToolError(RuntimeError):
@@ -32,6 +33,29 @@ def psql_command(config: Config, arguments: list[str]) -> int:
     program = shutil.which("psql") if config.database_url else None
     with opened(config) as url:
         return subprocess.run([program or str(_engine_tool("psql")), *arguments, url]).returncode
+
+
+def events_command(config: Config) -> int:
+    """Each event on the channel the hub listens to, as it arrives, until Ctrl-C."""
+    from core.database import opened
+    from db.events import CHANNEL
+
+    async def listen(url: str) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: print(payload, flush=True))
+            print(f"listening on {CHANNEL}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            await asyncio.Event().wait()
+        finally:
+            await conn.close()
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stops as Ctrl-C does, database included
+    with opened(config) as url:
+        try:
+            asyncio.run(listen(url))
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 def db_url_command(config: Config) -> int:

@@ -92,3 +92,28 @@ def test_a_command_on_an_unreachable_database_fails_in_one_line(tmp_path: Path) 
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Connect call failed" in done.stderr or "refused" in done.stderr
+
+
+def test_the_readme_watch_example_shows_a_psql_update_as_it_happens(database_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": database_url}
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Watch it yourself", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    watch, update = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert watch == "./scripts/pgwarden events"
+    made = pgwarden(env, "psql", "-At", "-c",
+                    "WITH u AS (INSERT INTO users (email, password_hash, key) VALUES ('w@example.com', 'x', 'k')"
+                    " RETURNING id) INSERT INTO folders (user_id, name) SELECT id, 'n' FROM u RETURNING id")
+    folder_id = made.stdout.split()[0]
+    listener = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", *watch.split()[1:]], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    try:
+        assert "listening on pgwarden_events" in listener.stderr.readline()
+        words = update.replace("'...'", f"'{folder_id}'").split(maxsplit=3)
+        assert words[:3] == ["./scripts/pgwarden", "psql", "-c"]
+        done = pgwarden(env, "psql", "-c", words[3].strip('"'))
+        assert done.returncode == 0, done.stderr
+        assert folder_id in listener.stdout.readline()
+    finally:
+        listener.terminate()
+        assert listener.wait(30) == 0
