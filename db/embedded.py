@@ -143,7 +143,10 @@ class EmbeddedPostgres:
 
     def restart(self) -> None:
         """Stop and start the server at once (to apply a changed postgresql.conf)."""
-        self._pg_ctl(self.folder, self._server_engine, ["-w", "-m", "fast", "restart"])
+        # stop, then start as at first (pg_ctl restart would drop the log file and leave the
+        # server writing to our pipes)
+        self._pg_ctl(self.folder, self._server_engine, ["-m", "fast", "-w", "stop"])
+        self._start(self.folder, self._server_engine, self._socket_dir())
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

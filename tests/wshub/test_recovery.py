@@ -110,11 +110,11 @@ async def test_silent_link_is_detected_by_the_probe_and_the_gap_nudges_only_chan
 
 
 @pytest.fixture
-async def private_postgres(tmp_path: Path) -> AsyncIterator[tuple[object, str]]:
+async def private_postgres(data_dir: Path) -> AsyncIterator[tuple[object, str]]:
     """A throwaway PostgreSQL of our own to restart (never the shared one)."""
     from db.embedded import EmbeddedPostgres
 
-    server = await asyncio.to_thread(EmbeddedPostgres, tmp_path / "pg")
+    server = await asyncio.to_thread(EmbeddedPostgres, data_dir)
     url = server.url
     await asyncio.to_thread(migrate.upgrade, url)
     conn = await asyncpg.connect(url)
