@@ -177,3 +177,18 @@ def test_sigterm_during_startup_still_stops_the_embedded_database(tmp_path: Path
     wait_until(lambda: "pgwarden.up: database:" in up.tail(), "the embedded database", timeout=90, alive=up)
     assert terminate(up) == 0, up.tail()
     assert not postgres_running_in(data)
+
+
+def test_the_database_a_killed_up_left_running_stops_with_the_next_up(tmp_path: Path, data_dir: Path) -> None:
+    api_port, hub_port = free_port(), free_port()
+    up = start_up(data_dir, api_port, hub_port, tmp_path / "up.log")
+    up.process.send_signal(signal.SIGKILL)  # power cut, OOM killer, kill -9
+    up.process.wait(30)
+    up.stop()
+    wait_until(lambda: not answers(f"http://127.0.0.1:{api_port}/alive"), "the API to go with its supervisor")
+    assert postgres_running_in(data_dir), "pg_ctl's server outlives a SIGKILL"
+
+    again = start_up(data_dir, free_port(), free_port(), tmp_path / "again.log")
+    assert "adopting the embedded PostgreSQL" in again.tail(200)
+    assert terminate(again) == 0
+    assert not postgres_running_in(data_dir), "no embedded database is left behind"

@@ -114,3 +114,13 @@ async def test_reset_password_forgets_the_vault_only_when_told(
     assert sync["folders"] == [] and sync["ciphers"] == []
     folder = (await fresh.post("/api/folders", {"name": fresh.encrypt("new")})).json()
     assert fresh.decrypt(folder["name"]) == "new"
+
+
+async def test_delete_is_refused_for_the_only_owner_of_an_organization(
+        database_url: str, new_client: Callable[..., BitwardenClient]) -> None:
+    owner = await registered(new_client, "owner@example.com", "Owner")
+    organization = await owner.create_organization("Acme")
+    refused = await pgwarden(database_url, "user", "delete", "owner@example.com", "--yes")
+    assert refused.returncode == 1
+    assert "only Owner of Acme" in refused.stderr and organization["id"] in refused.stderr
+    assert (await owner.get("/api/sync")).status_code == 200, "nothing was deleted"
