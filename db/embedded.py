@@ -373,6 +373,16 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
+def _refuse_to_pass_over_the_earlier_default() -> None:
+    """Earlier versions kept the database in ./data: starting afresh elsewhere while it sits
+    there would look like a lost vault."""
+    earlier = Path.cwd() / "data"
+    if (earlier / "postgres" / "PG_VERSION").exists() and not (default_data_folder() / "postgres").exists():
+        raise EmbeddedError(
+            f"{earlier} holds the database of an earlier pgwarden (its default DATA_FOLDER was ./data): set"
+            f" DATA_FOLDER={earlier} to keep using it, or move it away to start afresh in {default_data_folder()}")
+
+
 def running_url(folder: Path) -> str | None:
     """The URL of the embedded server in DATA_FOLDER `folder` while it runs (read from its
     postmaster.pid), else None; nothing is started."""
@@ -390,6 +400,8 @@ def resolve_database_url(database_url: str | None, data_folder_setting: str | Pa
     """The URL to use, and the embedded server behind it if one was started (stop it when done)."""
     if database_url:
         return database_url, None
+    if not data_folder_setting:
+        _refuse_to_pass_over_the_earlier_default()
     embedded = EmbeddedPostgres(data_folder(str(data_folder_setting) if data_folder_setting else None))
     return embedded.url, embedded
 

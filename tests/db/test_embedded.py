@@ -161,3 +161,17 @@ def test_as_root_binaries_the_server_user_cannot_reach_are_copied_into_the_data_
     finally:
         embedded.stop()
     assert closed.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_earlier_default_data_folder_is_named_not_passed_over(tmp_path: Path, monkeypatch) -> None:
+    from db.embedded import resolve_database_url
+
+    (tmp_path / "data" / "postgres").mkdir(parents=True)
+    (tmp_path / "data" / "postgres" / "PG_VERSION").write_text("16\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "fresh"))
+    monkeypatch.setattr("db.embedded.default_data_folder", lambda: tmp_path / "fresh" / "pgwarden")
+    with pytest.raises(EmbeddedError) as refused:
+        resolve_database_url(None, None)
+    assert f"set DATA_FOLDER={tmp_path / 'data'} to keep using it" in str(refused.value)
+    assert not (tmp_path / "fresh").exists(), "no new, empty database was made"
