@@ -125,8 +125,8 @@ def _announce(config: Config) -> None:
     else:
         lines += ["Set DOMAIN to the https:// URL of your proxy: clients enter it as the server URL."]
     lines += [
-        "Clients require https: put a TLS reverse proxy in front (see deploy/) that sends",
-        "/notifications/hub and /notifications/anonymous-hub to the hub and the rest to the API.",
+        "Clients require https: run `pgwarden caddy` with the same settings (README, HTTPS on one",
+        "machine), or put another TLS reverse proxy from deploy/ in front.",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
