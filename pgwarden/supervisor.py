@@ -17,7 +17,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from core.config import Config, redact_dsn
 

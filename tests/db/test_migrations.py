@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import asyncpg
 import jwt
@@ -15,7 +14,6 @@ from core.keyring import KeyRing
 from core.keystore import ensure_signing_key
 from core.tokens import SigningKey, SigningKeyError, key_id
 from db import migrate
-from tests.conftest import PostgresServer, with_database
 
 VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "token_public_keys",
                 "token_private_keys", "login_limits", "server_secrets", "organizations", "memberships",

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from tests.support.bwclient import BitwardenClient
-from tests.support.processes import free_port
-from tests.pgwarden.test_up import start_up, terminate
+from tests.support.processes import free_port, wait_until
+from tests.pgwarden.test_up import answers, start_up, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL = "backup@example.com"
@@ -50,9 +50,6 @@ async def test_backup_then_restore_into_an_empty_database_logs_in(
         **os.environ, **target, "API_ADDRESS": "127.0.0.1", "API_PORT": str(port), "WEBSOCKET_PORT": str(hub_port)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from tests.support.processes import wait_until
-        from tests.pgwarden.test_up import answers
-
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/alive"), "the API on the restored database")
         async with BitwardenClient(f"http://127.0.0.1:{port}") as client:
             await client.login(EMAIL, PASSWORD)
