@@ -25,6 +25,8 @@ def scratch_database(*, migrated: bool = True) -> Iterator[str]:
     names or on an embedded PostgreSQL. Not for use inside a running event loop."""
     name = f"pgwarden_bench_{os.getpid()}"
     with tempfile.TemporaryDirectory() as folder:
+        # as root the embedded server runs as its own user, who must pass through this folder
+        os.chmod(folder, 0o711)
         server_url, embedded = resolve_database_url(os.environ.get("DATABASE_URL"), folder)
         try:
             asyncio.run(execute(server_url, f"CREATE DATABASE {name}"))

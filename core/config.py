@@ -129,6 +129,16 @@ def _url(text: str) -> str:
     return text.strip()
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return level
+
+
 def _token(text: str) -> str:
     token = text.strip()
     if len(token) < 16 or any(c.isspace() for c in token):
@@ -165,8 +175,10 @@ class Config:
         "DATABASE_URL", None, str,
         "PostgreSQL URL; several hosts (`h1,h2` with `?target_session_attrs=read-write`) follow a failover."
         " Unset: `pgwarden up` runs an embedded PostgreSQL in DATA_FOLDER.")
-    data_folder: str = _setting(
-        "DATA_FOLDER", "data", str, "Where the embedded PostgreSQL keeps its files.")
+    data_folder: str | None = _setting(
+        "DATA_FOLDER", None, str,
+        "Where the embedded PostgreSQL keeps its files. Unset: ~/.local/share/pgwarden ($XDG_DATA_HOME/pgwarden),"
+        " /var/lib/pgwarden for root; a relative path is taken from the current directory.")
     domain: str = _setting(
         "DOMAIN", "http://localhost", _url,
         "The public URL clients use (scheme and host, optional path); names the token issuer.")
@@ -238,7 +250,7 @@ class Config:
         "TRUSTED_PROXIES", (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1")), _networks,
         "Addresses and CIDR ranges of the reverse proxies whose IP_HEADER is believed (comma-separated);"
         " none: believe no one.")
-    log_level: str = _setting("LOG_LEVEL", "info", str, "debug, info, warning or error.")
+    log_level: str = _setting("LOG_LEVEL", "info", _log_level, "debug, info, warning or error.")
     smtp_host: str | None = _setting(
         "SMTP_HOST", None, str,
         "SMTP server for outgoing mail (two-step codes, invitations, email change, password hints);"

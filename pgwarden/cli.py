@@ -56,6 +56,75 @@ def _user_create(config: Config, args: argparse.Namespace) -> int:
     return create_user_command(config, email=args.email, password=password, name=args.name)
 
 
+def _user_list(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.users import list_command
+
+    return list_command(config)
+
+
+def _user_action(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.users import action_command
+
+    if args.user_command == "delete" and not args.yes:
+        print(f"pgwarden user delete: this deletes {args.email} and every item it owns alone; add --yes",
+              file=sys.stderr)
+        return 2
+    return action_command(config, args.user_command, args.email)
+
+
+def _user_reset_password(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.users import reset_password_command
+    from vaultapi.admin import PasswordInputError, read_master_password
+
+    if not args.forget_vault:
+        print(f"pgwarden user reset-password: the vault of {args.email} is encrypted with its master password,"
+              " which the server never knows; with a new one its items cannot be read. Add --forget-vault to"
+              " delete its personal items and folders and set a new password", file=sys.stderr)
+        return 2
+    try:
+        password = read_master_password(sys.stdin, from_stdin=args.password_stdin)
+    except PasswordInputError as error:
+        print(f"pgwarden user reset-password: {error}", file=sys.stderr)
+        return 2
+    return reset_password_command(config, args.email, password)
+
+
+def _caddy(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.caddy import caddy_command
+
+    return caddy_command(config)
+
+
+def _psql(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.database_tools import psql_command
+
+    return psql_command(config, [argument for argument in args.psql_arguments if argument != "--"])
+
+
+def _events(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.database_tools import events_command
+
+    return events_command(config)
+
+
+def _db_url(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.database_tools import db_url_command
+
+    return db_url_command(config)
+
+
+def _backup(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.database_tools import backup_command
+
+    return backup_command(config, args.file)
+
+
+def _restore(config: Config, args: argparse.Namespace) -> int:
+    from pgwarden.database_tools import restore_command
+
+    return restore_command(config, args.file)
+
+
 class _NoPasswordArgument(argparse.Action):
     """Refuses the old --password option without repeating its value."""
 
@@ -121,6 +190,43 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--password", action=_NoPasswordArgument, help=argparse.SUPPRESS)
     create.add_argument("--name", default=None)
     create.set_defaults(run=_user_create)
+    user_list = user_commands.add_parser("list", help="every account: state, dates, sessions, items")
+    user_list.set_defaults(run=_user_list)
+    from pgwarden.users import ACTIONS
+
+    for action, (_, help_text, _) in ACTIONS.items():
+        acting = user_commands.add_parser(action, help=help_text)
+        acting.add_argument("email")
+        if action == "delete":
+            acting.add_argument("--yes", action="store_true", help="yes, delete the account and its vault")
+        acting.set_defaults(run=_user_action)
+    reset = user_commands.add_parser(
+        "reset-password", allow_abbrev=False,
+        help="a new master password for a forgotten one (needs --forget-vault: the old items are lost)")
+    reset.add_argument("email")
+    reset.add_argument("--forget-vault", action="store_true",
+                       help="delete the personal items and folders, which the new password cannot decrypt")
+    reset.add_argument("--password-stdin", action="store_true",
+                       help="read the new master password from standard input instead of asking twice")
+    reset.add_argument("--password", action=_NoPasswordArgument, help=argparse.SUPPRESS)
+    reset.set_defaults(run=_user_reset_password)
+
+    caddy = commands.add_parser(
+        "caddy", help="run the system's Caddy in front of `up`: HTTPS for DOMAIN, local CA or Let's Encrypt")
+    caddy.set_defaults(run=_caddy)
+    psql = commands.add_parser("psql", help="a psql shell on the database (embedded or DATABASE_URL)")
+    # every further argument is psql's own (-c 'SELECT ...', -At ...): see main
+    psql.set_defaults(run=_psql)
+    events = commands.add_parser("events", help="print each event the hub hears (LISTEN pgwarden_events)")
+    events.set_defaults(run=_events)
+    db_url = commands.add_parser("db-url", help="print the database URL (the embedded one while `up` runs)")
+    db_url.set_defaults(run=_db_url)
+    backup = commands.add_parser("backup", help="a consistent dump of the database into FILE (pg_dump custom format)")
+    backup.add_argument("file")
+    backup.set_defaults(run=_backup)
+    restore = commands.add_parser("restore", help="restore FILE into an empty database, then migrate it")
+    restore.add_argument("file")
+    restore.set_defaults(run=_restore)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
     migrate.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead (base: empty)")
@@ -149,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "psql":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.psql_arguments = rest
     try:
         config = Config.from_env()
     except ConfigError as error:
@@ -158,17 +268,43 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for chatty in ("pgserver", "alembic.runtime.plugins"):
+    for chatty in ("alembic.runtime.plugins",):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    from core.database import TransactionPooler
+    try:
+        return args.run(config, args)
+    except _operator_errors() as error:  # the operator's to fix: the reason in one line, no traceback
+        log.error("%s", _one_line(error))
+        return 2
+
+
+def _operator_errors() -> tuple[type[BaseException], ...]:
+    import psycopg
+    import sqlalchemy.exc
+
+    from core.database import DATABASE_ERRORS, TransactionPooler
+    from core.tokens import SigningKeyError
+    from db.embedded import EmbeddedError
+    from db.roles import RoleError
+    from pgwarden.caddy import CaddyError
+    from pgwarden.database_tools import ToolError
+
+    return (SigningKeyError, RoleError, TransactionPooler, EmbeddedError, ToolError, CaddyError, *DATABASE_ERRORS,
+            psycopg.Error, sqlalchemy.exc.DBAPIError)
+
+
+def _one_line(error: BaseException) -> str:
+    import asyncpg
+
+    if isinstance(error, asyncpg.UndefinedTableError):
+        return "the database has no pgwarden tables yet: run `pgwarden migrate` (or `pgwarden up`) first"
     from core.tokens import SigningKeyError
     from db.roles import RoleError
 
-    try:
-        return args.run(config, args)
-    except (SigningKeyError, RoleError, TransactionPooler) as error:  # the operator's to fix: the reason, no traceback
-        log.error("%s", error)
-        return 2
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    reason = text[0] if text else type(error).__name__
+    if isinstance(error, (RuntimeError, SigningKeyError, RoleError)):  # ours, written for the operator
+        return reason
+    return f"database: {type(error).__name__}: {reason}"
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from core.config import Config, redact_dsn
 
@@ -117,15 +116,16 @@ def _announce(config: Config) -> None:
     else:
         lines.append("  notifications hub:  off (WEBSOCKET_ENABLED=false)")
     if not config.database_url:
-        folder = Path(config.data_folder).resolve() / "postgres"
-        lines.append(f"  database:           embedded PostgreSQL in {folder}")
+        from db.embedded import data_folder
+
+        lines.append(f"  database:           embedded PostgreSQL in {data_folder(config.data_folder) / 'postgres'}")
     if "DOMAIN" in os.environ:
         lines += ["In a Bitwarden client choose 'self-hosted' and enter the server URL", f"  {config.domain}"]
     else:
         lines += ["Set DOMAIN to the https:// URL of your proxy: clients enter it as the server URL."]
     lines += [
-        "Clients require https: put a TLS reverse proxy in front (see deploy/) that sends",
-        "/notifications/hub and /notifications/anonymous-hub to the hub and the rest to the API.",
+        "Clients require https: run `pgwarden caddy` with the same settings (README, HTTPS on one",
+        "machine), or put another TLS reverse proxy from deploy/ in front.",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)

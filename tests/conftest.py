@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +61,18 @@ class PostgresServer:
         )
 
 
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A DATA_FOLDER path for an embedded server of the test's own. As root that server runs as
+    another user, who must pass through every folder above it: pytest's tmp_path is closed."""
+    parent = Path(tempfile.mkdtemp(prefix="pgwarden-test-"))
+    parent.chmod(0o711)
+    try:
+        yield parent / "data"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     url = os.environ.get("PGWARDEN_TEST_DATABASE_URL")
@@ -101,6 +115,16 @@ def database_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
     """URL of a fresh, migrated database for this test alone (tests/e2e: for its module)."""
     with template_copy(pg_server, pg_template) as url:
         yield url
+
+
+@pytest.fixture
+def empty_database_url(pg_server: PostgresServer) -> Iterator[str]:
+    """URL of a database with nothing in it, not even the schema."""
+    name = f"pgwarden_empty_{os.getpid()}_{next(_copies)}"
+    janitor = pg_server.janitor(name)
+    janitor.drop()
+    with janitor:
+        yield with_database(pg_server.url, name)
 
 
 @pytest.fixture

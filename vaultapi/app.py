@@ -27,7 +27,7 @@ from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
-from vaultapi import body_limits, cors, headers
+from vaultapi import access_log, body_limits, cors, headers
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.errors import ApiError, handle_error
@@ -106,6 +106,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     app.error_handler.add(Exception, handle_error)
     cors.install(app)
     headers.install(app)
+    access_log.install(app)
     app.on_response(_let_go_of_body)
     app.on_response(_close_when_stopping)
     app.ctx.stopping = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import asyncpg
 import jwt
@@ -15,21 +14,11 @@ from core.keyring import KeyRing
 from core.keystore import ensure_signing_key
 from core.tokens import SigningKey, SigningKeyError, key_id
 from db import migrate
-from tests.conftest import PostgresServer, with_database
 
 VAULT_TABLES = {"users", "devices", "folders", "ciphers", "sync_events", "token_public_keys",
                 "token_private_keys", "login_limits", "server_secrets", "organizations", "memberships",
                 "collections", "collection_members", "user_revisions"}
 ISSUER = "https://vault.test|login"
-
-
-@pytest.fixture
-def empty_database_url(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"pgwarden_empty_{os.getpid()}"
-    janitor = pg_server.janitor(name)
-    janitor.drop()
-    with janitor:
-        yield with_database(pg_server.url, name)
 
 
 def tables_and_triggers(url: str) -> tuple[set[str], set[str]]:
@@ -100,19 +89,19 @@ def migrate_head() -> str:
     return ScriptDirectory.from_config(migrate.alembic_config("postgresql://x@localhost/x")).get_current_head()
 
 
-def test_migrate_command_on_embedded_postgres_keeps_data(tmp_path) -> None:
+def test_migrate_command_on_embedded_postgres_keeps_data(data_dir) -> None:
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATA_FOLDER"] = str(tmp_path / "data")
+    env["DATA_FOLDER"] = str(data_dir)
     for _ in range(2):  # the second run finds the same cluster, already at head
         done = subprocess.run(
             [sys.executable, "-m", "pgwarden.cli", "migrate"], env=env, capture_output=True, text=True, timeout=180
         )
         assert done.returncode == 0, done.stderr
         assert f"database at revision {migrate_head()}" in done.stderr
-    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
 
 
 def test_refresh_tokens_issued_before_0004_keep_working_for_a_lifetime(empty_database_url: str) -> None:

@@ -12,6 +12,7 @@ import json
 import ssl
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,50 @@ EMAIL = "compose@example.com"
 PASSWORD = "correct horse battery staple"
 
 
+#: what an operator puts in .env: passwords with the characters a URL would have to escape
+SECRETS = {"POSTGRES_PASSWORD": "p@ss:w/rd#1?%", "HUB_DATABASE_PASSWORD": "hub p@ss/word"}
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env},
+    )
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
     """The compose file as docker-compose itself resolves it."""
-    done = subprocess.run(
-        [require_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
-        capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "DOMAIN": "https://localhost"},
-    )
+    done = compose_config({"DOMAIN": "https://localhost", **SECRETS})
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
+
+
+@pytest.mark.parametrize("secret", sorted(SECRETS))
+def test_compose_stops_at_once_without_a_required_secret(secret: str) -> None:
+    env = {"DOMAIN": "https://vault.example.com", **SECRETS}
+    del env[secret]
+    done = compose_config(env)
+    assert done.returncode != 0
+    assert f"set {secret} in .env" in done.stderr
+
+
+def test_compose_for_a_public_host(compose: dict) -> None:
+    services = compose["services"]
+    for name in ("migrate", "hub-role", "api-1", "api-2", "hub"):
+        environment = services[name]["environment"]
+        # passwords travel in PGPASSWORD, as typed, never inside a URL that would need escaping
+        assert "@postgres:5432/" in environment["DATABASE_URL"]
+        assert ":" not in environment["DATABASE_URL"].split("//", 1)[1].split("@", 1)[0], name
+    assert services["migrate"]["environment"]["PGPASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
+    assert services["hub"]["environment"]["PGPASSWORD"] == SECRETS["HUB_DATABASE_PASSWORD"]
+    assert services["api-1"]["environment"]["SIGNUPS_ALLOWED"] == "false"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name in ("migrate", "hub-role", "api-1", "api-2", "hub"):
+        assert services[name]["image"] == f"pgwarden:{version}", name
+    ports = {(port["target"], port.get("protocol", "tcp")) if isinstance(port, dict) else port
+             for port in services["caddy"]["ports"]}
+    assert ports & {(443, "udp"), "443:443/udp"}, "HTTP/3"
 
 
 def test_compose_has_the_documented_shape(compose: dict) -> None:
@@ -46,7 +82,7 @@ def test_compose_has_the_documented_shape(compose: dict) -> None:
     assert services["migrate"]["restart"] == "no"
     # the hub logs in as its own role, given only what it reads (docs/security.md)
     assert services["hub-role"]["command"][:4] == ["pgwarden", "db", "grant-hub", "pgwarden_hub"]
-    assert services["hub"]["environment"]["DATABASE_URL"].startswith("postgresql://pgwarden_hub:")
+    assert services["hub"]["environment"]["DATABASE_URL"].startswith("postgresql://pgwarden_hub@")
     assert services["hub"]["depends_on"]["hub-role"]["condition"] == "service_completed_successfully"
     assert "SIGNING_KEY_PASSPHRASE" not in services["hub"]["environment"]
     for name in ("api-1", "api-2"):
@@ -111,8 +147,16 @@ async def test_compose_parts_as_processes_serve_a_client(
         trust = await asyncio.to_thread(_caddy_trust, root_ca, https_port, caddy)
 
         async with BitwardenClient(domain, verify=trust) as client:
-            await client.register(EMAIL, PASSWORD)
-            await client.login()
+            # sign-ups are closed: the first account comes from the documented command
+            refused = await client.http.post("/identity/accounts/register", json={"email": EMAIL})
+            assert refused.status_code in (400, 403), refused.text
+            first_user = compose_first_user_command()
+            created = subprocess.run(
+                [sys.executable, "-m", "pgwarden.cli", *first_user[1:], "--password-stdin"],
+                env={**_service_env(compose, "api-1", database_url), "PATH": "/usr/bin:/bin"},
+                input=PASSWORD, capture_output=True, text=True, timeout=120)
+            assert created.returncode == 0, created.stderr
+            await client.login(EMAIL, PASSWORD)
             negotiate = await client.post("/notifications/hub/negotiate")
             assert negotiate.status_code == 200 and negotiate.json()["connectionId"]
 
@@ -136,6 +180,16 @@ async def test_compose_parts_as_processes_serve_a_client(
     finally:
         for part in reversed(parts):
             part.stop()
+
+
+def compose_first_user_command() -> list[str]:
+    """`pgwarden user create --email ...` as docker-compose.yml's header tells the operator to run it."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    line = next(line for line in text.splitlines() if "docker-compose exec api-1 pgwarden user create" in line)
+    words = line.lstrip("# ").split()
+    command = words[words.index("pgwarden"):]
+    command[command.index("--email") + 1] = EMAIL
+    return command
 
 
 def _caddy_trust(root_ca: Path, port: int, caddy: ManagedProcess) -> ssl.SSLContext:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from core.config import Config, ConfigError, redact_dsn
@@ -107,3 +111,16 @@ def test_signing_key_passphrase_settings_that_cannot_work_are_reported(tmp_path)
     ]:
         with pytest.raises(ConfigError, match=expected):
             Config.from_env(environ)
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), [
+    ("LOG_LEVEL", "verbose", "expected one of debug, info, warning, error"),
+    ("DOMAIN", "vault.example.com", "is not an http(s) URL"),
+])
+def test_a_mistyped_setting_is_listed_not_a_traceback(name: str, value: str, reason: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "pgwarden.cli", "user", "list"], capture_output=True, text=True,
+                          env={**os.environ, name: value, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0] == "invalid configuration:" and lines[1].startswith(f"  {name}: ") and len(lines) == 2
+    assert reason in done.stderr and "Traceback" not in done.stderr

@@ -69,8 +69,8 @@ async def hub_handshake(api_port: int, hub_port: int, register: bool) -> str:
             return await asyncio.wait_for(ws.recv(), 10)
 
 
-async def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+async def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     log = tmp_path / "up.log"
 
     api_port, hub_port = free_port(), free_port()
@@ -90,8 +90,8 @@ async def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     assert not postgres_running_in(data)
 
 
-def test_up_restarts_a_child_that_dies(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_up_restarts_a_child_that_dies(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     api_port, hub_port = free_port(), free_port()
     up = start_up(data, api_port, hub_port, tmp_path / "up.log")
     try:
@@ -168,8 +168,8 @@ def test_up_as_a_normal_user_on_port_80(database_url: str, tmp_path: Path) -> No
         assert terminate(up) == 0, up.tail()
 
 
-def test_sigterm_during_startup_still_stops_the_embedded_database(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_sigterm_during_startup_still_stops_the_embedded_database(tmp_path: Path, data_dir: Path) -> None:
+    data = data_dir
     env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
     env.update(DATA_FOLDER=str(data), API_ADDRESS="127.0.0.1", API_PORT=str(free_port()),
                WEBSOCKET_ADDRESS="127.0.0.1", WEBSOCKET_PORT=str(free_port()))
@@ -177,3 +177,18 @@ def test_sigterm_during_startup_still_stops_the_embedded_database(tmp_path: Path
     wait_until(lambda: "pgwarden.up: database:" in up.tail(), "the embedded database", timeout=90, alive=up)
     assert terminate(up) == 0, up.tail()
     assert not postgres_running_in(data)
+
+
+def test_the_database_a_killed_up_left_running_stops_with_the_next_up(tmp_path: Path, data_dir: Path) -> None:
+    api_port, hub_port = free_port(), free_port()
+    up = start_up(data_dir, api_port, hub_port, tmp_path / "up.log")
+    up.process.send_signal(signal.SIGKILL)  # power cut, OOM killer, kill -9
+    up.process.wait(30)
+    up.stop()
+    wait_until(lambda: not answers(f"http://127.0.0.1:{api_port}/alive"), "the API to go with its supervisor")
+    assert postgres_running_in(data_dir), "pg_ctl's server outlives a SIGKILL"
+
+    again = start_up(data_dir, free_port(), free_port(), tmp_path / "again.log")
+    assert "adopting the embedded PostgreSQL" in again.tail(200)
+    assert terminate(again) == 0
+    assert not postgres_running_in(data_dir), "no embedded database is left behind"

@@ -58,6 +58,7 @@ class ProxySettings:
             # HAProxy reads certificate and key from one file.
             "PGWARDEN_TLS_CERT": str(self.certs.combined if kind == "haproxy" else self.certs.cert),
             "PGWARDEN_TLS_KEY": str(self.certs.key),
+            "PGWARDEN_TLS": "files",  # Caddy's choice among internal, automatic and files
             "PGWARDEN_API": " ".join(self.api),
             "PGWARDEN_HUB": " ".join(self.hub),
             "PGWARDEN_CADDY_ADMIN": "off",

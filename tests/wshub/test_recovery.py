@@ -110,12 +110,12 @@ async def test_silent_link_is_detected_by_the_probe_and_the_gap_nudges_only_chan
 
 
 @pytest.fixture
-async def private_postgres(tmp_path: Path) -> AsyncIterator[tuple[object, str]]:
+async def private_postgres(data_dir: Path) -> AsyncIterator[tuple[object, str]]:
     """A throwaway PostgreSQL of our own to restart (never the shared one)."""
-    from pgserver import get_server
+    from db.embedded import EmbeddedPostgres
 
-    server = await asyncio.to_thread(get_server, tmp_path / "pg", cleanup_mode="delete")
-    url = server.get_uri("postgres")
+    server = await asyncio.to_thread(EmbeddedPostgres, data_dir)
+    url = server.url
     await asyncio.to_thread(migrate.upgrade, url)
     conn = await asyncpg.connect(url)
     try:
@@ -127,12 +127,10 @@ async def private_postgres(tmp_path: Path) -> AsyncIterator[tuple[object, str]]:
     try:
         yield server, url
     finally:
-        await asyncio.to_thread(server.cleanup)
+        await asyncio.to_thread(server.stop)
 
 
 async def test_postgres_restart_is_survived(private_postgres) -> None:
-    from pgserver._commands import pg_ctl
-
     server, url = private_postgres
     hub = await start_hub(url)
     try:
@@ -144,8 +142,7 @@ async def test_postgres_restart_is_survived(private_postgres) -> None:
         before = await db.fetchval(
             "INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", changed.id)
         await db.close()
-        await asyncio.to_thread(pg_ctl, ["-w", "-m", "fast", "restart"], pgdata=server.pgdata,
-                                user=server.system_user)
+        await asyncio.to_thread(server.restart)
         ingress = hub.app.ctx.ingress
         await _reconnected(hub)
         assert ingress.connected.is_set()

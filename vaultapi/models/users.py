@@ -28,6 +28,8 @@ __all__ = [
     "change_email",
     "change_password",
     "delete_account",
+    "disable",
+    "enable",
     "domains_json",
     "find_by_email",
     "find_by_id",
@@ -35,6 +37,7 @@ __all__ = [
     "kdf_json",
     "master_password_unlock_json",
     "profile_json",
+    "replace_keys_forgetting_vault",
     "reset_security_stamp",
     "revision_date",
     "purge_vault",
@@ -193,22 +196,35 @@ async def purge_vault(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
     await publish.user_event(conn, user_id, PushType.SYNC_VAULT)
 
 
+# ---- what an operator does to an account (pgwarden user ...) ----------------------------------
+
+async def disable(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """The account keeps its data and cannot log in; every session ends now."""
+    await conn.execute("UPDATE users SET disabled_at = now(), updated_at = now() WHERE id = $1", user_id)
+    await reset_security_stamp(conn, user_id)
+
+
+async def enable(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE users SET disabled_at = NULL, updated_at = now() WHERE id = $1", user_id)
+
+
 async def delete_account(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
-    """The account and all it holds. Refused while it is the only confirmed owner of an
-    organization with other members' data at stake (as Bitwarden). Every session ends: the LogOut
-    leaves at commit, after the row it names is gone."""
-    sole = await conn.fetchval(
+    """The account and everything it owns alone; its memberships go, its organizations' items
+    stay. Refused while it is the only confirmed Owner of an organization, which would be left
+    without one."""
+    alone = await conn.fetch(
         """
-        SELECT EXISTS (SELECT 1 FROM memberships m
-                        WHERE m.user_id = $1 AND m.type = 0 AND m.status = 2
-                          AND NOT EXISTS (SELECT 1 FROM memberships o
-                                           WHERE o.organization_id = m.organization_id AND o.id <> m.id
-                                             AND o.type = 0 AND o.status = 2))
+        SELECT o.id, o.name FROM memberships m JOIN organizations o ON o.id = m.organization_id
+         WHERE m.user_id = $1 AND m.type = 0 AND m.status = 2
+           AND NOT EXISTS (SELECT 1 FROM memberships other
+                            WHERE other.organization_id = m.organization_id AND other.user_id <> $1
+                              AND other.type = 0 AND other.status = 2)
         """,
         user_id)
-    if sole:
-        raise ApiError("Cannot delete this user because it is the sole owner of at least one organization. "
-                       "Please delete these organizations or upgrade another user.")
+    if alone:
+        names = ", ".join(f"{row['name']} ({row['id']})" for row in alone)
+        raise ApiError(f"it is the only Owner of {names}: make another member Owner first")
+    # the LogOut leaves on COMMIT, after its sync_events row went with the account
     await publish.log_out_all_devices(conn, user_id)
     await conn.execute("DELETE FROM users WHERE id = $1", user_id)
 
@@ -231,6 +247,35 @@ async def rotate_api_key(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncp
     """A new API key; the old one stops working at once (sessions it opened run to their end)."""
     return await conn.fetchrow(
         "UPDATE users SET api_key = $2, updated_at = now() WHERE id = $1 RETURNING *", user_id, _new_api_key())
+
+
+async def replace_keys_forgetting_vault(
+    conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str, key: str, public_key: str,
+    private_key: str, iterations: int,
+) -> None:
+    """A new master password for an account whose old one is lost. What the old keys encrypted
+    can never be read again: the personal items and folders are deleted, and the organizations
+    must confirm the member again (their keys were wrapped to the old public key)."""
+    await conn.execute("DELETE FROM ciphers WHERE user_id = $1", user_id)
+    await conn.execute("DELETE FROM folders WHERE user_id = $1", user_id)
+    await conn.execute(
+        """
+        UPDATE memberships SET key = NULL, updated_at = now(),
+                               status = CASE WHEN status = 2 THEN 1 ELSE status END,
+                               status_before_revoke = CASE WHEN status_before_revoke = 2 THEN 1
+                                                           ELSE status_before_revoke END
+         WHERE user_id = $1
+        """,
+        user_id)
+    await conn.execute(
+        """
+        UPDATE users SET password_hash = $2, key = $3, public_key = $4, private_key = $5, password_hint = NULL,
+                         kdf_type = 0, kdf_iterations = $6, kdf_memory = NULL, kdf_parallelism = NULL,
+                         updated_at = now()
+         WHERE id = $1
+        """,
+        user_id, password_hash, key, public_key, private_key, iterations)
+    await reset_security_stamp(conn, user_id)
 
 
 # ---- wire shapes ---------------------------------------------------------------------------

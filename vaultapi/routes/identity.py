@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from vaultapi.two_step import second_step
 __all__ = ["bp"]
 
 bp = Blueprint("identity")
+log = logging.getLogger("pgwarden.login")
 
 _WRONG_PASSWORD = "Username or password is incorrect. Try again."
 
@@ -90,15 +92,28 @@ async def _password_grant(request: Request) -> HTTPResponse:
     pool = request.app.ctx.pool
     user = await users.find_by_email(pool, email)
     if not await verify_password(user["password_hash"] if user else None, password) or user is None:
+        _log_failed_login(request)
         raise GrantError(_WRONG_PASSWORD)
     # the account's count starts afresh only once the second step passed too
     remember_token = await second_step(request, user, identifier)
     await limits.password_verified(request, email)
+    _refuse_disabled(user)
     await _notice_new_device(request, user, identifier, name)
     refresh_token = new_refresh_token()
     await devices.sign_in(pool, user, identifier, device_type, name, hash_refresh_token(refresh_token),
                           request.app.ctx.config.refresh_token_lifetime)
     return json(_signed_in_reply(request, user, identifier, client_id, refresh_token, remember_token))
+
+
+def _log_failed_login(request: Request) -> None:
+    # the line fail2ban reads (deploy/fail2ban): the address only, never what was typed
+    log.warning("failed login from %s", client_address(request))
+
+
+def _refuse_disabled(user: asyncpg.Record) -> None:
+    """An account the operator disabled (`pgwarden user disable`) signs in by no grant."""
+    if user["disabled_at"] is not None:
+        raise GrantError("This account has been disabled by the server's operator.")
 
 
 def _signed_in_reply(request: Request, user: asyncpg.Record, identifier: str, client_id: str, refresh_token: str,
@@ -148,11 +163,13 @@ async def _auth_request_grant(request: Request) -> HTTPResponse:
     pool = request.app.ctx.pool
     user = await users.find_by_email(pool, email)
     if user is None or not await auth_requests.usable_for_login(pool, request_id, user["id"], identifier, code):
+        _log_failed_login(request)
         raise GrantError(_WRONG_PASSWORD)
     # a second factor, when the account has one, is asked as after a password (Bitwarden spares
     # only API key logins): the request is spent by the login that completes
     remember_token = await second_step(request, user, identifier)
     await limits.password_verified(request, email)
+    _refuse_disabled(user)
     if not await auth_requests.use_for_login(pool, request_id, user["id"], identifier, code):
         raise GrantError(_WRONG_PASSWORD)
     refresh_token = new_refresh_token()
@@ -179,8 +196,10 @@ async def _api_key_grant(request: Request) -> HTTPResponse:
     # compared whether or not there is a key, so an unknown client takes as long
     expected = (user["api_key"] if user else None) or secrets.token_urlsafe(22)
     if user is None or not hmac.compare_digest(expected.encode(), secret.encode()):
+        _log_failed_login(request)
         raise GrantError("The client id or secret is invalid.", "invalid_client")
     await limits.password_verified(request, client_id)
+    _refuse_disabled(user)
     await devices.sign_in(request.app.ctx.pool, user, identifier, device_type, name, None,
                           request.app.ctx.config.refresh_token_lifetime)
     reply = _token_reply(request, user, identifier, client_id, "")
