@@ -23,12 +23,14 @@ from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
-from vaultapi import body_limits, cors, headers
+from vaultapi import body_limits, cors, downloads, headers, housekeeping
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
+from vaultapi.storage import open_store
 from vaultapi.errors import ApiError, handle_error
 from vaultapi.routes import (
     accounts,
+    attachments,
     ciphers,
     collections,
     devices,
@@ -39,6 +41,7 @@ from vaultapi.routes import (
     settings,
     sync,
 )
+from vaultapi.routes import files as file_routes
 from vaultapi.routes import config as server_config
 
 __all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "LimitedRequest", "create_app", "serve"]
@@ -90,8 +93,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
-                 collections):
+    for area in (identity, accounts, devices, sync, ciphers, attachments, folders, settings, server_config,
+                 organizations, members, collections, file_routes):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
@@ -113,11 +116,19 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         app.ctx.registration_verifier = keys.verifier(register_issuer)
         app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
+        file_issuer = downloads.issuer_name(config.domain)
+        app.ctx.file_issuer = keys.issuer(file_issuer, downloads.URL_LIFETIME)
+        app.ctx.file_verifier = keys.verifier(file_issuer)
+        app.ctx.store = await open_store(config, app.ctx.pool)
+        app.ctx.housekeeping = asyncio.create_task(housekeeping.run(app.ctx.pool, app.ctx.store),
+                                                   name="api-housekeeping")
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
         app.ctx.key_refresh.cancel()
-        await asyncio.gather(app.ctx.key_refresh, return_exceptions=True)
+        app.ctx.housekeeping.cancel()
+        await asyncio.gather(app.ctx.key_refresh, app.ctx.housekeeping, return_exceptions=True)
+        await app.ctx.store.close()
         await app.ctx.pool.close()
 
     return app

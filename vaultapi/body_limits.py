@@ -26,6 +26,7 @@ __all__ = [
     "MANAGEMENT_BODY",
     "MAX_FORM_FIELDS",
     "MAX_ITEM_DATA",
+    "MULTIPART_OVERHEAD",
     "PASSWORD_HISTORY",
     "REGISTRATION_BODY",
     "SMALL_BODY",
@@ -102,6 +103,11 @@ _BODY_LIMITS = {
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore/vnext",
     ), MANAGEMENT_BODY),
 }
+
+#: a file upload (multipart/form-data): the file itself, its size announced (v2) or at most
+#: MAX_FILE_SIZE (legacy), and this much for the form around it: boundaries, part headers with
+#: the encrypted file name, and the legacy upload's key field
+MULTIPART_OVERHEAD = 16 * KiB
 
 #: form fields on the token endpoint: the clients send about 10, never more than 20
 MAX_FORM_FIELDS = 64

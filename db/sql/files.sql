@@ -9,7 +9,8 @@
 -- Trigger: attachments_released, sends_released (AFTER DELETE, each statement).
 CREATE OR REPLACE FUNCTION pgwarden_files_released() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO released_files (key) SELECT file_key FROM old_rows WHERE file_key IS NOT NULL;
+    INSERT INTO released_files (key) SELECT file_key FROM old_rows WHERE file_key IS NOT NULL
+        ON CONFLICT DO NOTHING;
     RETURN NULL;
 END
 $$;

@@ -44,6 +44,7 @@ from vaultapi.database import encode_in_batches
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import collections, folders, memberships
+from vaultapi.models.file_shapes import attachment_json
 from vaultapi.models.memberships import Member
 
 __all__ = [
@@ -157,13 +158,18 @@ class CipherInput:
         the dates may differ by a second either way, for clocks and rounding to milliseconds; a
         date further ahead is refused as much as one behind, since no client holds a copy newer
         than the server's. A client that sends no date is not checked."""
-        known = self.last_known_revision_date
-        if known is not None and abs((row["revision_date"] - known).total_seconds()) > 1:
-            raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
+        if self.last_known_revision_date is not None:
+            check_revision(row, self.last_known_revision_date)
 
     def check_encrypted_for(self, user_id: uuid.UUID) -> None:
         if self.encrypted_for is not None and self.encrypted_for != user_id:
             raise ApiError("Cipher was not encrypted for the current user. Please try again.", field="encryptedFor")
+
+
+def check_revision(row: asyncpg.Record, known: datetime) -> None:
+    """The client's copy of the item is the stored one (CipherInput.check_not_stale)."""
+    if abs((row["revision_date"] - known).total_seconds()) > 1:
+        raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,9 @@ def _date(value: Any, field: str, *, required: bool = False) -> datetime | None:
     return date
 
 
+parse_date = _date
+
+
 def _optional_date(value: Any, where: str) -> None:
     _date(value, where)
 
@@ -416,7 +425,7 @@ def _content_json(row: asyncpg.Record) -> dict[str, Any]:
         "data": json.dumps({**(type_data or {}), **{field: data.get(field) for field in _COMMON_FIELDS}}),
         "key": row["key"],
         "reprompt": row["reprompt"],
-        "attachments": None,
+        "attachments": [attachment_json(attachment) for attachment in row["attachments"]] or None,
         # Without premium the clients hide an item's TOTP code unless this says the code may be
         # shown; generating codes needs nothing from the server, so every item may show them.
         "organizationUseTotp": capabilities.ORGANIZATION_TOTP,
@@ -451,11 +460,18 @@ def mini_details_json(row: asyncpg.Record) -> dict[str, Any]:
 
 # ---- finders -------------------------------------------------------------------------------
 
+# an item's uploaded attachments, oldest first, as a column of its row (c)
+_ATTACHMENTS = """
+    coalesce((SELECT json_agg(json_build_object('id', a.id, 'file_name', a.file_name, 'key', a.key, 'size', a.size)
+                              ORDER BY a.created_at, a.id)
+                FROM attachments a WHERE a.cipher_id = c.id AND a.uploaded), '[]') AS attachments
+"""
+
 # data as text: decoded row by row below, between turns of the other requests, not all at once
-_BY_ID_AS_TEXT = """
-    SELECT id, user_id, organization_id, collection_ids, type, data::text AS data, key, reprompt, folders,
-           favorites, revision_date, creation_date, deleted_date
-      FROM ciphers WHERE id = ANY($1::uuid[]) ORDER BY creation_date, id
+_BY_ID_AS_TEXT = f"""
+    SELECT c.id, c.user_id, c.organization_id, c.collection_ids, c.type, c.data::text AS data, c.key, c.reprompt,
+           c.folders, c.favorites, c.revision_date, c.creation_date, c.deleted_date, {_ATTACHMENTS}
+      FROM ciphers c WHERE c.id = ANY($1::uuid[]) ORDER BY c.creation_date, c.id
 """
 
 
@@ -502,8 +518,8 @@ async def check_organization_room(conn: asyncpg.Connection, organization_id: uui
         raise ApiError(f"An organization may hold at most {limit} items.")
 
 
-_ONE_VISIBLE = """
-SELECT c.*, a.read_only AS access_read_only, a.hide_passwords AS access_hide_passwords,
+_ONE_VISIBLE = f"""
+SELECT c.*, {_ATTACHMENTS}, a.read_only AS access_read_only, a.hide_passwords AS access_hide_passwords,
        a.manage AS access_manage, a.collection_ids AS access_collection_ids
   FROM cipher_access a JOIN ciphers c ON c.id = a.cipher_id
  WHERE a.user_id = $1 AND a.cipher_id = ANY($2::uuid[])
@@ -528,8 +544,8 @@ async def require(conn: Conn, cipher_id: uuid.UUID, user_id: uuid.UUID, *, lock:
 
 
 async def of_organization(conn: Conn, organization_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM ciphers WHERE organization_id = $1 ORDER BY creation_date, id",
-                            organization_id)
+    return await conn.fetch(f"SELECT c.*, {_ATTACHMENTS} FROM ciphers c WHERE c.organization_id = $1"
+                            " ORDER BY c.creation_date, c.id", organization_id)
 
 
 async def check_folder(conn: Conn, folder_id: uuid.UUID | None, user_id: uuid.UUID) -> None:
@@ -646,6 +662,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
     await _require_own(conn, cipher_id, user_id)
     member = await _sharing_member(conn, cipher, user_id, collection_ids, 1, max_items)
     item = await _require_own(conn, cipher_id, user_id, lock=True)
+    _check_no_attachments([item])
     cipher.check_not_stale(item.row)
     await check_folder(conn, cipher.folder_id, user_id)
     await conn.execute(
@@ -677,6 +694,7 @@ async def share_many(conn: asyncpg.Connection, user_id: uuid.UUID, items: dict[u
     owned = await _require_all(conn, list(items), user_id)
     if any(item.row["user_id"] != user_id for item in owned):
         raise ApiError("Trying to share ciphers that you do not own.")
+    _check_no_attachments(owned)
     for item in owned:
         items[item.id].check_not_stale(item.row)
     return await conn.fetch(
@@ -790,6 +808,12 @@ def _favorite_placement(user_id: uuid.UUID, favorite: bool) -> dict[str, bool]:
 
 def _unique(ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
+
+
+def _check_no_attachments(items: list[Visible]) -> None:
+    # their keys would have to move to the organization's key with the item (attachments2)
+    if any(item.row["attachments"] for item in items):
+        raise ApiError("Items with attachments cannot be moved to an organization yet.")
 
 
 def _check_personal(cipher: CipherInput) -> None:

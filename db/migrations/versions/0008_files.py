@@ -24,7 +24,7 @@ branch_labels = None
 depends_on = None
 
 #: The routines' text this migration was written for (db.routines.fingerprint()).
-ROUTINES = "eb9fd1210491"
+ROUTINES = "e1c499bf59d5"
 
 
 def upgrade() -> None:
