@@ -79,11 +79,14 @@ class Stack:
     logs: Path
     apis: list[Replica] = field(default_factory=list)
     hubs: list[Replica] = field(default_factory=list)
+    #: more settings of every API replica (FILE_STORAGE, limits...)
+    api_env: dict[str, str] = field(default_factory=dict)
 
     def start(self, apis: int = 1, hubs: int = 1) -> Stack:
         try:
             for index in range(1, apis + 1):
-                self.apis.append(start_replica("api", self.database_url, self.domain, self.logs, index))
+                self.apis.append(start_replica("api", self.database_url, self.domain, self.logs, index,
+                                               self.api_env))
             for index in range(1, hubs + 1):
                 self.hubs.append(start_replica("hub", self.database_url, self.domain, self.logs, index))
         except BaseException:
