@@ -38,6 +38,7 @@ from vaultapi.routes import (
     identity,
     members,
     organizations,
+    sends,
     settings,
     sync,
 )
@@ -94,7 +95,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     app.config.TOUCHUP = False
     app.ctx.config = config
     for area in (identity, accounts, devices, sync, ciphers, attachments, folders, settings, server_config,
-                 organizations, members, collections, file_routes):
+                 organizations, members, collections, sends, file_routes):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)

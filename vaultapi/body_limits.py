@@ -68,6 +68,9 @@ _BODY_LIMITS = {
     "identity/accounts/register": REGISTRATION_BODY,
     "api/accounts/register": REGISTRATION_BODY,
     "identity/accounts/register/finish": REGISTRATION_BODY,
+    # anyone with a Send's link: a password hash at most
+    "api/sends/access/<link_id:str>": SMALL_BODY,
+    "api/sends/<link_id:str>/access/file/<file_id:str>": SMALL_BODY,
     "api/ciphers/import": IMPORT_BODY,
     # organizations: whole items only where items move in bulk
     "api/ciphers/import-organization": IMPORT_BODY,

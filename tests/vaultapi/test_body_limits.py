@@ -36,6 +36,8 @@ ANONYMOUS_ROUTES = [
     ("/api/accounts/register", "application/json"),
     ("/identity/accounts/register/send-verification-email", "application/json"),
     ("/identity/accounts/register/finish", "application/json"),
+    ("/api/sends/access/AAAAAAAAAAAAAAAAAAAAAA", "application/json"),
+    ("/api/sends/AAAAAAAAAAAAAAAAAAAAAA/access/file/0123", "application/json"),
 ]
 
 
