@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_SIZE = body_limits.IMPORT_BODY
 #: seconds a registration (email verification) token stays valid
 REGISTRATION_TOKEN_LIFETIME = 3600
+#: seconds a Send access token (the send_access grant's) stays valid: the clients use it at once
+SEND_ACCESS_TOKEN_LIFETIME = 300
 
 _app_numbers = itertools.count(1)
 
@@ -120,6 +122,9 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         file_issuer = downloads.issuer_name(config.domain)
         app.ctx.file_issuer = keys.issuer(file_issuer, downloads.URL_LIFETIME)
         app.ctx.file_verifier = keys.verifier(file_issuer)
+        send_issuer = f"{config.domain.rstrip('/')}|send"
+        app.ctx.send_issuer = keys.issuer(send_issuer, SEND_ACCESS_TOKEN_LIFETIME)
+        app.ctx.send_verifier = keys.verifier(send_issuer)
         app.ctx.store = await open_store(config, app.ctx.pool)
         app.ctx.housekeeping = asyncio.create_task(housekeeping.run(app.ctx.pool, app.ctx.store),
                                                    name="api-housekeeping")

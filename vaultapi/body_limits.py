@@ -69,6 +69,8 @@ _BODY_LIMITS = {
     "api/accounts/register": REGISTRATION_BODY,
     "identity/accounts/register/finish": REGISTRATION_BODY,
     # anyone with a Send's link: a password hash at most
+    "api/sends/access": SMALL_BODY,
+    "api/sends/access/file/<file_id:str>": SMALL_BODY,
     "api/sends/access/<link_id:str>": SMALL_BODY,
     "api/sends/<link_id:str>/access/file/<file_id:str>": SMALL_BODY,
     "api/ciphers/import": IMPORT_BODY,

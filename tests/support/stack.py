@@ -43,9 +43,9 @@ def _answers(url: str) -> bool:
 
 
 def start_replica(kind: str, database_url: str, domain: str, logs: Path, index: int = 1,
-                  extra_env: dict[str, str] | None = None) -> Replica:
-    """One `pgwarden <kind>` process, returned once its /alive answers 200."""
-    port = free_port()
+                  extra_env: dict[str, str] | None = None, port: int | None = None) -> Replica:
+    """One `pgwarden <kind>` process (on port, else a free one), returned once its /alive answers 200."""
+    port = port or free_port()
     env = {
         "DATABASE_URL": database_url,
         "DOMAIN": domain,
@@ -93,6 +93,13 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def restart_api(self, index: int) -> None:
+        """Start the API replica apis[index] again, on its port, if it stopped."""
+        replica = self.apis[index]
+        if replica.process.exited():
+            self.apis[index] = start_replica("api", self.database_url, self.domain, self.logs, index + 1,
+                                             self.api_env, replica.port)
 
     def stop(self) -> None:
         for replica in [*self.hubs, *self.apis]:

@@ -156,3 +156,33 @@ async def test_deletion_dates_are_swept_once_with_their_files(alice: BitwardenCl
     event = await events.next()
     assert (int(event.type), event.item_id) == (14, gone["id"])
     await events.nothing()
+
+
+async def send_access_grant(api: str, access_id: str, password: str | None = None) -> httpx.Response:
+    form = {"grant_type": "send_access", "client_id": "send", "scope": "api.send.access", "send_id": access_id}
+    if password is not None:
+        form["password_hash_b64"] = password
+    async with httpx.AsyncClient(base_url=api) as http:
+        return await http.post("/identity/connect/token", data=form)
+
+
+async def test_the_send_access_grant_and_its_token(alice: BitwardenClient, api: str) -> None:
+    send = (await alice.post("/api/sends", text_send(alice, password="client-hash", maxAccessCount=1))).json()
+    refusals = [await send_access_grant(api, send["accessId"]),
+                await send_access_grant(api, send["accessId"], "wrong"),
+                await send_access_grant(api, "AAAAAAAAAAAAAAAAAAAAAA")]
+    assert [(r.status_code, r.json()["error"], r.json()["send_access_error_type"]) for r in refusals] == [
+        (400, "invalid_request", "password_hash_b64_required"), (400, "invalid_grant", "password_hash_b64_invalid"),
+        (400, "invalid_grant", "send_id_invalid")]
+    granted = await send_access_grant(api, send["accessId"], "client-hash")
+    assert granted.status_code == 200 and granted.json()["expires_in"] > 0
+    bearer = {"Authorization": f"Bearer {granted.json()['access_token']}"}
+    async with httpx.AsyncClient(base_url=api) as http:
+        as_user = await http.post("/api/sends/access", headers={"Authorization": f"Bearer {alice.access_token}"})
+        opened = await http.post("/api/sends/access", headers=bearer)
+        spent = await http.post("/api/sends/access", headers=bearer)
+    assert as_user.status_code == 401
+    assert opened.status_code == 200 and alice.decrypt(opened.json()["text"]["text"]) == "the secret"
+    assert spent.status_code == 404
+    # a login token is no Send token either way
+    assert (await alice.get("/api/sends", headers=bearer)).status_code == 401

@@ -14,6 +14,7 @@ from vaultapi import limits
 from vaultapi.auth import hash_refresh_token, new_refresh_token
 from vaultapi.body import Body
 from vaultapi.errors import TOKEN_PATH, ApiError, GrantError
+from vaultapi.routes.sends import send_access_grant
 from vaultapi.models import devices, users
 from vaultapi.passwords import verify_password
 from vaultapi.registration import KDF_PBKDF2, Registration, register
@@ -64,6 +65,9 @@ async def token(request: Request) -> HTTPResponse:
     grant_type = _form(request, "grant_type")
     if grant_type == "password":
         return await _password_grant(request)
+    if grant_type == "send_access":
+        return await send_access_grant(request, _form(request, "send_id", max_length=64),
+                                       _form(request, "password_hash_b64", required=False) or None)
     if grant_type == "refresh_token":
         return await _refresh_grant(request)
     raise GrantError(f"Grant type {grant_type} is not supported.", "unsupported_grant_type")

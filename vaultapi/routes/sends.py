@@ -2,8 +2,8 @@
 delete) and the anonymous ones of whoever has the link (access, and a file Send's download).
 
 The owner's file upload is a streamed route like an attachment's (vaultapi/routes/attachments.py).
-An access with the wrong password counts against the login limits of the caller's address and
-of the Send, as a master password attempt does.
+A wrong password counts against the login limits of the caller's address and of the Send, as a
+master password attempt does.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import uuid
 
 from sanic import Blueprint, Request
+
+from core.access import bearer_token
+from core.tokens import TokenError
 from sanic.response import HTTPResponse, empty, json
 
 from vaultapi import limits, publish
@@ -18,14 +21,14 @@ from vaultapi.auth import authorized
 from vaultapi.body import Body
 from vaultapi.body_limits import MULTIPART_OVERHEAD
 from vaultapi.downloads import download_url
-from vaultapi.errors import ApiError, NotFound, Unauthorized
+from vaultapi.errors import ApiError, GrantError, NotFound, Unauthorized
 from vaultapi.models import sends
 from vaultapi.models.sends import SendInput
 from vaultapi.passwords import verify_password
 from vaultapi.routes.attachments import DIRECT_UPLOAD, store_upload
 from vaultapi.uploads import StreamedForm, limit_body
 
-__all__ = ["bp"]
+__all__ = ["bp", "send_access_grant"]
 
 bp = Blueprint("sends", url_prefix="/api/sends")
 
@@ -129,34 +132,93 @@ async def delete_send(request: Request, send_id: uuid.UUID) -> HTTPResponse:
 
 
 # ---- whoever has the link ------------------------------------------------------------------
+# Two ways in, as the clients use them: the send_access grant of the token endpoint, which
+# checks the password once and hands out a short-lived token for the one Send, spent on
+# /api/sends/access and /api/sends/access/file/{fileId}; and the older routes that take the
+# password with each request.
 
-async def _opened(request: Request, link_id: str):
-    """The Send the link names, once its password (if it has one) is given right."""
+_SEND_INVALID = "send_id_invalid"
+
+
+async def _check_password(request: Request, row, given: str | None, *, grant: bool) -> None:
+    """The Send's password, when it has one: missing is 401 (the grant: password_hash_b64_required),
+    wrong 400; attempts count against the login limits of the caller's address and the Send."""
+    if not row["password_hash"]:
+        return
+    if not given:
+        if grant:
+            raise GrantError("Password required.", "invalid_request", send_access_error="password_hash_b64_required")
+        raise Unauthorized("Password required.")
+    account = f"send:{row['id']}"
+    await limits.password_attempt(request, account)
+    if not await verify_password(row["password_hash"], given):
+        if grant:
+            raise GrantError("Invalid password.", send_access_error="password_hash_b64_invalid")
+        raise ApiError("Invalid password.", field="password")
+    await limits.password_verified(request, account)
+
+
+async def send_access_grant(request: Request, link_id: str, password_hash: str | None) -> HTTPResponse:
+    """The token endpoint's send_access grant: a token for the Send the link names."""
+    try:
+        row = await sends.find_by_access_id(request.app.ctx.pool, link_id)
+    except NotFound:
+        raise GrantError("Invalid Send id.", send_access_error=_SEND_INVALID) from None
+    await _check_password(request, row, password_hash, grant=True)
+    issuer = request.app.ctx.send_issuer
+    return json({"access_token": issuer.issue({"sub": str(row["id"])}), "expires_in": issuer.lifetime,
+                 "token_type": "Bearer", "scope": "api.send.access"})
+
+
+async def _by_token(request: Request):
+    """The Send a send_access token was issued for, while it may still be accessed."""
+    token = bearer_token(request.args, request.headers)
+    try:
+        claims = await request.app.ctx.send_verifier.verify(token or "")
+    except TokenError:
+        raise Unauthorized("Invalid or expired Send access token.") from None
+    try:
+        send_id = uuid.UUID(claims["sub"])
+    except (ValueError, TypeError):
+        raise Unauthorized("Invalid or expired Send access token.") from None
+    return await sends.find_by_access_id(request.app.ctx.pool, sends.access_id(send_id))
+
+
+async def _by_link(request: Request, link_id: str):
     row = await sends.find_by_access_id(request.app.ctx.pool, link_id)
-    if row["password_hash"]:
-        given = Body.of(request).str("password", max_length=sends.PASSWORD_LENGTH)
-        if not given:
-            raise Unauthorized("Password required.")
-        account = f"send:{row['id']}"
-        await limits.password_attempt(request, account)
-        if not await verify_password(row["password_hash"], given):
-            raise ApiError("Invalid password.", field="password")
-        await limits.password_verified(request, account)
+    await _check_password(request, row, Body.of(request).str("password", max_length=sends.PASSWORD_LENGTH),
+                          grant=False)
     return row
 
 
-@bp.post("/access/<link_id:str>")
-async def access(request: Request, link_id: str) -> HTTPResponse:
+async def _access(request: Request, row) -> HTTPResponse:
     """A text Send counts an access here; a file Send when its file is fetched."""
-    row = await _opened(request, link_id)
     if row["type"] == sends.TEXT and not await sends.count_access(request.app.ctx.pool, row["id"]):
         raise NotFound("Send")
     return json(sends.access_json(row, None if row["hide_email"] else row["owner_email"]))
 
 
-@bp.post("/<link_id:str>/access/file/<file_id:str>")
-async def access_file(request: Request, link_id: str, file_id: str) -> HTTPResponse:
-    row = await _opened(request, link_id)
+async def _file(request: Request, row, file_id: str) -> HTTPResponse:
     if row["file_id"] != file_id or not await sends.count_access(request.app.ctx.pool, row["id"]):
         raise NotFound("Send")
     return json({"id": file_id, "url": download_url(request, row["file_key"]), "object": "send-fileDownload"})
+
+
+@bp.post("/access")
+async def access_with_token(request: Request) -> HTTPResponse:
+    return await _access(request, await _by_token(request))
+
+
+@bp.post("/access/file/<file_id:str>")
+async def file_with_token(request: Request, file_id: str) -> HTTPResponse:
+    return await _file(request, await _by_token(request), file_id)
+
+
+@bp.post("/access/<link_id:str>")
+async def access(request: Request, link_id: str) -> HTTPResponse:
+    return await _access(request, await _by_link(request, link_id))
+
+
+@bp.post("/<link_id:str>/access/file/<file_id:str>")
+async def access_file(request: Request, link_id: str, file_id: str) -> HTTPResponse:
+    return await _file(request, await _by_link(request, link_id), file_id)
