@@ -23,8 +23,9 @@ from vaultapi.storage import CHUNK, FileMissing, FileStore, rechunked
 
 __all__ = ["PART", "S3Store"]
 
-#: bytes of one part of a multipart upload (S3 asks at least 5 MiB of every part but the last)
-PART = 8 * CHUNK
+#: bytes of one part of a multipart upload: S3's minimum for every part but the last, and what
+#: one upload holds in memory (with botocore's copy of it while it is sent)
+PART = 5 * CHUNK
 #: keys one DeleteObjects call may name
 _DELETE_BATCH = 1000
 
