@@ -4,7 +4,7 @@ store, against copying the same bytes into PostgreSQL directly, in the same run.
 For each store (postgresql; s3, on moto's S3-compatible server run here) a `pgwarden api`
 process serves one user; the bench announces a SIZE-byte attachment, uploads it as the clients
 do (multipart/form-data, streamed), then fetches its signed download URL and reads the file to
-the end. It prints MB/s of each, and the API process's peak RSS growth over its RSS before the
+the end (after a 1 MiB warm-up of the same, unmeasured). It prints MB/s of each, and the API process's peak RSS growth over its RSS before the
 transfer (sampled every 20 ms). The baseline, on the same database: the same bytes written by
 one asyncpg connection into a table shaped like stored_file_chunks, one CHUNK per INSERT, and
 read back one SELECT per chunk; the ratios are API/baseline. For s3, the same bytes put into and
@@ -96,39 +96,47 @@ def body_length(size: int) -> int:
 
 
 async def through_api(api_url: str, process: psutil.Process, block: bytes, size: int) -> Transfer:
+    """One SIZE-byte attachment up and down, measured, after a 1 MiB one that is not: what a fresh
+    process sets up once (the S3 client's service model, connection pools) is not the transfer's."""
     client = BitwardenClient(api_url)
     try:
         await client.register(f"files-{uuid.uuid4().hex[:8]}@bench.invalid", PASSWORD)
         await client.login()
-        item = (await client.post("/api/ciphers", client.login_item("Bench"))).json()
-        announced = await client.post(f"/api/ciphers/{item['id']}/attachment/v2", {
-            "key": client.encrypt("k"), "fileName": client.encrypt("f"), "fileSize": size, "adminRequest": False})
-        announced.raise_for_status()
-        attachment_id = announced.json()["attachmentId"]
-
-        async def upload() -> None:
-            reply = await client.http.post(
-                f"/api/ciphers/{item['id']}/attachment/{attachment_id}", content=body(block, size),
-                headers={**client.auth_headers, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-                         "Content-Length": str(body_length(size))}, timeout=600)
-            reply.raise_for_status()
-
-        up_seconds, up_rss = await measured(process, upload())
-        url = (await client.get(f"/api/ciphers/{item['id']}/attachment/{attachment_id}")).json()["url"]
-        url = api_url + url[url.index("/attachments/"):]
-
-        async def download() -> None:
-            received = 0
-            async with httpx.AsyncClient(timeout=600) as http, http.stream("GET", url) as reply:
-                reply.raise_for_status()
-                async for piece in reply.aiter_raw():
-                    received += len(piece)
-            assert received == size, (received, size)
-
-        down_seconds, down_rss = await measured(process, download())
-        return Transfer(size / up_seconds / 1e6, size / down_seconds / 1e6, up_rss, down_rss)
+        await transfer(client, api_url, process, block, MiB)
+        return await transfer(client, api_url, process, block, size)
     finally:
         await client.aclose()
+
+
+async def transfer(client: BitwardenClient, api_url: str, process: psutil.Process, block: bytes,
+                   size: int) -> Transfer:
+    item = (await client.post("/api/ciphers", client.login_item("Bench"))).json()
+    announced = await client.post(f"/api/ciphers/{item['id']}/attachment/v2", {
+        "key": client.encrypt("k"), "fileName": client.encrypt("f"), "fileSize": size, "adminRequest": False})
+    announced.raise_for_status()
+    attachment_id = announced.json()["attachmentId"]
+
+    async def upload() -> None:
+        reply = await client.http.post(
+            f"/api/ciphers/{item['id']}/attachment/{attachment_id}", content=body(block, size),
+            headers={**client.auth_headers, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                     "Content-Length": str(body_length(size))}, timeout=600)
+        reply.raise_for_status()
+
+    up_seconds, up_rss = await measured(process, upload())
+    url = (await client.get(f"/api/ciphers/{item['id']}/attachment/{attachment_id}")).json()["url"]
+    url = api_url + url[url.index("/attachments/"):]
+
+    async def download() -> None:
+        received = 0
+        async with httpx.AsyncClient(timeout=600) as http, http.stream("GET", url) as reply:
+            reply.raise_for_status()
+            async for piece in reply.aiter_raw():
+                received += len(piece)
+        assert received == size, (received, size)
+
+    down_seconds, down_rss = await measured(process, download())
+    return Transfer(size / up_seconds / 1e6, size / down_seconds / 1e6, up_rss, down_rss)
 
 
 async def directly(url: str, block: bytes, size: int) -> tuple[float, float]:

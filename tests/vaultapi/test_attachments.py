@@ -200,3 +200,27 @@ async def test_a_read_only_member_may_download_but_not_add(alice: BitwardenClien
     refused = await bob.post(f"/api/ciphers/{cipher_id}/attachment/v2", announcement(bob, 10))
     assert refused.status_code == 400
     assert (await bob.delete(f"/api/ciphers/{cipher_id}/attachment/{attachment_id}")).status_code == 400
+
+
+async def test_the_same_flows_with_the_s3_store(database_url: str, s3, db) -> None:
+    settings = s3_settings(s3)
+    async with running_api(database_url, **settings) as api:
+        client = BitwardenClient(api)
+        try:
+            await client.register("s3@example.com", "pw pw pw pw pw pw")
+            await client.login()
+            item = await create(client, "In a bucket")
+            data = os.urandom(6 * 1024 * 1024 + 3)  # more than one part
+            attachment_id = await add(client, item["id"], data)
+            legacy = await client.post(f"/api/ciphers/{item['id']}/attachment", data={"key": client.encrypt("k")},
+                                       files={"data": (client.encrypt("small"), b"small file", "x/y")})
+            assert legacy.status_code == 200, legacy.text
+            small = [a for a in legacy.json()["attachments"] if a["id"] != attachment_id][0]
+            assert await download(client, item["id"], attachment_id) == data
+            assert await download(client, item["id"], small["id"]) == b"small file"
+            assert (await client.delete(f"/api/ciphers/{item['id']}/attachment/{attachment_id}")).status_code == 200
+        finally:
+            await client.aclose()
+    # nothing went to PostgreSQL's store
+    assert await db.fetchval("SELECT count(*) FROM stored_files") == 0
+    assert await db.fetchval("SELECT count(*) FROM released_files") == 1

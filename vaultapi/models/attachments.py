@@ -130,8 +130,11 @@ async def find(conn: asyncpg.Connection | asyncpg.Pool, cipher_id: uuid.UUID, at
         cipher_id, attachment_id)
 
 
-async def mark_uploaded(conn: asyncpg.Connection, cipher_id: uuid.UUID, attachment_id: str, size: int) -> None:
-    """The announced file is in: the attachment shows, the item's devices hear of it."""
+async def mark_uploaded(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, attachment_id: str,
+                        size: int) -> None:
+    """The announced file is in: the attachment shows, the item's devices hear of it (the caller
+    still an editor of the item)."""
+    await editable(conn, cipher_id, user_id, lock=True)
     row = await find(conn, cipher_id, attachment_id, lock=True)
     if row is None or row["uploaded"]:
         raise NotFound("Attachment")

@@ -273,7 +273,7 @@ async def update(conn: asyncpg.Connection, send_id: uuid.UUID, user_id: uuid.UUI
                          hide_email = $7, expiration_date = $8, deletion_date = $9
          WHERE id = $1 RETURNING *
         """,
-        send_id, {k: v for k, v in data.items() if v is not None or k in ("name", "notes")}, send.key,
+        send_id, data, send.key,
         password_hash, send.max_access_count, send.disabled, send.hide_email, send.expiration_date,
         send.deletion_date)
 

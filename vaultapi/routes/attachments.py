@@ -77,7 +77,7 @@ async def upload(request: Request, cipher_id: uuid.UUID, attachment_id: str) -> 
         if size != row["size"]:
             raise ApiError("The file is not the size announced.")
         async with publish.write(pool, caller.device_identifier) as conn:
-            await attachments.mark_uploaded(conn, cipher_id, attachment_id, size)
+            await attachments.mark_uploaded(conn, cipher_id, caller.user_id, attachment_id, size)
     except BaseException:
         # refused, or the item or the attachment went meanwhile: the file goes too
         await request.app.ctx.store.delete([key])

@@ -2,7 +2,8 @@
 (stored_file_chunks, stored without compression: the clients' files are encrypted).
 
 Each chunk is written, and read, with a connection taken from the pool for that statement only,
-so a slow client never holds a connection between chunks. A file counts once its last chunk is
+so a slow client never holds a connection between chunks; the database's work on one chunk
+overlaps the client's on the next. A file counts once its last chunk is
 in (complete); a write that fails removes what it wrote, and one cut short by a dying process
 is removed by remove_abandoned.
 """
@@ -25,18 +26,27 @@ class PostgresStore(FileStore):
 
     async def put(self, key: str, chunks: AsyncIterable[bytes], max_size: int) -> int:
         await self.pool.execute("INSERT INTO stored_files (key) VALUES ($1)", key)
+        writing: asyncio.Task[None] | None = None
         try:
             size = 0
             seq = 0
             async for chunk in rechunked(chunks, CHUNK, max_size):
-                await self.pool.execute(
-                    "INSERT INTO stored_file_chunks (key, seq, data) VALUES ($1, $2, $3)", key, seq, chunk)
+                # one chunk is written while the next one arrives: two in memory at most
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self.pool.execute(
+                    "INSERT INTO stored_file_chunks (key, seq, data) VALUES ($1, $2, $3)", key, seq, chunk))
                 size += len(chunk)
                 seq += 1
+            if writing is not None:
+                await writing
             await self.pool.execute("UPDATE stored_files SET (complete, size) = (true, $2) WHERE key = $1",
                                     key, size)
             return size
         except BaseException:
+            if writing is not None:
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
             # shielded: a cancelled request still takes its half-written file with it
             await asyncio.shield(self.delete([key]))
             raise
@@ -49,14 +59,20 @@ class PostgresStore(FileStore):
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
         await self.size(key)
-        seq = 0
-        while True:
-            data = await self.pool.fetchval(
-                "SELECT data FROM stored_file_chunks WHERE key = $1 AND seq = $2", key, seq)
-            if data is None:
-                return
-            yield data
-            seq += 1
+        # the next chunk is read while the current one is sent: two in memory at most
+        reading = asyncio.create_task(self._chunk(key, 0))
+        try:
+            seq = 0
+            while (data := await reading) is not None:
+                seq += 1
+                reading = asyncio.create_task(self._chunk(key, seq))
+                yield data
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+
+    async def _chunk(self, key: str, seq: int) -> bytes | None:
+        return await self.pool.fetchval("SELECT data FROM stored_file_chunks WHERE key = $1 AND seq = $2", key, seq)
 
     async def delete(self, keys: Iterable[str]) -> None:
         await self.pool.execute("DELETE FROM stored_files WHERE key = ANY($1::text[])", list(keys))
