@@ -224,3 +224,23 @@ async def test_the_same_flows_with_the_s3_store(database_url: str, s3, db) -> No
     # nothing went to PostgreSQL's store
     assert await db.fetchval("SELECT count(*) FROM stored_files") == 0
     assert await db.fetchval("SELECT count(*) FROM released_files") == 1
+
+
+async def test_sharing_an_item_brings_its_attachments_keys(alice: BitwardenClient, bob: BitwardenClient) -> None:
+    organization = await Organization.create(alice)
+    await organization.add(bob, collections=[grant(organization.default_collection)])
+    personal = await create(alice, "Passport scan")
+    attachment_id = await add(alice, personal["id"], b"scan bytes")
+    shared = {**alice.org_item(organization.id, "Passport scan"), "id": personal["id"]}
+    body = {"cipher": shared, "collectionIds": [organization.default_collection]}
+    without = await alice.put(f"/api/ciphers/{personal['id']}/share", body)
+    assert without.status_code == 400 and "attachments2" in without.text
+    org_key = alice.org_encrypt(organization.id, "attachment key under the organization's key")
+    name = alice.org_encrypt(organization.id, "photo.jpg")
+    body["cipher"] = {**shared, "attachments2": {attachment_id: {"fileName": name, "key": org_key}}}
+    moved = await alice.put(f"/api/ciphers/{personal['id']}/share", body)
+    assert moved.status_code == 200, moved.text
+    [attachment] = moved.json()["attachments"]
+    assert (attachment["key"], attachment["fileName"]) == (org_key, name)
+    await bob.sync()
+    assert await download(bob, personal["id"], attachment_id) == b"scan bytes"

@@ -29,7 +29,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -82,6 +82,8 @@ TYPE_FIELDS = {1: "login", 2: "secureNote", 3: "card", 4: "identity", 5: "sshKey
 _COMMON_FIELDS = ("name", "notes", "fields", "passwordHistory")
 
 _NO_EDIT = "You do not have permissions to edit this."
+#: an attachment's encrypted name and key (AttachmentRequestModel's EncStrings)
+ATTACHMENT_FIELD = 1_000
 _NO_COLLECTION = "Specified CollectionId does not exist on the specified Organization."
 
 
@@ -99,6 +101,8 @@ class CipherInput:
     organization_id: uuid.UUID | None = None
     #: the user whose keys the client encrypted with, when it says so
     encrypted_for: uuid.UUID | None = None
+    #: attachments2: attachment id -> its file name and key encrypted anew (sharing, a new item key)
+    attachment_keys: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, body: Body) -> CipherInput:
@@ -134,6 +138,7 @@ class CipherInput:
             last_known_revision_date=_date(body.get("lastKnownRevisionDate"), "lastKnownRevisionDate"),
             organization_id=body.uuid("organizationId"),
             encrypted_for=body.uuid("encryptedFor"),
+            attachment_keys=_attachment_keys(body),
         )
 
     @classmethod
@@ -164,6 +169,23 @@ class CipherInput:
     def check_encrypted_for(self, user_id: uuid.UUID) -> None:
         if self.encrypted_for is not None and self.encrypted_for != user_id:
             raise ApiError("Cipher was not encrypted for the current user. Please try again.", field="encryptedFor")
+
+
+def _attachment_keys(body: Body) -> dict[str, tuple[str, str | None]]:
+    """attachments2 (CipherRequestModel.Attachments2): each attachment's name and key as the
+    client encrypted them again, under the organization's key when it shares the item."""
+    given = body.get("attachments2")
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ApiError("attachments2 must be an object.", field="attachments2")
+    keys = {}
+    for attachment_id, entry in given.items():
+        with _inside(f"attachments2.{attachment_id[:40]}"):
+            entry = _entry(entry)
+            keys[attachment_id] = (entry.enc_string("fileName", required=True, max_length=ATTACHMENT_FIELD) or "",
+                                   entry.enc_string("key", max_length=ATTACHMENT_FIELD))
+    return keys
 
 
 def check_revision(row: asyncpg.Record, known: datetime) -> None:
@@ -605,6 +627,7 @@ async def update(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.U
         """,
         cipher_id, cipher.type, cipher.data, cipher.key, cipher.reprompt, str(user_id),
         _folder_placement(user_id, cipher.folder_id), _favorite_placement(user_id, cipher.favorite))
+    await _rekey_attachments(conn, cipher_id, cipher)
     return await require(conn, cipher_id, user_id)
 
 
@@ -662,7 +685,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
     await _require_own(conn, cipher_id, user_id)
     member = await _sharing_member(conn, cipher, user_id, collection_ids, 1, max_items)
     item = await _require_own(conn, cipher_id, user_id, lock=True)
-    _check_no_attachments([item])
+    _check_attachments_follow(item, cipher)
     cipher.check_not_stale(item.row)
     await check_folder(conn, cipher.folder_id, user_id)
     await conn.execute(
@@ -675,6 +698,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
         cipher_id, member.organization_id, _unique(collection_ids), cipher.type, cipher.data, cipher.key,
         cipher.reprompt, str(user_id), _folder_placement(user_id, cipher.folder_id),
         _favorite_placement(user_id, cipher.favorite))
+    await _rekey_attachments(conn, cipher_id, cipher)
     return await require(conn, cipher_id, user_id)
 
 
@@ -694,9 +718,10 @@ async def share_many(conn: asyncpg.Connection, user_id: uuid.UUID, items: dict[u
     owned = await _require_all(conn, list(items), user_id)
     if any(item.row["user_id"] != user_id for item in owned):
         raise ApiError("Trying to share ciphers that you do not own.")
-    _check_no_attachments(owned)
     for item in owned:
+        _check_attachments_follow(item, items[item.id])
         items[item.id].check_not_stale(item.row)
+        await _rekey_attachments(conn, item.id, items[item.id])
     return await conn.fetch(
         """
         UPDATE ciphers c SET user_id = NULL, organization_id = $2, collection_ids = $3, type = s.type,
@@ -810,10 +835,26 @@ def _unique(ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
 
 
-def _check_no_attachments(items: list[Visible]) -> None:
-    # their keys would have to move to the organization's key with the item (attachments2)
-    if any(item.row["attachments"] for item in items):
-        raise ApiError("Items with attachments cannot be moved to an organization yet.")
+def _check_attachments_follow(item: Visible, cipher: CipherInput) -> None:
+    """An item moving to an organization brings every attachment's key, encrypted anew
+    (attachments2): a key left under the user's would open for no member."""
+    if any(attachment["id"] not in cipher.attachment_keys or cipher.attachment_keys[attachment["id"]][1] is None
+           for attachment in item.row["attachments"]):
+        raise ApiError("Every attachment's key must be shared with the item (attachments2).", field="attachments2")
+
+
+async def _rekey_attachments(conn: asyncpg.Connection, cipher_id: uuid.UUID, cipher: CipherInput) -> None:
+    """The attachments' names and keys as the client encrypted them again; ids of other items'
+    attachments change nothing."""
+    if cipher.attachment_keys:
+        await conn.execute(
+            """
+            UPDATE attachments a SET file_name = s.file_name, key = coalesce(s.key, a.key)
+              FROM jsonb_to_recordset($2::jsonb) AS s(id text, file_name text, key text)
+             WHERE a.cipher_id = $1 AND a.id = s.id
+            """,
+            cipher_id, [{"id": attachment_id, "file_name": name, "key": key}
+                        for attachment_id, (name, key) in cipher.attachment_keys.items()])
 
 
 def _check_personal(cipher: CipherInput) -> None:
