@@ -133,6 +133,9 @@ async def get_attachment(request: Request, cipher_id: uuid.UUID, attachment_id: 
 
 @bp.delete("/<cipher_id:uuid>/attachment/<attachment_id:str>")
 @bp.post("/<cipher_id:uuid>/attachment/<attachment_id:str>/delete", name="delete_attachment_by_post")
+# the admin console's: the same rights, since an admin reaches the organization's items through cipher_access
+@bp.delete("/<cipher_id:uuid>/attachment/<attachment_id:str>/admin", name="delete_attachment_admin")
+@bp.post("/<cipher_id:uuid>/attachment/<attachment_id:str>/delete-admin", name="delete_attachment_admin_by_post")
 @authorized
 async def delete_attachment(request: Request, cipher_id: uuid.UUID, attachment_id: str) -> HTTPResponse:
     caller = request.ctx.caller
