@@ -200,6 +200,10 @@ async def test_a_read_only_member_may_download_but_not_add(alice: BitwardenClien
     refused = await bob.post(f"/api/ciphers/{cipher_id}/attachment/v2", announcement(bob, 10))
     assert refused.status_code == 400
     assert (await bob.delete(f"/api/ciphers/{cipher_id}/attachment/{attachment_id}")).status_code == 400
+    assert (await bob.delete(f"/api/ciphers/{cipher_id}/attachment/{attachment_id}/admin")).status_code == 400
+    # the owner, from the admin console
+    removed = await alice.delete(f"/api/ciphers/{cipher_id}/attachment/{attachment_id}/admin")
+    assert removed.status_code == 200 and removed.json()["cipher"]["attachments"] is None
 
 
 async def test_the_same_flows_with_the_s3_store(database_url: str, s3, db) -> None:
