@@ -12,11 +12,12 @@ from __future__ import annotations
 __all__ = ["LOGIN_WITH_DEVICE", "ORGANIZATION_TOTP", "PREMIUM", "organization_features"]
 
 #: The ``premium`` access-token claim and profile flag. Premium makes the clients offer file
-#: attachments, archive, emergency access, file Sends and the premium two-step providers, none of
-#: which has endpoints yet. It also unlocks the vault health reports, which the clients do on
-#: their own (hidden while this is off), and the TOTP code display, which items keep through
-#: ``organizationUseTotp`` (vaultapi/models/ciphers.py).
-PREMIUM = False
+#: attachments and file Sends (both served), the vault health reports and the display of TOTP
+#: codes (both done by the clients themselves). What else the clients tie to premium stays off
+#: by other signals: archive and the other feature-flagged ones by their flags (none is sent,
+#: /api/config), emergency access and the premium two-step providers live in the web vault,
+#: which pgwarden does not serve, and their endpoints answer 404 like any unknown route.
+PREMIUM = True
 
 #: ``/api/devices/knowndevice`` answers whether the device has logged in before; true makes the
 #: login page offer "Log in with device" (vaultapi/routes/auth_requests.py).

@@ -85,6 +85,12 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return cast
 
 
+def _file_storage(text: str) -> str:
+    if text not in ("postgresql", "s3"):
+        raise ValueError("must be postgresql or s3")
+    return text
+
+
 def _header_name(text: str) -> str | None:
     return None if text.strip().lower() == "none" else text.strip()
 
@@ -208,6 +214,31 @@ class Config:
         "MAX_ITEMS_PER_USER", 50_000, _positive,
         "Items (ciphers) one user's vault may hold, deleted ones in the trash included; an organization"
         " may hold as many of its own, counted apart.")
+    file_storage: str = _setting(
+        "FILE_STORAGE", "postgresql", _file_storage,
+        "Where attachments and file Sends live: postgresql (in the database, so that a database backup"
+        " holds them) or s3 (the S3_* settings).")
+    s3_bucket: str | None = _setting("S3_BUCKET", None, str, "Bucket of FILE_STORAGE=s3.")
+    s3_endpoint_url: str | None = _setting(
+        "S3_ENDPOINT_URL", None, _url, "Endpoint of an S3-compatible store; unset: Amazon S3.")
+    s3_region: str = _setting("S3_REGION", "us-east-1", str, "Region of the bucket.")
+    s3_access_key_id: str | None = _setting(
+        "S3_ACCESS_KEY_ID", None, str, "Access key of the bucket; unset: the usual AWS credential chain.")
+    s3_secret_access_key: Secret | None = _setting(
+        "S3_SECRET_ACCESS_KEY", None, Secret, "Secret of S3_ACCESS_KEY_ID.")
+    max_file_size: int = _setting(
+        "MAX_FILE_SIZE", 100 * 1024, _positive,
+        "Largest attachment or Send file, in KiB, as encrypted by the client (100 MiB); the reverse"
+        " proxy's body limit must be a little larger.")
+    user_attachment_limit: int | None = _setting(
+        "USER_ATTACHMENT_LIMIT", None, _at_least(0),
+        "KiB of attachments one user's own items may hold in all; unset: no limit but MAX_FILE_SIZE.")
+    org_attachment_limit: int | None = _setting(
+        "ORG_ATTACHMENT_LIMIT", None, _at_least(0),
+        "KiB of attachments one organization's items may hold in all; unset: no limit but MAX_FILE_SIZE.")
+    user_send_limit: int | None = _setting(
+        "USER_SEND_LIMIT", None, _at_least(0),
+        "KiB of file Sends one user may hold in all; unset: no limit but MAX_FILE_SIZE.")
     hub_handshake_timeout: int = _setting(
         "HUB_HANDSHAKE_TIMEOUT", 5, _positive,
         "Seconds a hub connection has to send its SignalR handshake.")
@@ -288,6 +319,8 @@ class Config:
             problems.append("SMTP_FROM: required when SMTP_HOST is set")
         if bool(environ.get("SMTP_USERNAME")) != bool(environ.get("SMTP_PASSWORD")):
             problems.append("SMTP_USERNAME and SMTP_PASSWORD: set both or neither")
+        if values.get("file_storage") == "s3" and not values.get("s3_bucket"):
+            problems.append("FILE_STORAGE=s3: set S3_BUCKET")
         if problems:
             raise ConfigError(problems)
         return cls(**values)

@@ -65,9 +65,9 @@ class Source(enum.Enum):
 
     @property
     def table(self) -> str:
-        """The table whose trigger publishes it: ciphers and folders have their own; anything
+        """The table whose trigger publishes it: ciphers, folders and sends have their own; anything
         else is published by inserting a sync_events row (the row is the message)."""
-        return {Source.CIPHER: "ciphers", Source.FOLDER: "folders"}.get(self, "sync_events")
+        return {Source.CIPHER: "ciphers", Source.FOLDER: "folders", Source.SEND: "sends"}.get(self, "sync_events")
 
 
 class Hub(enum.Flag):
@@ -120,9 +120,9 @@ class PushType(enum.IntEnum):
     SYNC_SETTINGS                                = 10, Payload.USER,         {_ACCOUNT},                    Status.PRODUCED
     # a user-level event; naming an item (a devices row), a LogOut of that one device only
     LOG_OUT                                      = 11, Payload.USER,         {_ACCOUNT},                    Status.PRODUCED
-    SYNC_SEND_CREATE                             = 12, Payload.SEND,         {_SEND},                       Status.NOT_YET
-    SYNC_SEND_UPDATE                             = 13, Payload.SEND,         {_SEND},                       Status.NOT_YET
-    SYNC_SEND_DELETE                             = 14, Payload.SEND,         {_SEND},                       Status.NOT_YET
+    SYNC_SEND_CREATE                             = 12, Payload.SEND,         {_SEND},                       Status.PRODUCED
+    SYNC_SEND_UPDATE                             = 13, Payload.SEND,         {_SEND},                       Status.PRODUCED
+    SYNC_SEND_DELETE                             = 14, Payload.SEND,         {_SEND},                       Status.PRODUCED
     # a device asks to log in (vaultapi/routes/auth_requests.py)
     AUTH_REQUEST                                 = 15, Payload.AUTH_REQUEST, {_AUTH},                       Status.PRODUCED
     # the waiting device is on the anonymous hub; the user's own devices hear of it too

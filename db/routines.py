@@ -8,7 +8,8 @@ Two parts, both idempotent (``CREATE OR REPLACE``, constraints dropped and added
 - ``db/sql/events.sql``: the trigger functions, written by hand, naming push types as
   ``pgwarden_push_type('sync_cipher_create')``;
 - ``db/sql/organizations.sql``: the functions that keep organization data consistent (a
-  deleted collection leaves its items), which publish nothing themselves.
+  deleted collection leaves its items), which publish nothing themselves;
+- ``db/sql/files.sql``: the functions that release the stored files of deleted rows.
 
 Migration 0003 applies them, and so does every later migration that changes either part, at its
 end: the database then holds exactly this text. Such a migration records the :func:`fingerprint`
@@ -27,10 +28,12 @@ from pathlib import Path
 
 from db.events import CHANNEL, MAX_DEVICE_IDENTIFIER_LENGTH, PushType
 
-__all__ = ["apply", "contract_sql", "events_sql", "fingerprint", "organizations_sql", "row_push_types"]
+__all__ = ["apply", "contract_sql", "events_sql", "files_sql", "fingerprint", "organizations_sql", "row_push_types",
+           "text"]
 
 EVENTS_SQL = Path(__file__).with_name("sql") / "events.sql"
 ORGANIZATIONS_SQL = Path(__file__).with_name("sql") / "organizations.sql"
+FILES_SQL = Path(__file__).with_name("sql") / "files.sql"
 
 
 def row_push_types() -> list[int]:
@@ -81,10 +84,18 @@ def organizations_sql() -> str:
     return ORGANIZATIONS_SQL.read_text(encoding="utf-8")
 
 
+def files_sql() -> str:
+    return FILES_SQL.read_text(encoding="utf-8")
+
+
+def text() -> str:
+    """Everything :func:`apply` runs, in its order."""
+    return contract_sql() + events_sql() + organizations_sql() + files_sql()
+
+
 def fingerprint() -> str:
     """A short hash of what :func:`apply` runs; comment lines outside the functions do not count."""
-    text = contract_sql() + events_sql() + organizations_sql()
-    kept = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    kept = "\n".join(line for line in text().splitlines() if not line.startswith("--"))
     return hashlib.sha256(kept.encode()).hexdigest()[:12]
 
 
@@ -96,6 +107,7 @@ def apply(execute: Callable[[str], object]) -> None:
     execute(contract_sql())
     execute(events_sql())
     execute(organizations_sql())
+    execute(files_sql())
     execute("SET LOCAL check_function_bodies TO DEFAULT")
 
 
@@ -107,3 +119,4 @@ if __name__ == "__main__":
     print(contract_sql())
     print(events_sql())
     print(organizations_sql())
+    print(files_sql())

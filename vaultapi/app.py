@@ -27,15 +27,17 @@ from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
-from vaultapi import access_log, body_limits, cors, headers
+from vaultapi import access_log, body_limits, cors, downloads, headers, housekeeping
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
+from vaultapi.storage import open_store
 from vaultapi.errors import ApiError, handle_error
 from vaultapi.mail.sender import MailSender
 from vaultapi.purpose_tokens import PurposeTokens
 from vaultapi.routes import (
     account_mail,
     accounts,
+    attachments,
     auth_requests,
     ciphers,
     collections,
@@ -44,10 +46,12 @@ from vaultapi.routes import (
     identity,
     members,
     organizations,
+    sends,
     settings,
     sync,
     two_factor,
 )
+from vaultapi.routes import files as file_routes
 from vaultapi.routes import config as server_config
 
 __all__ = ["MAX_BODY_SIZE", "REGISTRATION_TOKEN_LIFETIME", "LimitedRequest", "create_app", "serve"]
@@ -58,6 +62,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_SIZE = body_limits.IMPORT_BODY
 #: seconds a registration (email verification) token stays valid
 REGISTRATION_TOKEN_LIFETIME = 3600
+#: seconds a Send access token (the send_access grant's) stays valid: the clients use it at once
+SEND_ACCESS_TOKEN_LIFETIME = 300
 
 _app_numbers = itertools.count(1)
 
@@ -99,8 +105,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, auth_requests, devices, sync, ciphers, folders, settings, server_config,
-                 organizations, members, collections, two_factor, account_mail):
+    for area in (identity, accounts, auth_requests, devices, sync, ciphers, attachments, folders, settings,
+                 server_config, organizations, members, collections, two_factor, account_mail, sends, file_routes):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
@@ -128,6 +134,15 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         keep_large_blocks_returnable()
         app.ctx.trimming = asyncio.create_task(trim_periodically(), name="api-trim")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
+        file_issuer = downloads.issuer_name(config.domain)
+        app.ctx.file_issuer = keys.issuer(file_issuer, downloads.URL_LIFETIME)
+        app.ctx.file_verifier = keys.verifier(file_issuer)
+        send_issuer = f"{config.domain.rstrip('/')}|send"
+        app.ctx.send_issuer = keys.issuer(send_issuer, SEND_ACCESS_TOKEN_LIFETIME)
+        app.ctx.send_verifier = keys.verifier(send_issuer)
+        app.ctx.store = await open_store(config, app.ctx.pool)
+        app.ctx.housekeeping = asyncio.create_task(housekeeping.run(app.ctx.pool, app.ctx.store),
+                                                   name="api-housekeeping")
         app.ctx.mail_sender = MailSender(app.ctx.pool, config) if config.mail_enabled else None
         if app.ctx.mail_sender:
             app.ctx.mail_sender.start()
@@ -142,7 +157,9 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
             await app.ctx.mail_sender.stop()
         app.ctx.key_refresh.cancel()
         app.ctx.trimming.cancel()
-        await asyncio.gather(app.ctx.key_refresh, app.ctx.trimming, return_exceptions=True)
+        app.ctx.housekeeping.cancel()
+        await asyncio.gather(app.ctx.key_refresh, app.ctx.trimming, app.ctx.housekeeping, return_exceptions=True)
+        await app.ctx.store.close()
         await app.ctx.pool.close()
 
     return app

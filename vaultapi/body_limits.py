@@ -26,6 +26,7 @@ __all__ = [
     "MANAGEMENT_BODY",
     "MAX_FORM_FIELDS",
     "MAX_ITEM_DATA",
+    "MULTIPART_OVERHEAD",
     "PASSWORD_HISTORY",
     "REGISTRATION_BODY",
     "SMALL_BODY",
@@ -95,6 +96,11 @@ _BODY_LIMITS = {
         "api/devices/<device_id:uuid>/deactivate",
         "api/devices/<device_id:uuid>/delete",
     ), SMALL_BODY),
+    # anyone with a Send's link: a password hash at most
+    "api/sends/access": SMALL_BODY,
+    "api/sends/access/file/<file_id:str>": SMALL_BODY,
+    "api/sends/access/<link_id:str>": SMALL_BODY,
+    "api/sends/<link_id:str>/access/file/<file_id:str>": SMALL_BODY,
     "api/ciphers/import": IMPORT_BODY,
     # organizations: whole items only where items move in bulk
     "api/ciphers/import-organization": IMPORT_BODY,
@@ -132,6 +138,11 @@ _BODY_LIMITS = {
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/reinvite",
     ), MANAGEMENT_BODY),
 }
+
+#: a file upload (multipart/form-data): the file itself, its size announced (v2) or at most
+#: MAX_FILE_SIZE (legacy), and this much for the form around it: boundaries, part headers with
+#: the encrypted file name, and the legacy upload's key field
+MULTIPART_OVERHEAD = 16 * KiB
 
 #: form fields on the token endpoint: the clients send about 10, never more than 20
 MAX_FORM_FIELDS = 64

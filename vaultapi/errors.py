@@ -82,14 +82,18 @@ class TooManyRequests(ApiError):
 class GrantError(ApiError):
     """Raised by the token endpoint; answered in the OAuth shape the clients parse."""
 
-    def __init__(self, description: str, error: str = "invalid_grant", *, status: int | None = None) -> None:
+    def __init__(self, description: str, error: str = "invalid_grant", *, status: int | None = None,
+                 send_access_error: str | None = None) -> None:
         super().__init__(description, status=status)
         self.error = error
+        #: the send_access grant's reason, which the clients act on (password needed, wrong...)
+        self.send_access_error = send_access_error
 
     def body(self) -> dict[str, Any]:
         return {
             "error": self.error,
             "error_description": self.message,
+            **({"send_access_error_type": self.send_access_error} if self.send_access_error else {}),
             "ErrorModel": {"Message": self.message, "Object": "error"},
         }
 

@@ -210,3 +210,27 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Each changed Send publishes its own event, grouped by Send (a statement touches one Send, or
+-- the few of a scheduled deletion, each of which the owner's devices remove on its own).
+-- Trigger: sends_inserted, sends_updated, sends_deleted (AFTER, each statement).
+CREATE OR REPLACE FUNCTION pgwarden_sends_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    device text := pgwarden_device_identifier();
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_send_create'), id, max(revision_date),
+                                 pgwarden_push_type('sync_send_create'), device)
+           FROM new_rows GROUP BY user_id, id ORDER BY user_id, id;
+    ELSIF TG_OP = 'UPDATE' THEN
+        PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_send_update'), id, max(revision_date),
+                                 pgwarden_push_type('sync_send_update'), device)
+           FROM new_rows GROUP BY user_id, id ORDER BY user_id, id;
+    ELSE
+        PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_send_delete'), id, now(),
+                                 pgwarden_push_type('sync_send_delete'), device)
+           FROM old_rows GROUP BY user_id, id ORDER BY user_id, id;
+    END IF;
+    RETURN NULL;
+END
+$$;

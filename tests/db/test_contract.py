@@ -140,7 +140,7 @@ async def test_sync_events_constraints_are_the_python_ones(db: asyncpg.Connectio
 
 async def test_database_holds_exactly_the_routines_of_db_sql(db: asyncpg.Connection) -> None:
     """No routine left from an older migration, none changed behind db/sql's back."""
-    text = routines.contract_sql() + routines.events_sql() + routines.organizations_sql()
+    text = routines.text()
     bodies = dict(re.findall(r"CREATE OR REPLACE FUNCTION (\w+)\(.*?\$\$(.*?)\$\$", text, re.S))
     stored = dict(await db.fetch(
         "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
@@ -155,7 +155,7 @@ async def test_trigger_functions_emit_exactly_the_produced_types_of_their_table(
     emitted: dict[str, set[str]] = {}
     for row in rows:
         emitted.setdefault(row["table"], set()).update(NAMED.findall(row["source"]))
-    for table in ("ciphers", "folders"):
+    for table in ("ciphers", "folders", "sends"):
         expected = {t.sql_name for t in PushType if table in t.tables and t.status is Status.PRODUCED}
         assert emitted.get(table) == expected, table
     # sync_events passes the row's type through: the CHECK constraint is its list
@@ -180,7 +180,7 @@ def test_status_says_what_the_code_produces() -> None:
         by_api = re.search(rf"\bPushType\.{push_type.name}\b", api) is not None
         assert (by_trigger or by_api) == (push_type.status is Status.PRODUCED), push_type
         if by_trigger:
-            assert push_type.tables & {"ciphers", "folders"}, push_type
+            assert push_type.tables & {"ciphers", "folders", "sends"}, push_type
         if by_api:
             assert push_type.by_row, push_type
 
@@ -207,6 +207,7 @@ async def test_routines_pass_with_bodies_checked(db: asyncpg.Connection) -> None
         await db.execute(routines.contract_sql())
         await db.execute(routines.events_sql())
         await db.execute(routines.organizations_sql())
+        await db.execute(routines.files_sql())
     finally:
         await tx.rollback()
 

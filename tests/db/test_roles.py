@@ -138,13 +138,13 @@ def test_grant_hub_refuses_a_name_that_is_no_plain_identifier() -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
-async def test_migrating_to_0008_carries_an_existing_hub_role_to_the_device_check(
+async def test_migrating_to_0009_carries_an_existing_hub_role_to_the_device_check(
         database_url: str, role_name: str, db: asyncpg.Connection) -> None:
-    """A hub role granted before migration 0008 reads the token's device after it, with no new grant-hub."""
+    """A hub role granted before migration 0009 reads the token's device after it, with no new grant-hub."""
     from db import migrate
 
     await db.execute(f'CREATE ROLE "{role_name}" LOGIN PASSWORD \'{PASSWORD}\'')
-    await asyncio.to_thread(migrate.downgrade, database_url, "0007")
+    await asyncio.to_thread(migrate.downgrade, database_url, "0008")
     before = "\n".join(line for line in hub_grants(role_name).splitlines() if " ON devices " not in line)
     await db.execute(before)
     await asyncio.to_thread(migrate.upgrade, database_url)

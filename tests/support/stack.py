@@ -43,9 +43,9 @@ def _answers(url: str) -> bool:
 
 
 def start_replica(kind: str, database_url: str, domain: str, logs: Path, index: int = 1,
-                  extra_env: dict[str, str] | None = None) -> Replica:
-    """One `pgwarden <kind>` process, returned once its /alive answers 200."""
-    port = free_port()
+                  extra_env: dict[str, str] | None = None, port: int | None = None) -> Replica:
+    """One `pgwarden <kind>` process (on port, else a free one), returned once its /alive answers 200."""
+    port = port or free_port()
     env = {
         "DATABASE_URL": database_url,
         "DOMAIN": domain,
@@ -81,17 +81,27 @@ class Stack:
     hubs: list[Replica] = field(default_factory=list)
     #: more settings for every replica (SMTP_*, ...)
     env: dict[str, str] = field(default_factory=dict)
+    #: more settings of every API replica (FILE_STORAGE, limits...)
+    api_env: dict[str, str] = field(default_factory=dict)
 
     def start(self, apis: int = 1, hubs: int = 1) -> Stack:
         try:
             for index in range(1, apis + 1):
-                self.apis.append(start_replica("api", self.database_url, self.domain, self.logs, index, self.env))
+                self.apis.append(start_replica("api", self.database_url, self.domain, self.logs, index,
+                                               {**self.env, **self.api_env}))
             for index in range(1, hubs + 1):
                 self.hubs.append(start_replica("hub", self.database_url, self.domain, self.logs, index, self.env))
         except BaseException:
             self.stop()
             raise
         return self
+
+    def restart_api(self, index: int) -> None:
+        """Start the API replica apis[index] again, on its port, if it stopped."""
+        replica = self.apis[index]
+        if replica.process.exited():
+            self.apis[index] = start_replica("api", self.database_url, self.domain, self.logs, index + 1,
+                                             self.api_env, replica.port)
 
     def stop(self) -> None:
         for replica in [*self.hubs, *self.apis]:

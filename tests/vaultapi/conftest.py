@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.config import Config
+from core.config import Config, Secret
 from tests.support.bwclient import BitwardenClient
+from tests.support.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_server
 from tests.support.serve import serve
 from vaultapi.app import create_app
 
@@ -92,3 +94,18 @@ def assert_event(event: Any, push_type: int, user_id: str, item_id: str | None, 
 async def carol(new_client: Callable[..., BitwardenClient]) -> BitwardenClient:
     """A third user, for organizations with several members."""
     return await registered(new_client, "carol@example.com", "Carol")
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3-compatible server (moto) for the whole session; each test makes its own bucket."""
+    with s3_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+def s3_settings(s3: S3Server) -> dict[str, Any]:
+    """Config settings storing files in a fresh bucket of the test server."""
+    bucket = f"pgwarden-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(bucket)
+    return {"file_storage": "s3", "s3_bucket": bucket, "s3_endpoint_url": s3.url,
+            "s3_access_key_id": ACCESS_KEY, "s3_secret_access_key": Secret(SECRET_KEY)}

@@ -40,6 +40,8 @@ ANONYMOUS_ROUTES = [
     ("/api/two-factor/recover", "application/json"),
     ("/api/accounts/password-hint", "application/json"),
     ("/api/auth-requests", "application/json"),
+    ("/api/sends/access/AAAAAAAAAAAAAAAAAAAAAA", "application/json"),
+    ("/api/sends/AAAAAAAAAAAAAAAAAAAAAA/access/file/0123", "application/json"),
 ]
 
 

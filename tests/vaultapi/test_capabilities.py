@@ -1,8 +1,9 @@
 """What the clients are told pgwarden can do: nothing it would answer with a 404.
 
-Premium makes the clients offer attachments and archive; a known device makes the login page
-offer login with device. Neither exists yet, so neither is advertised, and each is one switch
-in core.capabilities that these tests also flip to show it is the only place to change.
+Premium makes the clients offer attachments and file Sends, which exist, so it is advertised;
+archive, which premium would also offer, stays off by its feature flag. A known device makes the
+login page offer login with device, which does not exist yet. Each is one switch in
+core.capabilities that these tests also flip to show it is the only place to change.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ async def _premium_as_seen_by(client: BitwardenClient) -> tuple[bool, bool, bool
     return jwt_claims(client.access_token)["premium"], profile["premium"], sync["profile"]["premium"]
 
 
-async def test_a_client_is_not_told_it_has_premium(alice: BitwardenClient) -> None:
-    assert await _premium_as_seen_by(alice) == (False, False, False)
+async def test_a_client_is_told_it_has_premium(alice: BitwardenClient) -> None:
+    assert await _premium_as_seen_by(alice) == (True, True, True)
     assert (await alice.get("/api/accounts/profile")).json()["premiumFromOrganization"] is False
 
 
@@ -52,8 +53,8 @@ async def test_items_may_show_their_totp_code_without_premium(alice: BitwardenCl
 
 
 async def test_premium_is_one_switch(alice: BitwardenClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capabilities, "PREMIUM", True)
-    assert await _premium_as_seen_by(alice) == (True, True, True)
+    monkeypatch.setattr(capabilities, "PREMIUM", False)
+    assert await _premium_as_seen_by(alice) == (False, False, False)
 
 
 async def test_knowndevice_offers_login_with_device_for_a_device_that_logged_in(
@@ -105,8 +106,8 @@ async def test_organization_gates_open_only_what_works(alice: BitwardenClient, m
     (made by the clients) may show, which also keeps the organization from looking like a free one."""
     made = await alice.create_organization()
     [entry] = (await alice.sync())["profile"]["organizations"]
-    assert (entry["usersGetPremium"], entry["useTotp"], made["useTotp"]) == (False, True, True)
+    assert (entry["usersGetPremium"], entry["useTotp"], made["useTotp"]) == (True, True, True)
     assert not any(entry[gate] for gate in ("useGroups", "usePolicies", "useEvents", "useSso", "useApi",
                                              "useResetPassword", "useSecretsManager", "use2fa", "useScim"))
-    monkeypatch.setattr(capabilities, "PREMIUM", True)
-    assert (await alice.sync())["profile"]["organizations"][0]["usersGetPremium"] is True
+    monkeypatch.setattr(capabilities, "PREMIUM", False)
+    assert (await alice.sync())["profile"]["organizations"][0]["usersGetPremium"] is False

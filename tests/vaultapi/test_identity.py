@@ -54,7 +54,7 @@ async def test_password_login_reply_has_every_field_the_cli_reads(alice: Bitward
     profile = (await alice.get("/api/accounts/profile")).json()
     assert claims["sub"] == profile["id"]
     assert claims["email"] == "alice@example.com" and claims["name"] == "Alice"
-    assert claims["email_verified"] is True and claims["premium"] is False
+    assert claims["email_verified"] is True and claims["premium"] is True
     assert claims["device"] == alice.device and claims["client_id"] == "cli"
     assert claims["sstamp"] == profile["securityStamp"]
     assert claims["iss"] == "https://vault.test|login" and claims["exp"] > claims["nbf"]

@@ -40,7 +40,8 @@ ORGANIZATION_KEYS = {
     "usePhishingBlocker", "useMyItems", "useInviteLinks", "object",
 }
 #: the gates of features that work; every other use* flag is off
-WORKING_FEATURES = {"useTotp", "usePasswordManager", "useCustomPermissions"}
+# usersGetPremium: members get premium, which pgwarden serves (attachments, file Sends)
+WORKING_FEATURES = {"useTotp", "usePasswordManager", "useCustomPermissions", "usersGetPremium"}
 
 
 async def test_create_makes_the_caller_its_confirmed_owner(alice: BitwardenClient, events, db) -> None:
@@ -56,7 +57,7 @@ async def test_create_makes_the_caller_its_confirmed_owner(alice: BitwardenClien
     assert set(entry) == PROFILE_KEYS and entry["object"] == "profileOrganization"
     assert (entry["id"], entry["userId"], entry["type"], entry["status"], entry["enabled"]) == (
         made["id"], me, OWNER, 2, True)
-    assert (entry["productTierType"], entry["seats"], entry["usersGetPremium"]) == (3, 20, False)
+    assert (entry["productTierType"], entry["seats"], entry["usersGetPremium"]) == (3, 20, True)
     assert {key for key, value in entry.items() if key.startswith("use") and value is True} == WORKING_FEATURES
     row = await db.fetchrow("SELECT * FROM memberships WHERE id = $1", uuid.UUID(entry["organizationUserId"]))
     assert (str(row["user_id"]), row["type"], row["status"], row["key"]) == (me, 0, 2, entry["key"])

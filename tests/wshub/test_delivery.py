@@ -144,9 +144,9 @@ async def test_a_stalled_client_does_not_delay_a_healthy_one(start, db, make_use
             await db.execute("SELECT set_config('pgwarden.device_identifier', $1, true)", "c" * 255)
             await db.execute(
                 "INSERT INTO sync_events (user_id, push_type, item_id)"
-                " SELECT $1, 12, gen_random_uuid() FROM generate_series(1, 100)", uuid.UUID(user.id))
+                " SELECT $1, 15, gen_random_uuid() FROM generate_series(1, 100)", uuid.UUID(user.id))
         for _ in range(100):
-            assert (await healthy.notification())["Type"] == 12
+            assert (await healthy.notification())["Type"] == 15
         batches += 1
     # the stalled one was cut loose to reconnect and sync; the healthy one stays
     await eventually(lambda: len(hub.app.ctx.registry) == 1, "the stalled connection left the registry")

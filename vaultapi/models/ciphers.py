@@ -29,7 +29,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ from vaultapi.database import encode_in_batches
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import collections, folders, memberships
+from vaultapi.models.file_shapes import attachment_json
 from vaultapi.models.memberships import Member
 
 __all__ = [
@@ -82,6 +83,8 @@ TYPE_FIELDS = {1: "login", 2: "secureNote", 3: "card", 4: "identity", 5: "sshKey
 _COMMON_FIELDS = ("name", "notes", "fields", "passwordHistory")
 
 _NO_EDIT = "You do not have permissions to edit this."
+#: an attachment's encrypted name and key (AttachmentRequestModel's EncStrings)
+ATTACHMENT_FIELD = 1_000
 _NO_COLLECTION = "Specified CollectionId does not exist on the specified Organization."
 
 
@@ -99,6 +102,8 @@ class CipherInput:
     organization_id: uuid.UUID | None = None
     #: the user whose keys the client encrypted with, when it says so
     encrypted_for: uuid.UUID | None = None
+    #: attachments2: attachment id -> its file name and key encrypted anew (sharing, a new item key)
+    attachment_keys: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, body: Body) -> CipherInput:
@@ -134,6 +139,7 @@ class CipherInput:
             last_known_revision_date=_date(body.get("lastKnownRevisionDate"), "lastKnownRevisionDate"),
             organization_id=body.uuid("organizationId"),
             encrypted_for=body.uuid("encryptedFor"),
+            attachment_keys=_attachment_keys(body),
         )
 
     @classmethod
@@ -158,13 +164,35 @@ class CipherInput:
         the dates may differ by a second either way, for clocks and rounding to milliseconds; a
         date further ahead is refused as much as one behind, since no client holds a copy newer
         than the server's. A client that sends no date is not checked."""
-        known = self.last_known_revision_date
-        if known is not None and abs((row["revision_date"] - known).total_seconds()) > 1:
-            raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
+        if self.last_known_revision_date is not None:
+            check_revision(row, self.last_known_revision_date)
 
     def check_encrypted_for(self, user_id: uuid.UUID) -> None:
         if self.encrypted_for is not None and self.encrypted_for != user_id:
             raise ApiError("Cipher was not encrypted for the current user. Please try again.", field="encryptedFor")
+
+
+def _attachment_keys(body: Body) -> dict[str, tuple[str, str | None]]:
+    """attachments2 (CipherRequestModel.Attachments2): each attachment's name and key as the
+    client encrypted them again, under the organization's key when it shares the item."""
+    given = body.get("attachments2")
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ApiError("attachments2 must be an object.", field="attachments2")
+    keys = {}
+    for attachment_id, entry in given.items():
+        with _inside(f"attachments2.{attachment_id[:40]}"):
+            entry = _entry(entry)
+            keys[attachment_id] = (entry.enc_string("fileName", required=True, max_length=ATTACHMENT_FIELD) or "",
+                                   entry.enc_string("key", max_length=ATTACHMENT_FIELD))
+    return keys
+
+
+def check_revision(row: asyncpg.Record, known: datetime) -> None:
+    """The client's copy of the item is the stored one (CipherInput.check_not_stale)."""
+    if abs((row["revision_date"] - known).total_seconds()) > 1:
+        raise ApiError("The client copy of this cipher is out of date. Resync the client and try again.")
 
 
 @dataclass(frozen=True)
@@ -319,6 +347,9 @@ def _date(value: Any, field: str, *, required: bool = False) -> datetime | None:
     return date
 
 
+parse_date = _date
+
+
 def _optional_date(value: Any, where: str) -> None:
     _date(value, where)
 
@@ -417,7 +448,7 @@ def _content_json(row: asyncpg.Record) -> dict[str, Any]:
         "data": json.dumps({**(type_data or {}), **{field: data.get(field) for field in _COMMON_FIELDS}}),
         "key": row["key"],
         "reprompt": row["reprompt"],
-        "attachments": None,
+        "attachments": [attachment_json(attachment) for attachment in row["attachments"]] or None,
         # Without premium the clients hide an item's TOTP code unless this says the code may be
         # shown; generating codes needs nothing from the server, so every item may show them.
         "organizationUseTotp": capabilities.ORGANIZATION_TOTP,
@@ -452,11 +483,18 @@ def mini_details_json(row: asyncpg.Record) -> dict[str, Any]:
 
 # ---- finders -------------------------------------------------------------------------------
 
+# an item's uploaded attachments, oldest first, as a column of its row (c)
+_ATTACHMENTS = """
+    coalesce((SELECT json_agg(json_build_object('id', a.id, 'file_name', a.file_name, 'key', a.key, 'size', a.size)
+                              ORDER BY a.created_at, a.id)
+                FROM attachments a WHERE a.cipher_id = c.id AND a.uploaded), '[]') AS attachments
+"""
+
 # data as text: decoded row by row below, between turns of the other requests, not all at once
-_BY_ID_AS_TEXT = """
-    SELECT id, user_id, organization_id, collection_ids, type, data::text AS data, key, reprompt, folders,
-           favorites, revision_date, creation_date, deleted_date
-      FROM ciphers WHERE id = ANY($1::uuid[]) ORDER BY creation_date, id
+_BY_ID_AS_TEXT = f"""
+    SELECT c.id, c.user_id, c.organization_id, c.collection_ids, c.type, c.data::text AS data, c.key, c.reprompt,
+           c.folders, c.favorites, c.revision_date, c.creation_date, c.deleted_date, {_ATTACHMENTS}
+      FROM ciphers c WHERE c.id = ANY($1::uuid[]) ORDER BY c.creation_date, c.id
 """
 
 
@@ -503,8 +541,8 @@ async def check_organization_room(conn: asyncpg.Connection, organization_id: uui
         raise ApiError(f"An organization may hold at most {limit} items.")
 
 
-_ONE_VISIBLE = """
-SELECT c.*, a.read_only AS access_read_only, a.hide_passwords AS access_hide_passwords,
+_ONE_VISIBLE = f"""
+SELECT c.*, {_ATTACHMENTS}, a.read_only AS access_read_only, a.hide_passwords AS access_hide_passwords,
        a.manage AS access_manage, a.collection_ids AS access_collection_ids
   FROM cipher_access a JOIN ciphers c ON c.id = a.cipher_id
  WHERE a.user_id = $1 AND a.cipher_id = ANY($2::uuid[])
@@ -529,8 +567,8 @@ async def require(conn: Conn, cipher_id: uuid.UUID, user_id: uuid.UUID, *, lock:
 
 
 async def of_organization(conn: Conn, organization_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM ciphers WHERE organization_id = $1 ORDER BY creation_date, id",
-                            organization_id)
+    return await conn.fetch(f"SELECT c.*, {_ATTACHMENTS} FROM ciphers c WHERE c.organization_id = $1"
+                            " ORDER BY c.creation_date, c.id", organization_id)
 
 
 async def check_folder(conn: Conn, folder_id: uuid.UUID | None, user_id: uuid.UUID) -> None:
@@ -590,6 +628,7 @@ async def update(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.U
         """,
         cipher_id, cipher.type, cipher.data, cipher.key, cipher.reprompt, str(user_id),
         _folder_placement(user_id, cipher.folder_id), _favorite_placement(user_id, cipher.favorite))
+    await _rekey_attachments(conn, cipher_id, cipher)
     return await require(conn, cipher_id, user_id)
 
 
@@ -654,6 +693,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
     await _require_own(conn, cipher_id, user_id)
     member = await _sharing_member(conn, cipher, user_id, collection_ids, 1, max_items)
     item = await _require_own(conn, cipher_id, user_id, lock=True)
+    _check_attachments_follow(item, cipher)
     cipher.check_not_stale(item.row)
     await check_folder(conn, cipher.folder_id, user_id)
     await conn.execute(
@@ -666,6 +706,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
         cipher_id, member.organization_id, _unique(collection_ids), cipher.type, cipher.data, cipher.key,
         cipher.reprompt, str(user_id), _folder_placement(user_id, cipher.folder_id),
         _favorite_placement(user_id, cipher.favorite))
+    await _rekey_attachments(conn, cipher_id, cipher)
     return await require(conn, cipher_id, user_id)
 
 
@@ -686,7 +727,9 @@ async def share_many(conn: asyncpg.Connection, user_id: uuid.UUID, items: dict[u
     if any(item.row["user_id"] != user_id for item in owned):
         raise ApiError("Trying to share ciphers that you do not own.")
     for item in owned:
+        _check_attachments_follow(item, items[item.id])
         items[item.id].check_not_stale(item.row)
+        await _rekey_attachments(conn, item.id, items[item.id])
     return await conn.fetch(
         """
         UPDATE ciphers c SET user_id = NULL, organization_id = $2, collection_ids = $3, type = s.type,
@@ -798,6 +841,28 @@ def _favorite_placement(user_id: uuid.UUID, favorite: bool) -> dict[str, bool]:
 
 def _unique(ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
+
+
+def _check_attachments_follow(item: Visible, cipher: CipherInput) -> None:
+    """An item moving to an organization brings every attachment's key, encrypted anew
+    (attachments2): a key left under the user's would open for no member."""
+    if any(attachment["id"] not in cipher.attachment_keys or cipher.attachment_keys[attachment["id"]][1] is None
+           for attachment in item.row["attachments"]):
+        raise ApiError("Every attachment's key must be shared with the item (attachments2).", field="attachments2")
+
+
+async def _rekey_attachments(conn: asyncpg.Connection, cipher_id: uuid.UUID, cipher: CipherInput) -> None:
+    """The attachments' names and keys as the client encrypted them again; ids of other items'
+    attachments change nothing."""
+    if cipher.attachment_keys:
+        await conn.execute(
+            """
+            UPDATE attachments a SET file_name = s.file_name, key = coalesce(s.key, a.key)
+              FROM jsonb_to_recordset($2::jsonb) AS s(id text, file_name text, key text)
+             WHERE a.cipher_id = $1 AND a.id = s.id
+            """,
+            cipher_id, [{"id": attachment_id, "file_name": name, "key": key}
+                        for attachment_id, (name, key) in cipher.attachment_keys.items()])
 
 
 def _check_personal(cipher: CipherInput) -> None:

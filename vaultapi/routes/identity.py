@@ -24,6 +24,7 @@ from vaultapi.mail import messages
 from vaultapi.mail.outbox import enqueue
 from vaultapi.models import auth_requests, devices, users
 from vaultapi.passwords import verify_password
+from vaultapi.routes.sends import send_access_grant
 from vaultapi.registration import KDF_PBKDF2, Registration, register
 from vaultapi.stand_in import stand_in_kdf
 from vaultapi.two_step import second_step
@@ -78,6 +79,9 @@ async def token(request: Request) -> HTTPResponse:
         return await _password_grant(request)
     if grant_type == "client_credentials":
         return await _api_key_grant(request)
+    if grant_type == "send_access":
+        return await send_access_grant(request, _form(request, "send_id", max_length=64),
+                                       _form(request, "password_hash_b64", required=False) or None)
     if grant_type == "refresh_token":
         return await _refresh_grant(request)
     raise GrantError(f"Grant type {grant_type} is not supported.", "unsupported_grant_type")

@@ -12,7 +12,7 @@ from sanic.response import json_dumps
 
 from vaultapi.auth import authorized
 from vaultapi import body_limits
-from vaultapi.models import ciphers, collections, folders, memberships, organizations, users
+from vaultapi.models import ciphers, collections, folders, memberships, organizations, sends, users
 from vaultapi.replies import send_json_with_lists
 
 __all__ = ["bp"]
@@ -31,6 +31,7 @@ async def sync(request: Request) -> None:
         folder_rows = await folders.find_by_user(conn, user_id)
         collection_rows = await collections.visible_to(conn, user_id)
         items = await ciphers.encoded_for_user(conn, user_id)
+        send_rows = await sends.list_for(conn, user_id)
     # an organization may have thousands of collections: encoded one by one, as the items
     pacer = body_limits.Pacer()
     encoded_collections = []
@@ -43,7 +44,7 @@ async def sync(request: Request) -> None:
         "collections": None,
         "ciphers": None,
         "policies": [],
-        "sends": [],
+        "sends": [sends.send_json(row) for row in send_rows],
         "domains": None if exclude_domains else users.domains_json(user),
         "userDecryption": {
             "masterPasswordUnlock": users.master_password_unlock_json(user),

@@ -1,0 +1,84 @@
+"""Files in PostgreSQL: one row per file (stored_files) and its bytes in rows of CHUNK bytes
+(stored_file_chunks, stored without compression: the clients' files are encrypted).
+
+Each chunk is written, and read, with a connection taken from the pool for that statement only,
+so a slow client never holds a connection between chunks; the database's work on one chunk
+overlaps the client's on the next. A file counts once its last chunk is
+in (complete); a write that fails removes what it wrote, and one cut short by a dying process
+is removed by remove_abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+
+import asyncpg
+
+from vaultapi.storage import CHUNK, FileMissing, FileStore, rechunked
+
+__all__ = ["PostgresStore"]
+
+
+class PostgresStore(FileStore):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes], max_size: int) -> int:
+        await self.pool.execute("INSERT INTO stored_files (key) VALUES ($1)", key)
+        writing: asyncio.Task[None] | None = None
+        try:
+            size = 0
+            seq = 0
+            async for chunk in rechunked(chunks, CHUNK, max_size):
+                # one chunk is written while the next one arrives: two in memory at most
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self.pool.execute(
+                    "INSERT INTO stored_file_chunks (key, seq, data) VALUES ($1, $2, $3)", key, seq, chunk))
+                size += len(chunk)
+                seq += 1
+            if writing is not None:
+                await writing
+            await self.pool.execute("UPDATE stored_files SET (complete, size) = (true, $2) WHERE key = $1",
+                                    key, size)
+            return size
+        except BaseException:
+            if writing is not None:
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+            # shielded: a cancelled request still takes its half-written file with it
+            await asyncio.shield(self.delete([key]))
+            raise
+
+    async def size(self, key: str) -> int:
+        size = await self.pool.fetchval("SELECT size FROM stored_files WHERE key = $1 AND complete", key)
+        if size is None:
+            raise FileMissing(key)
+        return size
+
+    async def get(self, key: str) -> AsyncIterator[bytes]:
+        await self.size(key)
+        # the next chunk is read while the current one is sent: two in memory at most
+        reading = asyncio.create_task(self._chunk(key, 0))
+        try:
+            seq = 0
+            while (data := await reading) is not None:
+                seq += 1
+                reading = asyncio.create_task(self._chunk(key, seq))
+                yield data
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+
+    async def _chunk(self, key: str, seq: int) -> bytes | None:
+        return await self.pool.fetchval("SELECT data FROM stored_file_chunks WHERE key = $1 AND seq = $2", key, seq)
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        await self.pool.execute("DELETE FROM stored_files WHERE key = ANY($1::text[])", list(keys))
+
+    async def remove_abandoned(self, older_than_seconds: float) -> int:
+        removed = await self.pool.fetch(
+            "DELETE FROM stored_files WHERE NOT complete AND created_at < now() - make_interval(secs => $1)"
+            " RETURNING key", older_than_seconds)
+        return len(removed)
