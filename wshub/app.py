@@ -45,6 +45,7 @@ from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
+from wshub.wire import WireProtocol
 
 __all__ = ["HubTuning", "create_app", "serve"]
 
@@ -83,6 +84,8 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
                         max_per_ip=config.hub_max_connections_per_ip)
     delivery = Delivery(registry, metrics)
     app.ctx.config = config
+    #: the server protocol to run it with (wire.py): the socket handlers write to its transport
+    app.ctx.protocol = WireProtocol
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
@@ -123,7 +126,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         await app.ctx.ingress.connect()
         app.ctx.tasks = [
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
-            asyncio.create_task(keep_alive(registry, tuning.ping_interval), name="hub-keepalive"),
+            asyncio.create_task(keep_alive(registry, tuning.ping_interval, sent=metrics.messages_out.inc), name="hub-keepalive"),
             asyncio.create_task(app.ctx.keys.keep_fresh(), name="hub-keys"),
         ]
         log.info("hub listening for events on database %s", redact_dsn(url))
@@ -184,5 +187,5 @@ def serve(config: Config) -> int:
         app = create_app(config, url)
         log.info("hub serving ws://%s:%d/notifications/hub", config.websocket_address, config.websocket_port)
         app.run(host=config.websocket_address, port=config.websocket_port, single_process=True,
-                access_log=False, motd=False)
+                protocol=WireProtocol, access_log=False, motd=False)
     return 0
