@@ -38,7 +38,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, scratch_database, until_alive  # noqa: E402
+from bench.scratch import free_port, percentile, scratch_database, until_alive  # noqa: E402
 from db.events import CHANNEL  # noqa: E402
 from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
@@ -46,11 +46,6 @@ from wshub.codec import Invocation, MessagePackProtocol, MessageReader  # noqa: 
 
 DOMAIN = "https://bench.invalid"
 WORKERS = 4
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 # -- client worker processes ----------------------------------------------------------------------

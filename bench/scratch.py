@@ -1,5 +1,5 @@
-"""What the benchmarks share: a scratch database for one run, a free loopback port, and waiting
-for a server to answer /alive."""
+"""What the benchmarks share: a scratch database for one run, a free loopback port, waiting for
+a server to answer /alive, and percentiles."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import asyncpg
 from db import migrate
 from db.embedded import resolve_database_url
 
-__all__ = ["free_port", "scratch_database", "until_alive"]
+__all__ = ["free_port", "percentile", "scratch_database", "until_alive"]
 
 
 @contextmanager
@@ -68,3 +68,8 @@ async def _execute(url: str, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]

@@ -177,12 +177,16 @@ class Config:
         "MAX_ITEMS_PER_USER", 50_000, _positive,
         "Items (ciphers) one user's vault may hold, deleted ones in the trash included; an organization"
         " may hold as many of its own, counted apart.")
+    hub_workers: int | None = _setting(
+        "HUB_WORKERS", None, _positive,
+        "Hub worker processes sharing its port, each with its own LISTEN connection; unset: one per CPU"
+        " core.")
     hub_handshake_timeout: int = _setting(
         "HUB_HANDSHAKE_TIMEOUT", 5, _positive,
         "Seconds a hub connection has to send its SignalR handshake.")
     hub_max_connections: int = _setting(
         "HUB_MAX_CONNECTIONS", 10000, _positive,
-        "Hub connections one hub process holds in all, counted from the upgrade request.")
+        "Hub connections one hub worker process holds in all, counted from the upgrade request.")
     hub_max_anonymous_connections: int = _setting(
         "HUB_MAX_ANONYMOUS_CONNECTIONS", 1000, _positive,
         "Of those, connections to the anonymous hub (devices waiting for a login approval).")
@@ -249,6 +253,11 @@ class Config:
             with open(self.signing_key_passphrase_file, encoding="utf-8") as file:
                 return file.read().rstrip("\r\n")
         return None
+
+    @property
+    def hub_worker_count(self) -> int:
+        """HUB_WORKERS, or the CPU cores this process may run on."""
+        return self.hub_workers or len(os.sched_getaffinity(0)) or 1
 
     @property
     def token_issuer(self) -> str:

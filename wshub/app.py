@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -45,6 +46,7 @@ from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
+from wshub.tally import Tally
 from wshub.wire import WireProtocol
 
 __all__ = ["HubTuning", "create_app", "serve"]
@@ -66,7 +68,10 @@ class HubTuning:
     anonymous_lifetime: float = 15 * 60.0
 
 
-def create_app(config: Config, database_url: str | None = None, *, tuning: HubTuning | None = None) -> Sanic:
+def create_app(config: Config, database_url: str | None = None, *, tuning: HubTuning | None = None,
+               tally: Tally | None = None) -> Sanic:
+    """The hub; ``tally`` counts connections per address and per user, shared by its workers
+    (tally.py; by default this process counts its own)."""
     url = database_url or config.database_url
     if not url:
         raise ValueError("the hub needs a database URL")
@@ -81,7 +86,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     registry = Registry(max_connections=config.hub_max_connections,
                         max_anonymous=config.hub_max_anonymous_connections,
                         max_per_user=config.hub_max_connections_per_user,
-                        max_per_ip=config.hub_max_connections_per_ip)
+                        max_per_ip=config.hub_max_connections_per_ip, tally=tally)
     delivery = Delivery(registry, metrics)
     app.ctx.config = config
     #: the server protocol to run it with (wire.py): the socket handlers write to its transport
@@ -180,12 +185,20 @@ async def _metrics(request: Request) -> HTTPResponse:
 
 def serve(config: Config) -> int:
     from core.database import opened
+    from wshub.workers import listening_socket, run_workers
 
     if not config.websocket_enabled:
         log.warning("WEBSOCKET_ENABLED=false: the hub will refuse connections")
+    workers = config.hub_worker_count
     with opened(config) as url:
-        app = create_app(config, url)
         log.info("hub serving ws://%s:%d/notifications/hub", config.websocket_address, config.websocket_port)
-        app.run(host=config.websocket_address, port=config.websocket_port, single_process=True,
-                protocol=WireProtocol, access_log=False, motd=False)
+        if workers > 1:
+            return run_workers(config, url, workers)
+        serve_socket(config, url, listening_socket(config.websocket_address, config.websocket_port, shared=False))
     return 0
+
+
+def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally | None = None) -> None:
+    """Run one hub on a bound socket in this process until interrupted."""
+    app = create_app(config, url, tally=tally)
+    app.run(sock=sock, single_process=True, protocol=WireProtocol, access_log=False, motd=False)
