@@ -17,7 +17,10 @@ per idle handshaken connection (RSS after connecting minus before, over the conn
 Prints, for each server, the median and spread of ``--runs`` runs and the ratio to the baseline
 of the same run. Asserts nothing.
 
-    python bench/fanout.py [--connections 2000] [--hub-workers 1,2] [--runs 3]
+    python bench/fanout.py [--connections 2000] [--hub-workers 1,2] [--runs 3] [--old-hub CHECKOUT]
+
+Server names in the output: ``websockets`` (the baseline), ``hub-N`` (this hub, HUB_WORKERS=N),
+``old-hub`` (the hub of ``--old-hub``, for a before/after).
 
 Uses DATABASE_URL (a scratch database is created and dropped) or an embedded PostgreSQL.
 """
@@ -118,20 +121,26 @@ class Outcome:
     steps: list[Step]
     rss_per_connection: float
 
+    def messages_per_cpu_second(self) -> float:
+        complete = [step for step in self.steps if step.received >= 0.999 * step.sent and step.cpu > 0]
+        return sum(step.received for step in complete) / sum(step.cpu for step in complete) if complete else 0.0
+
     def best(self, p99_limit: float) -> Step | None:
         passing = [step for step in self.steps if step.sustained(p99_limit)]
         return max(passing, key=lambda step: step.rate) if passing else None
 
 
-def _start_server(kind: str, url: str, port: int, connections: int) -> subprocess.Popen[bytes]:
+def _start_server(kind: str, url: str, port: int, connections: int, old_hub: str | None) -> subprocess.Popen[bytes]:
     if kind == "websockets":
         return subprocess.Popen([sys.executable, __file__, "--serve-websockets", str(port), url])
-    workers = kind.removeprefix("hub-")
-    env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
+    workers = "1" if kind == "old-hub" else kind.removeprefix("hub-")
+    source = {"PYTHONPATH": old_hub} if kind == "old-hub" and old_hub else {}
+    env = {**source,**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_WORKERS": workers,
            "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
            "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10)}
-    return subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env,
+                            cwd=old_hub if kind == "old-hub" else None)
 
 
 def _processes(pid: int) -> list[psutil.Process]:
@@ -155,10 +164,10 @@ def _rss(pid: int) -> int:
 
 
 async def run_server(kind: str, url: str, user: str, tokens: list[str], rates: list[int], step_seconds: float,
-                     drain: float) -> Outcome:
+                     drain: float, old_hub: str | None) -> Outcome:
     connections = len(tokens)
     port = free_port()
-    server = _start_server(kind, url, port, connections)
+    server = _start_server(kind, url, port, connections, old_hub)
     paths = [f"/notifications/hub?access_token={token}" for token in tokens]
     clients: list[ClientProcess] = []
     steps: list[Step] = []
@@ -249,11 +258,11 @@ def _spread(values: list[float], fmt: str) -> str:
 
 async def bench(url: str, args: argparse.Namespace) -> None:
     user, tokens = await seed(url, args.connections)
-    kinds = ["websockets"] + [f"hub-{n}" for n in args.hub_workers]
+    kinds = ["websockets"] + (["old-hub"] if args.old_hub else []) + [f"hub-{n}" for n in args.hub_workers]
     outcomes: dict[str, list[Outcome]] = {kind: [] for kind in kinds}
     for run in range(args.runs):
         for kind in kinds:
-            outcome = await run_server(kind, url, user, tokens, args.rates, args.step, args.drain)
+            outcome = await run_server(kind, url, user, tokens, args.rates, args.step, args.drain, args.old_hub)
             outcomes[kind].append(outcome)
             print(f"run {run + 1} {kind}: " + ", ".join(
                 f"{s.rate // 1000}k:{s.received / s.sent:.3f}/{s.p99:.0f}ms/{s.cpu:.1f}s" for s in outcome.steps)
@@ -261,24 +270,32 @@ async def bench(url: str, args: argparse.Namespace) -> None:
 
     limit = args.p99
     print(f"\nfan-out: {args.connections} connections of one user, {CLIENT_PROCESSES} client processes, "
-          f"steps {', '.join(str(r) for r in args.rates)} messages/s of {args.step:g} s, sustained = "
-          f">= 99.9% delivered and p99 <= {limit:g} ms; median [min-max] of {args.runs} runs\n")
-    print(f"| {'server':<12} | {'sustained msg/s':>26} | {'vs websockets':>20} | {'p99 there (ms)':>20} "
-          f"| {'CPU s per 100k msgs':>20} | {'idle KiB/conn':>18} | {'vs websockets':>20} |")
-    print("|" + "|".join("-" * (w + 2) for w in (12, 26, 20, 20, 20, 18, 20)) + "|")
+          f"steps {', '.join(str(r) for r in args.rates)} messages/s of {args.step:g} s; median [min-max] of "
+          f"{args.runs} runs, ratios to the websockets server of the same run\n")
+    columns = [("server", 10), (f"sustained msg/s, p99<={limit:g}ms", 30), ("vs websockets", 18),
+               ("all delivered up to msg/s", 28), ("msgs per CPU-second", 26), ("vs websockets", 18),
+               ("idle KiB/conn", 18), ("vs websockets", 18)]
+    print("| " + " | ".join(f"{name:>{width}}" for name, width in columns) + " |")
+    print("|" + "|".join("-" * (width + 2) for _, width in columns) + "|")
     base = outcomes["websockets"]
     for kind in kinds:
         runs = outcomes[kind]
-        best = [o.best(limit) for o in runs]
-        rates = [float(b.rate) if b else 0.0 for b in best]
-        ratios = [r / float(b.best(limit).rate) for r, b in zip(rates, base, strict=True) if b.best(limit)]
-        p99s = [b.p99 for b in best if b]
-        cpu = [b.cpu / (b.received / 100_000) for b in best if b and b.received]
+        sustained = [float(o.best(limit).rate) if o.best(limit) else 0.0 for o in runs]
+        delivered = [float(o.best(float("inf")).rate) if o.best(float("inf")) else 0.0 for o in runs]
+        efficiency = [o.messages_per_cpu_second() for o in runs]
         memory = [o.rss_per_connection / 1024 for o in runs]
-        memory_ratio = [o.rss_per_connection / b.rss_per_connection for o, b in zip(runs, base, strict=True)
-                        if b.rss_per_connection > 0]
-        print(f"| {kind:<12} | {_spread(rates, ',.0f'):>26} | {_spread(ratios, '.2f'):>20} | {_spread(p99s, '.0f'):>20} "
-              f"| {_spread(cpu, '.2f'):>20} | {_spread(memory, '.1f'):>18} | {_spread(memory_ratio, '.2f'):>20} |")
+        cells = [kind, _spread(sustained, ",.0f"), _ratios(sustained, [float(b.best(limit).rate) if b.best(limit)
+                                                                       else 0.0 for b in base]),
+                 _spread(delivered, ",.0f"), _spread(efficiency, ",.0f"),
+                 _ratios(efficiency, [b.messages_per_cpu_second() for b in base]),
+                 _spread(memory, ".1f"), _ratios(memory, [b.rss_per_connection / 1024 for b in base])]
+        print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
+    print("\nmsgs per CPU-second: messages delivered per second of server CPU (all its processes), over the steps"
+          " every message of which arrived; the machine is shared, so latency varies with its load more than CPU does.")
+
+
+def _ratios(values: list[float], baseline: list[float]) -> str:
+    return _spread([v / b for v, b in zip(values, baseline, strict=True) if b > 0], ".2f")
 
 
 def main() -> int:
@@ -294,6 +311,8 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=1.0, help="seconds after each step")
     parser.add_argument("--p99", type=float, default=100.0, help="ms")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--old-hub", metavar="CHECKOUT",
+                        help="also run the hub of this checkout (e.g. a worktree of the previous commit), one process")
     args = parser.parse_args()
     with scratch_database() as url:
         asyncio.run(bench(url, args))

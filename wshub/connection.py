@@ -1,10 +1,13 @@
 """One client past its handshake: who it is, its Session, and the bytes on their way to its socket.
 
 ``send`` takes a complete WebSocket frame (framing.py; one per message and protocol, the same
-bytes for every recipient) and writes it to the socket's transport at once: no task, queue or
-await per connection. The transport buffers what the kernel does not take yet, and says when its
-buffer passes its high-water mark (wire.py); from then on frames wait in a small overflow of this
-connection, written as soon as the transport drains. The overflow is bounded in bytes, not
+bytes for every recipient) and hands it to the socket's transport within the same turn of the
+event loop: no task, queue or await per connection. Frames sent to one connection in one turn
+are written together, once, at the turn's end (``_TurnWrites``): one system call where a burst
+of events would take one each, so a hub that falls behind catches up faster. The transport
+buffers what the kernel does not take yet, and says when its buffer passes its high-water mark
+(wire.py); from then on frames wait in a small overflow of this connection, written as soon as
+the transport drains. The overflow is bounded in bytes, not
 frames, since a frame's size is what memory pays for: a frame that would take it past
 ``send_buffer`` fails the connection at once (1013), and the client reconnects and syncs. So a
 client that stops reading costs at most the transport's high-water mark plus ``send_buffer``, and
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import weakref
 from collections import deque
 from collections.abc import Collection
 from typing import Any
@@ -52,8 +56,8 @@ class Connection:
 
     # Slots: attribute reads on the fan-out path stay as cheap as they go, and memory small.
     __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "auth_request_id",
-                 "expires_at", "buffered", "_open", "_io", "_transport", "_socket", "_overflow", "_send_buffer",
-                 "_close_timeout", "_drained", "_ending", "_closed")
+                 "expires_at", "buffered", "_open", "_io", "_transport", "_socket", "_turn", "_this_turn",
+                 "_overflow", "_send_buffer", "_close_timeout", "_drained", "_ending", "_closed")
 
     def __init__(
         self,
@@ -90,6 +94,9 @@ class Connection:
         self._transport = self._io.transport
         self._socket = ws.ws_proto
         self._io.on_writable = self._flush
+        self._turn: _TurnWrites | None = None  # the event loop's, on the first send
+        # frames sent in this turn of the loop, written at its end; None when there are none
+        self._this_turn: list[bytes] | None = None
         self._overflow: deque[bytes] = deque()
         self._send_buffer = send_buffer
         self._close_timeout = close_timeout
@@ -106,17 +113,23 @@ class Connection:
     # -- from the hub ---------------------------------------------------------------------------
 
     def send(self, wire: bytes) -> bool:
-        """Write one complete frame, or hold it back while the transport is full; False once the
-        connection is ending, or when it fell too far behind and was closed for it."""
+        """Write one complete frame at the end of this turn of the loop, or hold it back while the
+        transport is full; False once the connection is ending, or when it fell too far behind
+        and was closed for it."""
         if not self._open:
             return False
-        # the hot path: nothing held back, the transport takes more, the socket open
+        # the hot path: more for this turn, or the first, with nothing held back, the transport
+        # taking more and the socket open
+        this_turn = self._this_turn
+        if this_turn is not None:
+            this_turn.append(wire)
+            return True
         if not self.buffered and self._io.writable and self._socket.state is _SOCKET_OPEN:
-            try:
-                self._transport.write(wire)
-            except (RuntimeError, OSError):  # the transport closed under us
-                self._gone()
-                return False
+            self._this_turn = [wire]
+            turn = self._turn
+            if turn is None:
+                turn = self._turn = _TurnWrites.of(asyncio.get_running_loop())
+            turn.add(self)
             return True
         return self._write(wire)
 
@@ -146,6 +159,8 @@ class Connection:
     async def finish(self) -> None:
         """Let the goodbye go out (at most ``close_timeout``): what is held back, then the close."""
         try:
+            if self._this_turn is not None:  # the turn's end may come after this
+                self._write_turn()
             if self.session.state is State.CLOSING:
                 try:
                     async with asyncio.timeout(self._close_timeout):
@@ -177,7 +192,18 @@ class Connection:
             self._left_open()
 
     def _write(self, wire: bytes) -> bool:
-        """Write the frame, or hold it back behind what already waits."""
+        """Write the frame now, behind what this turn sent, or hold it back behind what waits."""
+        if self._this_turn is not None:
+            self._write_turn()
+        return self._write_now(wire)
+
+    def _write_turn(self) -> None:
+        """Write what was sent in this turn: at its end, or before anything that must follow it."""
+        frames, self._this_turn = self._this_turn, None
+        if frames:
+            self._write_now(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _write_now(self, wire: bytes) -> bool:
         if self.session.state is State.CLOSED:
             return False
         if self._overflow or not self._io.writable:
@@ -237,6 +263,7 @@ class Connection:
             self.session.connection_closed()
         self._left_open()
         # nothing more will be written: what waited is let go now, not with the connection
+        self._this_turn = None
         self._overflow.clear()
         self.buffered = 0
         self._io.on_writable = None
@@ -249,6 +276,36 @@ class Connection:
         assert closing is not None
         self.ws.fail_connection(closing.code, closing.text)
         self._gone()  # the socket is failed: nothing held back will ever be written
+
+
+class _TurnWrites:
+    """The connections sent frames in this turn of one event loop; each writes them at its end."""
+
+    __slots__ = ("_loop", "_connections", "__weakref__")
+
+    _of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _TurnWrites] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._connections: list[Connection] = []
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _TurnWrites:
+        turn = cls._of_loop.get(loop)
+        if turn is None:
+            turn = cls._of_loop[loop] = cls(loop)
+        return turn
+
+    def add(self, connection: Connection) -> None:
+        if not self._connections:
+            # after the callbacks already due: events that arrived together are written together
+            self._loop.call_soon(self._write)
+        self._connections.append(connection)
+
+    def _write(self) -> None:
+        connections, self._connections = self._connections, []
+        for connection in connections:
+            connection._write_turn()
 
 
 async def close_all(connections: Collection[Connection], reason: CloseReason, timeout: float) -> None:

@@ -29,12 +29,18 @@ def test_a_connection_needs_a_session_past_its_handshake() -> None:
         Connection(MemorySocket(), Session(), ip="192.0.2.1", send_buffer=4096)
 
 
-async def test_frames_are_written_at_once_in_order() -> None:
+async def test_frames_sent_in_one_turn_are_written_together_at_its_end_in_order() -> None:
     ws = MemorySocket()
     connection = make_connection("u", ws=ws)
-    assert connection.send(frame(b"written before any task ran"))
+    assert connection.send(frame(b"first"))
     assert connection.send(PING_FRAME)
-    assert ws.frames == [b"written before any task ran", PING]  # no await in between
+    assert ws.writes == []
+    await asyncio.sleep(0)  # no task ran: the turn ended
+    assert ws.writes == [frame(b"first") + PING_FRAME]  # one write, so one system call
+    assert ws.frames == [b"first", PING]
+    assert connection.send(PING_FRAME)
+    await asyncio.sleep(0)
+    assert ws.writes[1] is PING_FRAME  # a frame alone in its turn is written as it is, not copied
     assert connection.buffered == 0 and ws.closed is None
     connection.lost()
     await connection.finish()
@@ -46,8 +52,10 @@ async def test_frames_held_back_while_the_transport_is_full_go_out_in_order_when
     assert connection.send(frame(b"1")) and connection.send(frame(b"2"))
     assert ws.frames == [] and connection.buffered == 2 * len(frame(b"1"))
     ws.resume()
+    assert ws.frames == [b"1", b"2"] and connection.buffered == 0
     assert connection.send(frame(b"3"))
-    assert ws.frames == [b"1", b"2", b"3"] and connection.buffered == 0
+    await asyncio.sleep(0)
+    assert ws.frames == [b"1", b"2", b"3"]
     connection.lost()
     await connection.finish()
 
@@ -130,6 +138,7 @@ async def test_one_stalled_client_holds_back_no_other() -> None:
     for _ in range(10):
         slow.send(PING_FRAME)
         fast.send(PING_FRAME)
+    await asyncio.sleep(0)
     assert reading.frames == [PING] * 10 and fast.session.state is State.OPEN
     assert slow.session.closing.reason is CloseReason.TOO_SLOW
     fast.lost()
@@ -205,7 +214,7 @@ async def test_a_transport_that_breaks_under_a_write_ends_the_connection() -> No
     ws = MemorySocket(broken=RuntimeError("the handler is closed"))
     connection = make_connection("u", ws=ws)
     served = asyncio.create_task(serve(connection))
-    assert not connection.send(PING_FRAME)
+    connection.send(PING_FRAME)
     await asyncio.wait_for(served, 1)
     assert connection.session.state is State.CLOSED
     assert connection.session.closing.reason is CloseReason.DISCONNECTED

@@ -90,6 +90,7 @@ async def test_each_protocol_is_encoded_and_framed_once_for_all_its_connections(
     binary = [memory_hub.connect() for _ in range(3)]
     text = [memory_hub.connect(protocol="json") for _ in range(3)]
     memory_hub.delivery.deliver(_event(PushType.SYNC_VAULT))
+    await settle()
     # the very same bytes object reaches each transport: one frame per protocol
     [first] = memory_hub.socket(binary[0]).writes
     assert all(memory_hub.socket(c).writes == [first] and memory_hub.socket(c).writes[0] is first for c in binary)
