@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -47,7 +46,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, percentile, scratch_database, until_alive  # noqa: E402
+from bench.scratch import free_port, percentile, scratch_database, spread, until_alive  # noqa: E402
 from bench.wsclients import ClientProcess  # noqa: E402
 from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
@@ -250,12 +249,6 @@ async def seed(url: str, connections: int) -> tuple[str, list[str]]:
         await conn.close()
 
 
-def _spread(values: list[float], fmt: str) -> str:
-    if not values:
-        return "-"
-    return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
-
-
 async def bench(url: str, args: argparse.Namespace) -> None:
     user, tokens = await seed(url, args.connections)
     kinds = ["websockets"] + (["old-hub"] if args.old_hub else []) + [f"hub-{n}" for n in args.hub_workers]
@@ -284,18 +277,18 @@ async def bench(url: str, args: argparse.Namespace) -> None:
         delivered = [float(o.best(float("inf")).rate) if o.best(float("inf")) else 0.0 for o in runs]
         efficiency = [o.messages_per_cpu_second() for o in runs]
         memory = [o.rss_per_connection / 1024 for o in runs]
-        cells = [kind, _spread(sustained, ",.0f"), _ratios(sustained, [float(b.best(limit).rate) if b.best(limit)
+        cells = [kind, spread(sustained, ",.0f"), _ratios(sustained, [float(b.best(limit).rate) if b.best(limit)
                                                                        else 0.0 for b in base]),
-                 _spread(delivered, ",.0f"), _spread(efficiency, ",.0f"),
+                 spread(delivered, ",.0f"), spread(efficiency, ",.0f"),
                  _ratios(efficiency, [b.messages_per_cpu_second() for b in base]),
-                 _spread(memory, ".1f"), _ratios(memory, [b.rss_per_connection / 1024 for b in base])]
+                 spread(memory, ".1f"), _ratios(memory, [b.rss_per_connection / 1024 for b in base])]
         print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
     print("\nmsgs per CPU-second: messages delivered per second of server CPU (all its processes), over the steps"
           " every message of which arrived; the machine is shared, so latency varies with its load more than CPU does.")
 
 
 def _ratios(values: list[float], baseline: list[float]) -> str:
-    return _spread([v / b for v, b in zip(values, baseline, strict=True) if b > 0], ".2f")
+    return spread([v / b for v, b in zip(values, baseline, strict=True) if b > 0], ".2f")
 
 
 def main() -> int:

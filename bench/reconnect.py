@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fanout import DOMAIN, _cpu, seed  # noqa: E402
-from bench.scratch import free_port, scratch_database, until_alive  # noqa: E402
+from bench.scratch import free_port, scratch_database, spread, until_alive  # noqa: E402
 from bench.wsclients import ClientProcess  # noqa: E402
 
 
@@ -104,12 +104,6 @@ async def run_server(kind: str, url: str, tokens: list[str], args: argparse.Name
     return outcome
 
 
-def _spread(values: list[float], fmt: str) -> str:
-    if not values:
-        return "-"
-    return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
-
-
 async def bench(url: str, args: argparse.Namespace) -> None:
     _, tokens = await seed(url, args.connections)
     if args.profile:
@@ -139,7 +133,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     base = outcomes["websockets"]
 
     def ratio(values: list[float], baseline: list[float]) -> str:
-        return _spread([v / b for v, b in zip(values, baseline, strict=True) if b > 0], ".2f")
+        return spread([v / b for v, b in zip(values, baseline, strict=True) if b > 0], ".2f")
 
     def rates(runs: list[Outcome], warm: bool) -> list[float]:
         chosen = [o.rounds[1:] if warm else o.rounds[:1] for o in runs]
@@ -152,10 +146,10 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     for kind in kinds:
         runs = outcomes[kind]
         storms = [o.storm for o in runs if o.storm]
-        cells = [kind, _spread(rates(runs, False), ",.0f"), ratio(rates(runs, False), rates(base, False)),
-                 _spread(cpu(runs, False), ".2f"), _spread(rates(runs, True), ",.0f"),
-                 ratio(rates(runs, True), rates(base, True)), _spread(cpu(runs, True), ".2f"),
-                 _spread([s.seconds for s in storms], ".1f"), _spread([float(s.failed) for s in storms], ".0f")]
+        cells = [kind, spread(rates(runs, False), ",.0f"), ratio(rates(runs, False), rates(base, False)),
+                 spread(cpu(runs, False), ".2f"), spread(rates(runs, True), ",.0f"),
+                 ratio(rates(runs, True), rates(base, True)), spread(cpu(runs, True), ".2f"),
+                 spread([s.seconds for s in storms], ".1f"), spread([float(s.failed) for s in storms], ".0f")]
         print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
 
 

@@ -1,11 +1,12 @@
 """What the benchmarks share: a scratch database for one run, a free loopback port, waiting for
-a server to answer /alive, and percentiles."""
+a server to answer /alive, percentiles, and the median and spread of runs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ import asyncpg
 from db import migrate
 from db.embedded import resolve_database_url
 
-__all__ = ["free_port", "percentile", "scratch_database", "until_alive"]
+__all__ = ["free_port", "percentile", "scratch_database", "spread", "until_alive"]
 
 
 @contextmanager
@@ -73,3 +74,10 @@ async def _execute(url: str, statement: str) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median [min-max]`` of the runs' figures, each formatted with ``fmt``."""
+    if not values:
+        return "-"
+    return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
