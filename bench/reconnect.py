@@ -100,6 +100,7 @@ async def run_server(kind: str, url: str, tokens: list[str], args: argparse.Name
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:
+            print(f"{kind} did not stop within 30 s", file=sys.stderr)
             server.kill()
     return outcome
 

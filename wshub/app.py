@@ -37,6 +37,7 @@ from core.config import Config, redact_dsn
 from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
+from core.tokens import VerifiedTokens
 from wshub.admission import admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
@@ -123,11 +124,14 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     # so clients get their goodbye before Sanic cancels the handlers.
     @app.before_server_start
     async def _start(app: Sanic) -> None:
-        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        # Plain SELECTs that leave no session state behind: a connection needs no reset query (a
+        # round trip) each time it goes back to the pool.
+        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4, reset=_nothing_to_reset)
         # public keys only: the hub never signs, and its role cannot read a private key
         app.ctx.keys = KeyRing(app.ctx.pool)
         await app.ctx.keys.load()
-        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer)
+        # a client that reconnects with the same token skips its parse and RSA check (core/tokens.py)
+        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer, verified=VerifiedTokens())
         await app.ctx.ingress.connect()
         app.ctx.tasks = [
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
@@ -149,6 +153,10 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             app.ctx.pool.terminate()
 
     return app
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    pass
 
 
 # -- plain HTTP --------------------------------------------------------------------------------
