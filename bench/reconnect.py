@@ -12,7 +12,8 @@ server CPU milliseconds per accepted connection, cold and warm, with the ratio t
 server of the same run; and the storm's time until every client was in, and how many failed.
 
     python bench/reconnect.py [--connections 5000] [--in-flight 100] [--runs 3] [--old-hub CHECKOUT]
-    python bench/reconnect.py --profile hub.prof   # one round against the hub under cProfile
+    python bench/reconnect.py --anonymous    # the same on the anonymous hub: no token, no database
+    python bench/reconnect.py --profile hub.prof   # rounds against the hub alone, under cProfile
 
 Uses DATABASE_URL (a scratch database is created and dropped) or an embedded PostgreSQL.
 """
@@ -26,6 +27,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +64,10 @@ def _start(kind: str, url: str, port: int, connections: int, old_hub: str | None
                                  str(port), url])
     env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_WORKERS": "1",
-           "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10), "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10),
-           "HUB_MAX_CONNECTIONS": str(connections + 10), "HUB_HANDSHAKE_TIMEOUT": "60"}
+           # room for a round's clients while the last round's are still being let go
+           "HUB_MAX_CONNECTIONS_PER_USER": str(3 * connections), "HUB_MAX_CONNECTIONS_PER_IP": str(3 * connections),
+           "HUB_MAX_CONNECTIONS": str(3 * connections), "HUB_MAX_ANONYMOUS_CONNECTIONS": str(3 * connections),
+           "HUB_HANDSHAKE_TIMEOUT": "60"}
     if kind == "old-hub" and old_hub:
         env["PYTHONPATH"] = old_hub
     command = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), "-m", "pgwarden.cli", "hub"]
@@ -79,14 +83,23 @@ async def _round(server: subprocess.Popen[bytes], port: int, paths: list[str], i
         client.stop()
     finally:
         client.kill()
-    await asyncio.sleep(1.0)  # the server lets the closed connections go
+    await _until_idle(server.pid)  # the server lets the closed connections go, outside the next count
     return Round(seconds, cpu, client.failed)
+
+
+async def _until_idle(pid: int) -> None:
+    for _ in range(60):
+        before = _cpu(pid)
+        await asyncio.sleep(0.5)
+        if _cpu(pid) - before < 0.02:
+            return
 
 
 async def run_server(kind: str, url: str, tokens: list[str], args: argparse.Namespace) -> Outcome:
     port = free_port()
     server = _start(kind, url, port, len(tokens), args.old_hub, args.profile)
-    paths = [f"/notifications/hub?access_token={token}" for token in tokens]
+    paths = ([f"/notifications/anonymous-hub?Token={uuid.uuid4()}" for _ in tokens] if args.anonymous else
+             [f"/notifications/hub?access_token={token}" for token in tokens])
     outcome = Outcome()
     try:
         await until_alive(port, kind)
@@ -124,7 +137,8 @@ async def bench(url: str, args: argparse.Namespace) -> None:
                 for r in outcome.rounds)
                 + (f"; storm {storm.seconds:.1f} s, {storm.failed} failed" if storm else ""), flush=True)
 
-    print(f"\nreconnect: {n} clients of one user, {args.in_flight} connecting at a time, token in the query; "
+    who = "anonymous-hub clients" if args.anonymous else "clients of one user, token in the query"
+    print(f"\nreconnect: {n} {who}, {args.in_flight} connecting at a time; "
           f"median [min-max] of {args.runs} runs, ratios to the websockets server of the same run\n")
     columns = [("server", 10), ("cold accepted/s", 22), ("vs websockets", 18), ("cold CPU ms/conn", 20),
                ("warm accepted/s", 22), ("vs websockets", 18), ("warm CPU ms/conn", 20),
@@ -163,6 +177,8 @@ def main() -> int:
                         help="end with all clients connecting at once")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--old-hub", metavar="CHECKOUT", help="also run the hub of this checkout")
+    parser.add_argument("--anonymous", action="store_true",
+                        help="clients of the anonymous hub (a device waiting for a login approval: no token)")
     parser.add_argument("--profile", metavar="FILE", help="run the hub alone under cProfile, write its stats here")
     args = parser.parse_args()
     if args.profile:

@@ -21,6 +21,7 @@ log line is replaced by one with the path alone).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import socket
@@ -38,7 +39,7 @@ from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
 from core.tokens import VerifiedTokens
-from wshub.admission import admit, give_back
+from wshub.admission import StampLookups, admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
@@ -55,6 +56,12 @@ __all__ = ["HubTuning", "create_app", "serve"]
 log = logging.getLogger("wshub")
 
 _app_numbers = itertools.count(1)
+
+#: Allocations between young collections, and collections between older ones.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+#: Connections the kernel holds for the hub before it accepts them (capped by net.core.somaxconn).
+BACKLOG = 4096
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
+    app.ctx.stamps = StampLookups()
     app.ctx.ingress = Ingress(
         url, delivery.deliver, registry.user_ids, tuning=tuning.ingress,
         on_reconnect=metrics.listen_reconnects.inc)
@@ -209,4 +217,10 @@ def serve(config: Config) -> int:
 def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally | None = None) -> None:
     """Run one hub on a bound socket in this process until interrupted."""
     app = create_app(config, url, tally=tally)
-    app.run(sock=sock, single_process=True, protocol=WireProtocol, access_log=False, motd=False)
+    # Every connection allocates some hundreds of objects (Sanic's tasks and futures among them):
+    # with the default threshold of 700 the collector runs every few connections, and its full
+    # passes walk every object of every open connection, which cost as much CPU as letting the
+    # clients in (bench/reconnect.py). Cycles are rare here; reference counting frees the rest.
+    gc.set_threshold(*GC_THRESHOLDS)
+    # a backlog for a reconnect storm: clients past a full one wait seconds for their SYN's retry
+    app.run(sock=sock, single_process=True, protocol=WireProtocol, backlog=BACKLOG, access_log=False, motd=False)
