@@ -36,7 +36,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, percentile, scratch_database, spread, until_alive  # noqa: E402
+from bench.scratch import (  # noqa: E402
+    free_port, percentile, print_row, print_table_head,
+    run_on_scratch_database, spread, until_alive)
 from core.keystore import load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
 
@@ -195,8 +197,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
           f"processes, {args.seconds:g} s per route, a vault of {args.items} items; median [min-max] of {args.runs} runs\n")
     columns = [("route", 18), ("API", 5), ("requests/s", 20), ("p50 ms", 20), ("p99 ms", 20), ("CPU ms/request", 20),
                ("requests/s vs old", 18), ("CPU vs old", 18)]
-    print("| " + " | ".join(f"{name:>{width}}" for name, width in columns) + " |")
-    print("|" + "|".join("-" * (width + 2) for _, width in columns) + "|")
+    print_table_head(columns)
     for route in ("GET /api/sync", "POST /api/ciphers"):
         for name, _ in apis:
             values = [figures[route] for figures in runs[name]]
@@ -207,7 +208,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
                           spread([v["cpu_ms"] / o["cpu_ms"] for v, o in zip(values, old, strict=True)], ".2f")]
             else:
                 cells += ["-", "-"]
-            print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
+            print_row(cells, columns)
 
 
 def main() -> int:
@@ -218,10 +219,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--old-api", metavar="CHECKOUT", help="also run the API of this checkout (before a change)")
     parser.add_argument("--profile", metavar="FILE", help="run this API alone under cProfile, write its stats here")
-    args = parser.parse_args()
-    with scratch_database() as url:
-        asyncio.run(bench(url, args))
-    return 0
+    return run_on_scratch_database(bench, parser.parse_args())
 
 
 if __name__ == "__main__":

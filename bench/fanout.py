@@ -46,7 +46,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, percentile, scratch_database, spread, until_alive  # noqa: E402
+from bench.scratch import (  # noqa: E402
+    free_port, percentile, print_row, print_table_head,
+    run_on_scratch_database, spread, until_alive)
 from bench.wsclients import ClientProcess  # noqa: E402
 from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
@@ -268,8 +270,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     columns = [("server", 10), (f"sustained msg/s, p99<={limit:g}ms", 30), ("vs websockets", 18),
                ("all delivered up to msg/s", 28), ("msgs per CPU-second", 26), ("vs websockets", 18),
                ("idle KiB/conn", 18), ("vs websockets", 18)]
-    print("| " + " | ".join(f"{name:>{width}}" for name, width in columns) + " |")
-    print("|" + "|".join("-" * (width + 2) for _, width in columns) + "|")
+    print_table_head(columns)
     base = outcomes["websockets"]
     for kind in kinds:
         runs = outcomes[kind]
@@ -282,7 +283,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
                  spread(delivered, ",.0f"), spread(efficiency, ",.0f"),
                  _ratios(efficiency, [b.messages_per_cpu_second() for b in base]),
                  spread(memory, ".1f"), _ratios(memory, [b.rss_per_connection / 1024 for b in base])]
-        print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
+        print_row(cells, columns)
     print("\nmsgs per CPU-second: messages delivered per second of server CPU (all its processes), over the steps"
           " every message of which arrived; the machine is shared, so latency varies with its load more than CPU does.")
 
@@ -306,10 +307,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--old-hub", metavar="CHECKOUT",
                         help="also run the hub of this checkout (e.g. a worktree of the previous commit), one process")
-    args = parser.parse_args()
-    with scratch_database() as url:
-        asyncio.run(bench(url, args))
-    return 0
+    return run_on_scratch_database(bench, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fanout import DOMAIN, _cpu, seed  # noqa: E402
-from bench.scratch import free_port, scratch_database, spread, until_alive  # noqa: E402
+from bench.scratch import (  # noqa: E402
+    free_port, print_row, print_table_head, run_on_scratch_database,
+    spread, until_alive)
 from bench.wsclients import ClientProcess  # noqa: E402
 
 
@@ -143,8 +145,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     columns = [("server", 10), ("cold accepted/s", 22), ("vs websockets", 18), ("cold CPU ms/conn", 20),
                ("warm accepted/s", 22), ("vs websockets", 18), ("warm CPU ms/conn", 20),
                (f"all {n} at once: s", 22), ("failed", 12)]
-    print("| " + " | ".join(f"{name:>{width}}" for name, width in columns) + " |")
-    print("|" + "|".join("-" * (width + 2) for _, width in columns) + "|")
+    print_table_head(columns)
     base = outcomes["websockets"]
 
     def ratio(values: list[float], baseline: list[float]) -> str:
@@ -165,7 +166,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
                  spread(cpu(runs, False), ".2f"), spread(rates(runs, True), ",.0f"),
                  ratio(rates(runs, True), rates(base, True)), spread(cpu(runs, True), ".2f"),
                  spread([s.seconds for s in storms], ".1f"), spread([float(s.failed) for s in storms], ".0f")]
-        print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
+        print_row(cells, columns)
 
 
 def main() -> int:
@@ -183,9 +184,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.profile:
         args.rounds, args.storm, args.runs = max(args.rounds, 2), False, 1
-    with scratch_database() as url:
-        asyncio.run(bench(url, args))
-    return 0
+    return run_on_scratch_database(bench, args)
 
 
 if __name__ == "__main__":

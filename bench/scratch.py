@@ -8,7 +8,8 @@ import os
 import socket
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,7 +18,8 @@ import asyncpg
 from db import migrate
 from db.embedded import resolve_database_url
 
-__all__ = ["free_port", "percentile", "scratch_database", "spread", "until_alive"]
+__all__ = ["free_port", "percentile", "print_row", "print_table_head", "run_on_scratch_database", "scratch_database",
+           "spread", "until_alive"]
 
 
 @contextmanager
@@ -81,3 +83,20 @@ def spread(values: list[float], fmt: str) -> str:
     if not values:
         return "-"
     return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
+
+
+def print_table_head(columns: list[tuple[str, int]]) -> None:
+    """A Markdown table's head: (name, width) per column."""
+    print("| " + " | ".join(f"{name:>{width}}" for name, width in columns) + " |")
+    print("|" + "|".join("-" * (width + 2) for _, width in columns) + "|")
+
+
+def print_row(cells: list[str], columns: list[tuple[str, int]]) -> None:
+    print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
+
+
+def run_on_scratch_database(bench: Callable[[str, Any], Awaitable[None]], args: Any) -> int:
+    """Run ``bench(url, args)`` on a scratch database; the exit status of a benchmark's main."""
+    with scratch_database() as url:
+        asyncio.run(bench(url, args))
+    return 0
