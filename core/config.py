@@ -199,8 +199,8 @@ class Config:
         "Largest WebSocket message the hub accepts from a signed-in client, in bytes.")
     hub_send_buffer: int = _setting(
         "HUB_SEND_BUFFER", 65536, _at_least(4096),
-        "Bytes waiting to be written to one hub connection before it is closed to reconnect and sync"
-        " (4096 or more).")
+        "Bytes held back for one hub connection once its socket's write buffer is full (64 KiB), before it"
+        " is closed to reconnect and sync (4096 or more).")
     metrics_token: str | None = _setting(
         "METRICS_TOKEN", None, _token,
         "Bearer token that /metrics on the hub requires (16 characters or more); unset: /metrics answers 404.",
