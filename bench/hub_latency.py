@@ -129,7 +129,9 @@ async def run(url: str, connections: int, events: int, fanout_events: int) -> No
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
            "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
            # room for every fan-out event in flight, at well over a notification's ~250 bytes each
-           "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512))}
+           "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512)),
+           # one process: its RSS is what the table shows (HUB_WORKERS defaults to one per core)
+           "HUB_WORKERS": "1"}
     hub = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
     ctx = mp.get_context("spawn")
     stop, results, ready = ctx.Event(), ctx.Queue(), ctx.Semaphore(0)
