@@ -41,7 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, scratch_database, until_alive  # noqa: E402
+from bench.scratch import free_port, percentile, scratch_database, until_alive  # noqa: E402
 from core.keystore import load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
 
@@ -197,11 +197,6 @@ async def run(url: str, items: int, repeat: int, quiet_seconds: float) -> None:
         "sync": best_of_three(lambda: json.loads(sync)) + best_of_three(lambda: json.dumps(parsed_sync)),
     }
     report(phases, samples, in_one_call)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def report(phases: list[tuple[str, float, float, float]], samples: list[tuple[float, float]],

@@ -70,7 +70,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.api_stalls import import_body  # noqa: E402
-from bench.scratch import free_port, scratch_database, until_alive  # noqa: E402
+from bench.scratch import free_port, percentile, scratch_database, until_alive  # noqa: E402
 from db.events import CHANNEL  # noqa: E402
 from tests.support.bwclient import BitwardenClient  # noqa: E402
 from wshub.codec import Invocation, MessagePackProtocol, MessageReader, encode_varint  # noqa: E402

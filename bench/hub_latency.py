@@ -38,7 +38,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, scratch_database, until_alive  # noqa: E402
+from bench.scratch import free_port, percentile, scratch_database, until_alive  # noqa: E402
 from db.events import CHANNEL  # noqa: E402
 from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
@@ -46,11 +46,6 @@ from wshub.codec import Invocation, MessagePackProtocol, MessageReader  # noqa: 
 
 DOMAIN = "https://bench.invalid"
 WORKERS = 4
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 # -- client worker processes ----------------------------------------------------------------------
@@ -165,7 +160,9 @@ async def run(url: str, connections: int, events: int, fanout_events: int) -> No
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
            "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
            # room for every fan-out event in flight, at well over a notification's ~250 bytes each
-           "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512))}
+           "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512)),
+           # one process: its RSS is what the table shows (HUB_WORKERS defaults to one per core)
+           "HUB_WORKERS": "1"}
     hub = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
     listeners = Listeners()
     try:

@@ -1,13 +1,15 @@
-"""What the benchmarks share: a scratch database for one run, a free loopback port, and waiting
-for a server to answer /alive."""
+"""What the benchmarks share: a scratch database for one run, a free loopback port, waiting for
+a server to answer /alive, percentiles, and the median and spread of runs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,7 +18,8 @@ import asyncpg
 from db import migrate
 from db.embedded import resolve_database_url
 
-__all__ = ["execute", "free_port", "scratch_database", "until_alive"]
+__all__ = ["execute", "free_port", "percentile", "print_row", "print_table_head", "run_on_scratch_database",
+           "scratch_database", "spread", "until_alive"]
 
 
 @contextmanager
@@ -70,3 +73,32 @@ async def execute(url: str, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median [min-max]`` of the runs' figures, each formatted with ``fmt``."""
+    if not values:
+        return "-"
+    return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
+
+
+def print_table_head(columns: list[tuple[str, int]]) -> None:
+    """A Markdown table's head: (name, width) per column."""
+    print("| " + " | ".join(f"{name:>{width}}" for name, width in columns) + " |")
+    print("|" + "|".join("-" * (width + 2) for _, width in columns) + "|")
+
+
+def print_row(cells: list[str], columns: list[tuple[str, int]]) -> None:
+    print("| " + " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True)) + " |")
+
+
+def run_on_scratch_database(bench: Callable[[str, Any], Awaitable[None]], args: Any) -> int:
+    """Run ``bench(url, args)`` on a scratch database; the exit status of a benchmark's main."""
+    with scratch_database() as url:
+        asyncio.run(bench(url, args))
+    return 0

@@ -239,12 +239,16 @@ class Config:
     user_send_limit: int | None = _setting(
         "USER_SEND_LIMIT", None, _at_least(0),
         "KiB of file Sends one user may hold in all; unset: no limit but MAX_FILE_SIZE.")
+    hub_workers: int | None = _setting(
+        "HUB_WORKERS", None, _positive,
+        "Hub worker processes sharing its port, each with its own LISTEN connection; unset: one per CPU"
+        " core.")
     hub_handshake_timeout: int = _setting(
         "HUB_HANDSHAKE_TIMEOUT", 5, _positive,
         "Seconds a hub connection has to send its SignalR handshake.")
     hub_max_connections: int = _setting(
         "HUB_MAX_CONNECTIONS", 10000, _positive,
-        "Hub connections one hub process holds in all, counted from the upgrade request.")
+        "Hub connections one hub worker process holds in all, counted from the upgrade request.")
     hub_max_anonymous_connections: int = _setting(
         "HUB_MAX_ANONYMOUS_CONNECTIONS", 1000, _positive,
         "Of those, connections to the anonymous hub (devices waiting for a login approval).")
@@ -257,8 +261,8 @@ class Config:
         "Largest WebSocket message the hub accepts from a signed-in client, in bytes.")
     hub_send_buffer: int = _setting(
         "HUB_SEND_BUFFER", 65536, _at_least(4096),
-        "Bytes waiting to be written to one hub connection before it is closed to reconnect and sync"
-        " (4096 or more).")
+        "Bytes held back for one hub connection once its socket's write buffer is full (64 KiB), before it"
+        " is closed to reconnect and sync (4096 or more).")
     metrics_token: str | None = _setting(
         "METRICS_TOKEN", None, _token,
         "Bearer token that /metrics on the hub requires (16 characters or more); unset: /metrics answers 404.",
@@ -344,6 +348,11 @@ class Config:
         if self.smtp_port is not None:
             return self.smtp_port
         return {"starttls": 587, "force_tls": 465, "off": 25}[self.smtp_security]
+
+    @property
+    def hub_worker_count(self) -> int:
+        """HUB_WORKERS, or the CPU cores this process may run on."""
+        return self.hub_workers or len(os.sched_getaffinity(0)) or 1
 
     @property
     def token_issuer(self) -> str:

@@ -22,7 +22,8 @@ from datetime import timedelta
 
 from core.database import DATABASE_ERRORS
 from core.keystore import Database, load_signing_key, load_verifying_keys, signing_kid
-from core.tokens import LEEWAY, SigningKey, SigningKeyError, TokenIssuer, TokenVerifier, VerifyingKey
+from core.tokens import (LEEWAY, SigningKey, SigningKeyError, TokenIssuer, TokenVerifier, VerifiedTokens,
+                         VerifyingKey)
 
 __all__ = ["MISS_INTERVAL", "REFRESH_INTERVAL", "KeyRing", "retirement_grace"]
 
@@ -81,8 +82,8 @@ class KeyRing:
         self._issuers.append(made)
         return made
 
-    def verifier(self, issuer: str, leeway: float = LEEWAY) -> TokenVerifier:
-        return TokenVerifier(self.keys, issuer, leeway, reload=self._reload_for)
+    def verifier(self, issuer: str, leeway: float = LEEWAY, verified: VerifiedTokens | None = None) -> TokenVerifier:
+        return TokenVerifier(self.keys, issuer, leeway, reload=self._reload_for, verified=verified)
 
     async def refresh(self) -> None:
         """Reload the verifying keys and, when signing, follow a new signing key."""

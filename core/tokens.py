@@ -30,6 +30,7 @@ __all__ = [
     "TokenIssuer",
     "TokenVerifier",
     "UnknownKeyId",
+    "VerifiedTokens",
     "VerifyingKey",
     "is_encrypted",
     "key_id",
@@ -152,11 +153,51 @@ class TokenIssuer:
         return jwt.encode(body, self.key.private_key, algorithm=ALGORITHM, headers={"kid": self.key.kid})
 
 
+class VerifiedTokens:
+    """Tokens whose signature checked out, and their claims, until they expire: a client that
+    connects again with the same token (a reconnect, a reload) skips parsing it and the RSA check,
+    which are most of a token check's CPU.
+
+    Keyed by a BLAKE2b digest of the whole token, so only the very same token hits. Bounded in
+    bytes: each entry is charged ``ENTRY_BYTES`` (the digest, and the claims of an access token,
+    about a dozen short fields), the least recently used going first once ``max_bytes`` is reached.
+    What does not depend on the token alone is checked at every hit all the same (TokenVerifier):
+    its key still known and not retired, its exp not passed.
+    """
+
+    ENTRY_BYTES = 1024
+
+    def __init__(self, max_bytes: int = 4 << 20) -> None:
+        self.max_entries = max(1, max_bytes // self.ENTRY_BYTES)
+        self._entries: dict[bytes, tuple[dict[str, Any], object, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def digest(token: str) -> bytes:
+        return hashlib.blake2b(token.encode(), digest_size=32).digest()
+
+    def get(self, digest: bytes, now: float) -> tuple[dict[str, Any], object] | None:
+        """The claims and kid of a verified token, unless it expired (then it is dropped)."""
+        entry = self._entries.pop(digest, None)
+        if entry is None or entry[2] <= now:
+            return None
+        self._entries[digest] = entry  # the most recently used, last
+        return entry[0], entry[1]
+
+    def put(self, digest: bytes, claims: dict[str, Any], kid: object, until: float) -> None:
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[digest] = (claims, kid, until)
+
+
 class TokenVerifier:
     """Checks tokens against ``keys`` (kid to key), read at every check so its owner may update it.
 
     ``reload(kid)`` is awaited by :meth:`verify` when a token names an unknown key, and says
-    whether that key is known now.
+    whether that key is known now. ``verified`` remembers tokens that checked out (see
+    VerifiedTokens); None: every check parses and verifies the token.
     """
 
     def __init__(
@@ -165,11 +206,13 @@ class TokenVerifier:
         issuer: str,
         leeway: float = LEEWAY,
         reload: Callable[[str], Awaitable[bool]] | None = None,
+        verified: VerifiedTokens | None = None,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.leeway = leeway
         self._reload = reload
+        self._verified = verified
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid token; an unknown kid is given one reload to become known."""
@@ -182,12 +225,21 @@ class TokenVerifier:
 
     def check(self, token: str) -> dict[str, Any]:
         """The claims of a valid token; checks kid, signature, algorithm, exp, nbf, iss and sub."""
+        now = time.time()
+        digest = None
+        if self._verified is not None:
+            digest = self._verified.digest(token)
+            known = self._verified.get(digest, now)
+            if known is not None:
+                claims, kid = known
+                self._key_in_use(kid, claims, now)
+                return dict(claims)
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as error:
             raise TokenError(str(error)) from None
         key = self._key_for(kid)
-        if key.retired(time.time()):
+        if key.retired(now):
             raise TokenError(f"key {key.kid!r} is retired")
         try:
             claims = jwt.decode(
@@ -202,7 +254,18 @@ class TokenVerifier:
             raise TokenError(str(error)) from None
         if kid is None and claims["nbf"] >= (key.no_kid_before or 0):  # PyJWT checked nbf is a number
             raise TokenError("token names no key (only tokens from before key ids may)")
+        if digest is not None and self._verified is not None:
+            # PyJWT checked exp is a number; past it (and the leeway) the token is checked anew, and refused
+            self._verified.put(digest, dict(claims), kid, float(claims["exp"]) + self.leeway)
         return claims
+
+    def _key_in_use(self, kid: object, claims: Mapping[str, Any], now: float) -> None:
+        """For a token verified before: its key is still known and not retired."""
+        key = self._key_for(kid)
+        if key.retired(now):
+            raise TokenError(f"key {key.kid!r} is retired")
+        if kid is None and claims["nbf"] >= (key.no_kid_before or 0):
+            raise TokenError("token names no key (only tokens from before key ids may)")
 
     def _key_for(self, kid: object) -> VerifyingKey:
         if kid is None:

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from core.config import Config, ConfigError, redact_dsn
+from core.process import configure_logging
 
 __all__ = ["main"]
 
@@ -265,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for chatty in ("alembic.runtime.plugins",):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(config.log_level)
     try:
         return args.run(config, args)
     except _operator_errors() as error:  # the operator's to fix: the reason in one line, no traceback

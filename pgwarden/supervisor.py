@@ -8,7 +8,6 @@ the embedded database, and returns.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import os
@@ -19,6 +18,7 @@ import time
 from dataclasses import dataclass, replace
 
 from core.config import Config, redact_dsn
+from core.process import exit_with_parent
 
 __all__ = ["run"]
 
@@ -153,7 +153,7 @@ async def _keep_running(child: Child, env: dict[str, str], stopping: asyncio.Eve
         # stops each child once (a child signalled twice cuts its own shutdown short).
         child.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pgwarden.cli", child.command, env=env,
-            start_new_session=True, preexec_fn=_exit_with_parent,
+            start_new_session=True, preexec_fn=exit_with_parent,
         )
         log.info("%s running (pid %d)", child.name, child.process.pid)
         code = await child.process.wait()
@@ -167,18 +167,6 @@ async def _keep_running(child: Child, env: dict[str, str], stopping: asyncio.Eve
         except TimeoutError:
             pass
         child.backoff = min(child.backoff * 2, MAX_BACKOFF)
-
-
-def _exit_with_parent() -> None:
-    """In the child: a SIGTERM when the supervisor dies, so no part outlives a killed `up`."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: children may outlive a killed supervisor
-        pass
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 async def _stop(child: Child) -> None:

@@ -27,6 +27,7 @@ from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
+from core.tokens import VerifiedTokens
 from vaultapi import access_log, body_limits, cors, downloads, headers, housekeeping
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
@@ -125,7 +126,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         await keys.load()
         app.ctx.keys = keys
         app.ctx.issuer = keys.issuer(config.token_issuer, config.access_token_lifetime)
-        app.ctx.verifier = keys.verifier(config.token_issuer)
+        # a client's next request with the same token skips its parse and RSA check (core/tokens.py)
+        app.ctx.verifier = keys.verifier(config.token_issuer, verified=VerifiedTokens())
         register_issuer = f"{config.domain.rstrip('/')}|register"
         app.ctx.registration_issuer = keys.issuer(register_issuer, REGISTRATION_TOKEN_LIFETIME)
         app.ctx.registration_verifier = keys.verifier(register_issuer)

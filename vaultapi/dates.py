@@ -10,7 +10,10 @@ __all__ = ["iso", "epoch_ms", "parse_iso"]
 def iso(date: datetime | None) -> str | None:
     if date is None:
         return None
-    return date.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if date.tzinfo is not timezone.utc:  # what asyncpg reads is in UTC already: a sync formats thousands
+        date = date.astimezone(timezone.utc)
+    return (f"{date.year:04d}-{date.month:02d}-{date.day:02d}T{date.hour:02d}:{date.minute:02d}:"
+            f"{date.second:02d}.{date.microsecond // 1000:03d}Z")
 
 
 def epoch_ms(date: datetime) -> int:

@@ -9,9 +9,13 @@ ends, whichever way (``give_back``). Each refusal is logged and counted by a lab
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import uuid
+from typing import Any
 
+import asyncpg
 from sanic import Request
 from sanic.models.server_types import ConnInfo
 from sanic.response import HTTPResponse, json
@@ -25,7 +29,7 @@ from core.errors import error_json
 from wshub.metrics import HubMetrics
 from wshub.registry import LimitReached, Registry, Slot
 
-__all__ = ["admit", "give_back", "slot_of"]
+__all__ = ["StampLookups", "admit", "give_back", "slot_of"]
 
 log = logging.getLogger("wshub")
 
@@ -52,7 +56,7 @@ async def admit(request: Request) -> HTTPResponse | None:
     else:
         try:
             token = bearer_token(request.args, request.headers, allow_query=True)
-            caller = await authenticate(token, app.ctx.verifier, app.ctx.pool)
+            caller = await authenticate(token, app.ctx.verifier, app.ctx.pool, find_user=app.ctx.stamps)
         except AccessDenied as error:
             log.info("refused hub connection from %s: %s", ip, error.reason)
             metrics.refused.labels("unauthorized").inc()
@@ -75,6 +79,59 @@ async def admit(request: Request) -> HTTPResponse | None:
     return None
 
 
+class StampLookups:
+    """The accounts' security stamps that token checks ask for, read together: the lookups made
+    while one query is out go in the next one, so a reconnect storm costs a query per batch, not
+    one per client (and waits on no pool of a few connections). A ``find_user`` for authenticate."""
+
+    def __init__(self) -> None:
+        #: (account, token's device identifier) -> the checks waiting for that row
+        self._waiting: dict[tuple[uuid.UUID, str | None], list[asyncio.Future[asyncpg.Record | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __call__(self, pool: asyncpg.Pool, user_id: uuid.UUID,
+                       device_identifier: str | None = None) -> asyncpg.Record | None:
+        found: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault((user_id, device_identifier), []).append(found)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(pool), name="hub-stamps")
+        return await found
+
+    async def _read(self, pool: asyncpg.Pool) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    rows = await pool.fetch(_STAMPS, [key[0] for key in batch], [key[1] for key in batch])
+                except asyncio.CancelledError:
+                    for futures in batch.values():
+                        for found in futures:
+                            found.cancel()
+                    raise
+                except Exception as error:  # each check answers it (503 for a database down)
+                    for futures in batch.values():
+                        for found in futures:
+                            if not found.done():
+                                found.set_exception(error)
+                    continue
+                stamps = {(row["id"], row["device"]): row for row in rows}
+                for key, futures in batch.items():
+                    for found in futures:
+                        if not found.done():  # its client may have gone meanwhile
+                            found.set_result(stamps.get(key))
+        finally:
+            self._reader = None
+
+
+# what core.access.find_stamp reads, for many (account, device) pairs at once
+_STAMPS = """
+    SELECT u.id, u.security_stamp, d.id AS device_id, d.active AS device_active, asked.device
+      FROM unnest($1::uuid[], $2::text[]) AS asked (user_id, device)
+      JOIN users u ON u.id = asked.user_id
+      LEFT JOIN devices d ON d.user_id = u.id AND d.identifier = asked.device
+"""
+
+
 def slot_of(request: Request) -> Slot:
     """The slot admission took for this request."""
     slot: Slot = request.conn_info.ctx.hub_slot
@@ -95,13 +152,33 @@ def _upgrade_refusal(request: Request) -> tuple[int, str, str] | None:
     """Why the request is no WebSocket upgrade, asked of the library that does the upgrade.
 
     Sanic would raise for such a request after this point and log it as a server error, with the
-    URL and so the client's token; refused here it is an ordinary 4xx.
+    URL and so the client's token; refused here it is an ordinary 4xx. An upgrade as every client
+    sends it is recognised at a glance (``_plain_upgrade``); only other requests cost a trial
+    upgrade, which is most of the CPU of letting a client in.
     """
+    if _plain_upgrade(request.headers):
+        return None
     response = ServerProtocol().accept(WebSocketProtocol.sanic_request_to_ws_request(request))
     if response.status_code == 101:
         return None
     label = "not_websocket" if response.status_code == 426 else "bad_upgrade"
     return response.status_code, label, response.body.decode(errors="replace").splitlines()[0]
+
+
+def _plain_upgrade(headers: Any) -> bool:
+    """True for headers that the websockets library surely accepts as an upgrade (RFC 6455 §4.2.1;
+    it negotiates no extension or subprotocol here): stricter than the library, never looser."""
+    connection = [token.strip().lower() for value in headers.getall("connection", ()) for token in value.split(",")]
+    upgrade, key, version = (headers.getall(name, ()) for name in
+                             ("upgrade", "sec-websocket-key", "sec-websocket-version"))
+    if "upgrade" not in connection or len(upgrade) != 1 or upgrade[0].strip().lower() != "websocket":
+        return False
+    if len(version) != 1 or version[0] != "13" or len(key) != 1:
+        return False
+    try:
+        return len(base64.b64decode(key[0].encode(), validate=True)) == 16
+    except (ValueError, UnicodeEncodeError):
+        return False
 
 
 def _refuse(metrics: HubMetrics, status: int, label: str, reason: str) -> HTTPResponse:

@@ -21,8 +21,10 @@ log line is replaced by one with the path alone).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
+import socket
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -37,7 +39,8 @@ from core.config import Config, redact_dsn
 from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
-from wshub.admission import admit, give_back
+from core.tokens import VerifiedTokens
+from wshub.admission import StampLookups, admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
@@ -46,12 +49,20 @@ from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
+from wshub.tally import Tally
+from wshub.wire import WireProtocol
 
 __all__ = ["HubTuning", "create_app", "serve"]
 
 log = logging.getLogger("wshub")
 
 _app_numbers = itertools.count(1)
+
+#: Allocations between young collections, and collections between older ones.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+#: Connections the kernel holds for the hub before it accepts them (capped by net.core.somaxconn).
+BACKLOG = 4096
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,10 @@ class HubTuning:
     anonymous_lifetime: float = 15 * 60.0
 
 
-def create_app(config: Config, database_url: str | None = None, *, tuning: HubTuning | None = None) -> Sanic:
+def create_app(config: Config, database_url: str | None = None, *, tuning: HubTuning | None = None,
+               tally: Tally | None = None) -> Sanic:
+    """The hub; ``tally`` counts connections per address and per user, shared by its workers
+    (tally.py; by default this process counts its own)."""
     url = database_url or config.database_url
     if not url:
         raise ValueError("the hub needs a database URL")
@@ -81,12 +95,15 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     registry = Registry(max_connections=config.hub_max_connections,
                         max_anonymous=config.hub_max_anonymous_connections,
                         max_per_user=config.hub_max_connections_per_user,
-                        max_per_ip=config.hub_max_connections_per_ip)
+                        max_per_ip=config.hub_max_connections_per_ip, tally=tally)
     delivery = Delivery(registry, metrics)
     app.ctx.config = config
+    #: the server protocol to run it with (wire.py): the socket handlers write to its transport
+    app.ctx.protocol = WireProtocol
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
+    app.ctx.stamps = StampLookups()
     app.ctx.ingress = Ingress(
         url, delivery.deliver, registry.user_ids, tuning=tuning.ingress,
         on_reconnect=metrics.listen_reconnects.inc)
@@ -116,15 +133,18 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     # so clients get their goodbye before Sanic cancels the handlers.
     @app.before_server_start
     async def _start(app: Sanic) -> None:
-        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        # Plain SELECTs that leave no session state behind: a connection needs no reset query (a
+        # round trip) each time it goes back to the pool.
+        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4, reset=_nothing_to_reset)
         # public keys only: the hub never signs, and its role cannot read a private key
         app.ctx.keys = KeyRing(app.ctx.pool)
         await app.ctx.keys.load()
-        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer)
+        # a client that reconnects with the same token skips its parse and RSA check (core/tokens.py)
+        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer, verified=VerifiedTokens())
         await app.ctx.ingress.connect()
         app.ctx.tasks = [
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
-            asyncio.create_task(keep_alive(registry, tuning.ping_interval), name="hub-keepalive"),
+            asyncio.create_task(keep_alive(registry, tuning.ping_interval, sent=metrics.messages_out.inc), name="hub-keepalive"),
             asyncio.create_task(app.ctx.keys.keep_fresh(), name="hub-keys"),
             asyncio.create_task(trim_periodically(), name="hub-trim"),
         ]
@@ -145,6 +165,10 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             app.ctx.pool.terminate()
 
     return app
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    pass
 
 
 # -- plain HTTP --------------------------------------------------------------------------------
@@ -181,12 +205,26 @@ async def _metrics(request: Request) -> HTTPResponse:
 
 def serve(config: Config) -> int:
     from core.database import opened
+    from wshub.workers import listening_socket, run_workers
 
     if not config.websocket_enabled:
         log.warning("WEBSOCKET_ENABLED=false: the hub will refuse connections")
+    workers = config.hub_worker_count
     with opened(config) as url:
-        app = create_app(config, url)
         log.info("hub serving ws://%s:%d/notifications/hub", config.websocket_address, config.websocket_port)
-        app.run(host=config.websocket_address, port=config.websocket_port, single_process=True,
-                access_log=False, motd=False)
+        if workers > 1:
+            return run_workers(config, url, workers)
+        serve_socket(config, url, listening_socket(config.websocket_address, config.websocket_port, shared=False))
     return 0
+
+
+def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally | None = None) -> None:
+    """Run one hub on a bound socket in this process until interrupted."""
+    app = create_app(config, url, tally=tally)
+    # Every connection allocates some hundreds of objects (Sanic's tasks and futures among them):
+    # with the default threshold of 700 the collector runs every few connections, and its full
+    # passes walk every object of every open connection, which cost as much CPU as letting the
+    # clients in (bench/reconnect.py). Cycles are rare here; reference counting frees the rest.
+    gc.set_threshold(*GC_THRESHOLDS)
+    # a backlog for a reconnect storm: clients past a full one wait seconds for their SYN's retry
+    app.run(sock=sock, single_process=True, protocol=WireProtocol, backlog=BACKLOG, access_log=False, motd=False)

@@ -1,20 +1,26 @@
-"""One client past its handshake: who it is, its Session, and a bounded queue for its socket.
+"""One client past its handshake: who it is, its Session, and the bytes on their way to its socket.
 
-Everything sent to a client goes through ``send``, which never waits: frames queue up and one
-writer task per connection moves them to the socket. So a client that stops reading only ever
-blocks its own writer. The queue is bounded in bytes (the frame being written included), not in
+``send`` takes a complete WebSocket frame (framing.py; one per message and protocol, the same
+bytes for every recipient) and hands it to the socket's transport within the same turn of the
+event loop: no task, queue or await per connection. Frames sent to one connection in one turn
+are written together, once, at the turn's end (``_TurnWrites``): one system call where a burst
+of events would take one each, so a hub that falls behind catches up faster. The transport
+buffers what the kernel does not take yet, and says when its buffer passes its high-water mark
+(wire.py); from then on frames wait in a small overflow of this connection, written as soon as
+the transport drains. The overflow is bounded in bytes, not
 frames, since a frame's size is what memory pays for: a frame that would take it past
-``send_buffer`` fails the connection at once (1013), and the client reconnects and syncs. (JSON
-frames are ASCII, json.dumps escapes the rest, so their length is their size too.)
+``send_buffer`` fails the connection at once (1013), and the client reconnects and syncs. So a
+client that stops reading costs at most the transport's high-water mark plus ``send_buffer``, and
+never holds up anyone else. (JSON frames are ASCII, json.dumps escapes the rest.)
 
 Its life follows its session's state:
 
-- OPEN: frames queue and go out in order.
+- OPEN: frames go out in order.
 - CLOSING: one goodbye, whoever asked for it (``close`` from the hub, a Close or bad bytes from
-  the client): the session's SignalR Close queues behind what is waiting, then the WebSocket
-  close with the reason's code. A goodbye that does not fit in the buffer, or is not taken within
-  ``close_timeout``, is cut short: the socket is failed with the same code at once.
-- CLOSED: the socket is gone and the writer stopped; queued frames are let go at once.
+  the client): the session's SignalR Close goes out behind what is waiting, then the WebSocket
+  close with the reason's code. A goodbye that does not fit in the overflow, or is not taken
+  within ``close_timeout``, is cut short: the socket is failed with the same code at once.
+- CLOSED: the socket is gone; frames held back are let go at once.
 """
 
 from __future__ import annotations
@@ -22,28 +28,37 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import weakref
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
-from wshub.session import CloseReason, Frame, Session, SessionEvent, State
+from websockets.protocol import State as SocketState
+
+from wshub.framing import frame
+from wshub.session import CloseReason, Session, SessionEvent, State
 
 __all__ = ["Connection", "close_all"]
 
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
+_SOCKET_OPEN = SocketState.OPEN
 
 
 class Connection:
     """A live hub connection. ``user_id`` is set on the hub, ``auth_request_id`` on the anonymous hub.
     ``device_id`` is the account's devices row of the token's device (what a one-device LogOut
-    names). ``expires_at`` (seconds since the epoch) is when its token, or its wait, runs out."""
+    names). ``expires_at`` (seconds since the epoch) is when its token, or its wait, runs out.
 
-    # Slots: attribute reads on the fan-out path stay as cheap as they go.
+    ``ws`` is Sanic's WebSocket over a :class:`wshub.wire.WireProtocol`: its ``io_proto`` has the
+    transport, and its ``ws_proto`` (the websockets library's state machine) says whether data
+    frames may still go (not once a close frame was sent or received)."""
+
+    # Slots: attribute reads on the fan-out path stay as cheap as they go, and memory small.
     __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "device_id",
-                 "auth_request_id", "expires_at", "buffered", "_open", "_frames", "_send_buffer", "_wakeup",
-                 "_goodbye_queued", "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
+                 "auth_request_id", "expires_at", "buffered", "_open", "_io", "_transport", "_socket", "_turn",
+                 "_this_turn", "_overflow", "_send_buffer", "_close_timeout", "_drained", "_ending", "_closed")
 
     def __init__(
         self,
@@ -57,11 +72,12 @@ class Connection:
         device_id: str | None = None,
         auth_request_id: str | None = None,
         expires_at: float | None = None,
-        on_sent: Callable[[], None] = lambda: None,
         close_timeout: float = 5.0,
     ) -> None:
         if session.state is not State.OPEN or session.protocol is None:
             raise ValueError("a connection starts once its handshake reply is written")
+        if ws.ws_proto.extensions:
+            raise ValueError("frames are shared between sockets: no extension may be negotiated")
         self.id = next(_ids)
         self.ws = ws
         self.session = session
@@ -72,22 +88,23 @@ class Connection:
         self.device_id = device_id
         self.auth_request_id = auth_request_id
         self.expires_at = expires_at
-        #: Bytes queued and not yet written, the frame in the writer's hands included.
+        #: Bytes held back in the overflow, waiting for the transport to drain.
         self.buffered = 0
         # ``session.state is OPEN`` as one attribute, for ``send``, which runs per message per
         # recipient; it changes only in _left_open.
         self._open = True
-        # A deque and a byte count instead of an asyncio.Queue: fewer calls per message, and the
-        # bound is in bytes.
-        self._frames: deque[Frame] = deque()
+        self._io = ws.io_proto
+        self._transport = self._io.transport
+        self._socket = ws.ws_proto
+        self._io.on_writable = self._flush
+        self._turn: _TurnWrites | None = None  # the event loop's, on the first send
+        # frames sent in this turn of the loop, written at its end; None when there are none
+        self._this_turn: list[bytes] | None = None
+        self._overflow: deque[bytes] = deque()
         self._send_buffer = send_buffer
-        # The writer's wait for more frames; None while it is busy.
-        self._wakeup: asyncio.Future[None] | None = None
-        # The WebSocket close follows once the frames queued before it are written.
-        self._goodbye_queued = False
-        self._on_sent = on_sent
         self._close_timeout = close_timeout
-        self._writer: asyncio.Task[None] | None = None
+        # the goodbye's wait for the overflow to drain; None while nothing waits
+        self._drained: asyncio.Future[None] | None = None
         # The session left OPEN, and reached CLOSED, as something to wait for.
         self._ending = asyncio.Event()
         self._closed = asyncio.Event()
@@ -98,69 +115,147 @@ class Connection:
 
     # -- from the hub ---------------------------------------------------------------------------
 
-    def send(self, frame: Frame) -> bool:
-        """Queue one encoded frame; False once the connection is ending, or when it fell too far
-        behind and was closed for it."""
-        return self._open and self._put(frame)
+    def send(self, wire: bytes) -> bool:
+        """Write one complete frame at the end of this turn of the loop, or hold it back while the
+        transport is full; False once the connection is ending, or when it fell too far behind
+        and was closed for it."""
+        if not self._open:
+            return False
+        # the hot path: more for this turn, or the first, with nothing held back, the transport
+        # taking more and the socket open
+        this_turn = self._this_turn
+        if this_turn is not None:
+            this_turn.append(wire)
+            return True
+        if not self.buffered and self._io.writable and self._socket.state is _SOCKET_OPEN:
+            self._this_turn = [wire]
+            turn = self._turn
+            if turn is None:
+                turn = self._turn = _TurnWrites.of(asyncio.get_running_loop())
+            turn.add(self)
+            return True
+        return self._write(wire)
 
     def close(self, reason: CloseReason, detail: str | None = None) -> None:
-        """Say goodbye: a SignalR Close after what is queued, then the WebSocket close.
+        """Say goodbye: a SignalR Close after what is held back, then the WebSocket close.
         The first reason wins; later calls do nothing."""
         self.session.close(reason, detail)
-        # also when the session was ending already: what it left unqueued goes now
-        self._queue_from_session()
+        # also when the session was ending already: what it left unsent goes now
+        self._send_from_session()
 
     # -- from the socket handler ----------------------------------------------------------------
 
-    def receive(self, data: Frame) -> list[SessionEvent]:
-        """Feed one client frame to the session and queue what it answers, its goodbye included."""
+    def receive(self, data: bytes | str) -> list[SessionEvent]:
+        """Feed one client frame to the session and send what it answers, its goodbye included."""
         events = self.session.receive(data)
-        self._queue_from_session()
+        self._send_from_session()
         return events
-
-    def start(self) -> None:
-        """Start the writer: what is queued goes out from here on."""
-        self._writer = asyncio.create_task(self._write(), name=f"hub-writer-{self.id}")
 
     def lost(self) -> None:
         """The client's socket is gone: nothing more can be sent."""
         self._gone()
-        if self._writer is not None:
-            self._writer.cancel()
 
     async def ending(self) -> None:
         """Returns once the session has left OPEN, from either side."""
         await self._ending.wait()
 
     async def finish(self) -> None:
-        """Let the goodbye go out (at most ``close_timeout``), then stop the writer."""
-        writer = self._writer
+        """Let the goodbye go out (at most ``close_timeout``): what is held back, then the close."""
         try:
-            if writer is not None and self.session.state is State.CLOSING:
-                done, _ = await asyncio.wait({writer}, timeout=self._close_timeout)
-                if not done:
+            if self._this_turn is not None:  # the turn's end may come after this
+                self._write_turn()
+            if self.session.state is State.CLOSING:
+                try:
+                    async with asyncio.timeout(self._close_timeout):
+                        await self._goodbye()
+                except TimeoutError:
                     self._abort()
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                    # Sanic cancels a write to a socket that is closing
+                except Exception as error:  # the socket went away under us
+                    log.debug("goodbye to %r ended: %s", self, error)
         finally:
             self._gone()
             self._closed.set()
-            if writer is not None and not writer.done():
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
 
     async def wait_closed(self) -> None:
-        """Returns once ``finish`` is done: the socket closed or failed, the writer stopped."""
+        """Returns once ``finish`` is done: the socket closed or failed."""
         await self._closed.wait()
 
     # -- private ------------------------------------------------------------------------------
 
-    def _queue_from_session(self) -> None:
-        for frame in self.session.data_to_send():
-            if not self._put(frame):
+    def _send_from_session(self) -> None:
+        for payload in self.session.data_to_send():
+            if not self._write(frame(payload)):
                 return
         if self._open and self.session.state is not State.OPEN:
             self._left_open()
-            self._goodbye_queued = True
-            self._wake()
+
+    def _write(self, wire: bytes) -> bool:
+        """Write the frame now, behind what this turn sent, or hold it back behind what waits."""
+        if self._this_turn is not None:
+            self._write_turn()
+        return self._write_now(wire)
+
+    def _write_turn(self) -> None:
+        """Write what was sent in this turn: at its end, or before anything that must follow it."""
+        frames, self._this_turn = self._this_turn, None
+        if frames:
+            self._write_now(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _write_now(self, wire: bytes) -> bool:
+        if self.session.state is State.CLOSED:
+            return False
+        if self._overflow or not self._io.writable:
+            buffered = self.buffered + len(wire)
+            if buffered > self._send_buffer:
+                self._abort()  # a goodbye would only wait behind what it does not read
+                return False
+            self.buffered = buffered
+            self._overflow.append(wire)
+            return True
+        if self._socket.state is not _SOCKET_OPEN:
+            return False  # a close frame went or came: the handler sees the end
+        try:
+            self._transport.write(wire)
+        except (RuntimeError, OSError):
+            self._gone()
+            return False
+        return True
+
+    def _flush(self) -> None:
+        """The transport drained: write what was held back, as far as it takes it."""
+        overflow = self._overflow
+        while overflow and self._io.writable:
+            if self._socket.state is not _SOCKET_OPEN or self._transport.is_closing():
+                self._gone()
+                return
+            wire = overflow.popleft()
+            self.buffered -= len(wire)
+            try:
+                self._transport.write(wire)
+            except (RuntimeError, OSError):
+                self._gone()
+                return
+        if not overflow:
+            self._wake_goodbye()
+
+    async def _goodbye(self) -> None:
+        while self._overflow:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+        if self.session.state is State.CLOSING:  # not lost meanwhile
+            closing = self.session.closing
+            assert closing is not None
+            await self.ws.close(closing.code, closing.text)
+
+    def _wake_goodbye(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _left_open(self) -> None:
         self._open = False
@@ -171,62 +266,49 @@ class Connection:
             self.session.connection_closed()
         self._left_open()
         # nothing more will be written: what waited is let go now, not with the connection
-        self._frames.clear()
+        self._this_turn = None
+        self._overflow.clear()
         self.buffered = 0
-
-    def _put(self, frame: Frame) -> bool:
-        buffered = self.buffered + len(frame)
-        if buffered > self._send_buffer:
-            self._abort()  # a goodbye would only queue behind what it does not read
-            return False
-        self.buffered = buffered
-        self._frames.append(frame)
-        if self._wakeup is not None:
-            self._wake()
-        return True
-
-    def _wake(self) -> None:
-        wakeup, self._wakeup = self._wakeup, None
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        self._io.on_writable = None
+        self._wake_goodbye()
 
     def _abort(self) -> None:
         """Close now, without waiting on the socket: the way out for a client that stopped reading."""
         self.session.close(CloseReason.TOO_SLOW)  # kept if another reason came first
         closing = self.session.closing
         assert closing is not None
-        fail = getattr(self.ws, "fail_connection", None)
-        if fail is not None:
-            fail(closing.code, closing.text)
-        self._gone()  # the socket is failed: nothing queued will ever be written
-        if self._writer is not None:
-            self._writer.cancel()
+        self.ws.fail_connection(closing.code, closing.text)
+        self._gone()  # the socket is failed: nothing held back will ever be written
 
-    async def _write(self) -> None:
-        frames = self._frames
-        try:
-            while frames or not self._goodbye_queued:
-                if not frames:
-                    self._wakeup = asyncio.get_running_loop().create_future()
-                    await self._wakeup
-                    continue
-                frame = frames.popleft()
-                await self.ws.send(frame)
-                # counted until written: a client that stops reading holds its writer here
-                if self.session.state is not State.CLOSED:  # else _gone let everything go
-                    self.buffered -= len(frame)
-                self._on_sent()
-            closing = self.session.closing
-            assert closing is not None
-            await asyncio.wait_for(self.ws.close(closing.code, closing.text), self._close_timeout)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            self._gone()  # Sanic cancels a write to a socket that is closing
-        except Exception as error:  # the socket went away under us
-            log.debug("writer of %r ended: %s", self, error)
-            self._gone()
+
+class _TurnWrites:
+    """The connections sent frames in this turn of one event loop; each writes them at its end."""
+
+    __slots__ = ("_loop", "_connections", "__weakref__")
+
+    _of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _TurnWrites] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._connections: list[Connection] = []
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _TurnWrites:
+        turn = cls._of_loop.get(loop)
+        if turn is None:
+            turn = cls._of_loop[loop] = cls(loop)
+        return turn
+
+    def add(self, connection: Connection) -> None:
+        if not self._connections:
+            # after the callbacks already due: events that arrived together are written together
+            self._loop.call_soon(self._write)
+        self._connections.append(connection)
+
+    def _write(self) -> None:
+        connections, self._connections = self._connections, []
+        for connection in connections:
+            connection._write_turn()
 
 
 async def close_all(connections: Collection[Connection], reason: CloseReason, timeout: float) -> None:

@@ -1,8 +1,8 @@
 """Routing one event to the connections that should see it.
 
-Each event is decoded once and each frame encoded at most once per hub protocol, however many
-connections receive it. Sending only queues (see connection.py), so delivery never waits on a
-client.
+Each event is decoded once, and each message encoded and framed at most once per hub protocol,
+however many connections receive it: every recipient gets the same bytes. Sending writes them to
+each socket's transport (see connection.py), so delivery never waits on a client.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from db.events import Event, Hub, PushType
 from wshub.codec import Invocation, Message
 from wshub.connection import Connection
+from wshub.framing import frame
 from wshub.metrics import HubMetrics
 from wshub.notifications import auth_request_response, receive_message
 from wshub.registry import Registry
@@ -24,17 +25,17 @@ log = logging.getLogger(__name__)
 
 
 class EncodedOnce:
-    """A message and its encodings, made on first use per protocol."""
+    """A message and its WebSocket frames, encoded and framed on first use per protocol."""
 
     def __init__(self, message: Message) -> None:
         self.message = message
-        self._frames: dict[str, bytes | str] = {}
+        self._frames: dict[str, bytes] = {}
 
-    def for_connection(self, connection: Connection) -> bytes | str:
-        frame = self._frames.get(connection.protocol.name)
-        if frame is None:
-            frame = self._frames[connection.protocol.name] = connection.protocol.encode(self.message)
-        return frame
+    def for_connection(self, connection: Connection) -> bytes:
+        wire = self._frames.get(connection.protocol.name)
+        if wire is None:
+            wire = self._frames[connection.protocol.name] = frame(connection.protocol.encode(self.message))
+        return wire
 
 
 class Delivery:
@@ -43,7 +44,7 @@ class Delivery:
         self.metrics = metrics
 
     def deliver(self, event: Event) -> int:
-        """Queue the event for every recipient connection; returns how many were queued."""
+        """Send the event to every recipient connection; returns how many took it."""
         self.metrics.events_in.inc()
         queued = 0
         if event.user_id is not None and Hub.USER in event.type.hubs:
@@ -60,6 +61,7 @@ class Delivery:
         if Hub.ANONYMOUS in event.type.hubs and event.item_id is not None:
             queued += self._send(self.registry.waiting_for(event.item_id), auth_request_response(event))
         if queued:
+            self.metrics.messages_out.inc(queued)
             self.metrics.event_latency.observe(max(0.0, time.time() - event.date.timestamp()))
         return queued
 

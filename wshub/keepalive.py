@@ -26,12 +26,12 @@ DEFAULT_PING_INTERVAL = 15.0
 
 
 async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL, *,
-                     clock: Callable[[], float] = time.time) -> None:
-    """Runs until cancelled. ``clock`` gives seconds since the epoch, as a token's ``exp`` does."""
+                     clock: Callable[[], float] = time.time, sent: Callable[[int], None] = lambda count: None) -> None:
+    """Runs until cancelled. ``clock`` gives seconds since the epoch, as a token's ``exp`` does;
+    ``sent`` counts the pings written."""
     while True:
         await asyncio.sleep(interval)
         for connection in registry.expired(clock()):
             connection.close(CloseReason.EXPIRED)
         ping = EncodedOnce(Ping())
-        for connection in registry:
-            connection.send(ping.for_connection(connection))
+        sent(sum(connection.send(ping.for_connection(connection)) for connection in registry))

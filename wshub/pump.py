@@ -72,7 +72,7 @@ async def _run(request: Request, ws: WebsocketImplProtocol, hub: str, max_messag
             await ws.send(frame)
         if session.state is State.OPEN:
             connection = Connection(ws, session, ip=ip, send_buffer=config.hub_send_buffer, expires_at=expires_at,
-                                    on_sent=metrics.messages_out.inc, **identity)
+                                    **identity)
             who = repr(connection)
             await _serve(ws, connection, registry, metrics.connections.labels(hub))
         else:
@@ -108,7 +108,6 @@ async def _handshake(ws: WebsocketImplProtocol, session: Session, timeout: float
 async def _serve(ws: WebsocketImplProtocol, connection: Connection, registry: Registry, gauge: Any) -> None:
     registry.add(connection)
     gauge.inc()
-    connection.start()
     reader = asyncio.create_task(_read(ws, connection), name=f"hub-reader-{connection.id}")
     try:
         await connection.ending()

@@ -4,7 +4,8 @@ that count toward the caps, and when each connection expires.
 A slot is taken at admission, before the WebSocket upgrade, and given back when the request ends
 in any way: so a socket counts toward every cap from its first byte, handshake or not, and a
 refusal is a plain HTTP answer. The caps: all connections of this process, the anonymous ones
-among them (a smaller share: anyone can open one), per user, per client address.
+among them (a smaller share: anyone can open one), per user, per client address; the last two are
+counted by a Tally (tally.py), which every worker process of the hub shares.
 
 Expiry is a wheel of one-second buckets, swept by the keepalive tick: no timer per connection,
 and a connection is closed within a tick of its expiry, never before it.
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from wshub.connection import Connection
+from wshub.tally import LocalTally, Tally
 
 __all__ = ["LimitReached", "Registry", "Slot"]
 
@@ -52,7 +53,8 @@ class Slot:
 
 
 class Registry:
-    def __init__(self, *, max_connections: int, max_anonymous: int, max_per_user: int, max_per_ip: int) -> None:
+    def __init__(self, *, max_connections: int, max_anonymous: int, max_per_user: int, max_per_ip: int,
+                 tally: Tally | None = None) -> None:
         self.max_connections = max_connections
         self.max_anonymous = max_anonymous
         self.max_per_user = max_per_user
@@ -63,8 +65,7 @@ class Registry:
         # slots, by what they count toward
         self._slots = 0
         self._anonymous_slots = 0
-        self._per_ip: Counter[str] = Counter()
-        self._per_user: Counter[str] = Counter()
+        self._tally = tally or LocalTally()
         # the expiry wheel: second -> connections expiring in it, and those seconds in order
         self._expiring: dict[int, set[Connection]] = {}
         self._seconds: list[int] = []
@@ -94,17 +95,15 @@ class Registry:
         if user_id is None and self._anonymous_slots >= self.max_anonymous:
             raise LimitReached(f"the anonymous hub is at its limit of {self.max_anonymous} connections",
                                hub_full=True)
-        if self._per_ip[ip] >= self.max_per_ip:
+        passed = self._tally.take(ip, user_id, self.max_per_ip, self.max_per_user)
+        if passed == "ip":
             raise LimitReached(f"more than {self.max_per_ip} connections from {ip}")
-        if user_id is not None and self._per_user[user_id] >= self.max_per_user:
+        if passed == "user":
             raise LimitReached(f"more than {self.max_per_user} connections for one user")
         slot = Slot(ip, user_id)
         self._slots += 1
-        self._per_ip[ip] += 1
         if user_id is None:
             self._anonymous_slots += 1
-        else:
-            self._per_user[user_id] += 1
         return slot
 
     def release(self, slot: Slot) -> None:
@@ -113,11 +112,9 @@ class Registry:
             return
         slot.released = True
         self._slots -= 1
-        _decrement(self._per_ip, slot.ip)
+        self._tally.give_back(slot.ip, slot.user_id)
         if slot.user_id is None:
             self._anonymous_slots -= 1
-        else:
-            _decrement(self._per_user, slot.user_id)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -169,8 +166,3 @@ class Registry:
         assert connection.auth_request_id is not None
         return self._auth_requests, connection.auth_request_id
 
-
-def _decrement(counter: Counter[str], key: str) -> None:
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]

@@ -16,6 +16,7 @@ from core.tokens import (
     TokenIssuer,
     TokenVerifier,
     UnknownKeyId,
+    VerifiedTokens,
     VerifyingKey,
     is_encrypted,
     key_id,
@@ -156,3 +157,70 @@ def test_plain_private_key_opens_with_or_without_a_passphrase() -> None:
 def test_signing_key_repr_shows_no_private_material() -> None:
     key = SigningKey.generate()
     assert "PRIVATE" not in repr(key) and key.kid in repr(key)
+
+
+# -- tokens verified before ------------------------------------------------------------------------
+
+
+def _remembering(*keys: VerifyingKey, max_bytes: int = 1 << 20, leeway: float = 5.0) -> TokenVerifier:
+    return TokenVerifier({key.kid: key for key in keys}, ISSUER, leeway, verified=VerifiedTokens(max_bytes))
+
+
+def test_a_token_checked_again_gives_the_same_claims_and_a_copy() -> None:
+    key = SigningKey.generate()
+    verifier = _remembering(key.verifying_key())
+    token = TokenIssuer(key, ISSUER, 600).issue(CLAIMS)
+    first = verifier.check(token)
+    first["sub"] = "changed by a caller"
+    again = verifier.check(token)
+    assert again["sub"] == CLAIMS["sub"] and again["sstamp"] == "s"
+
+
+def test_only_the_very_same_token_is_remembered() -> None:
+    key = SigningKey.generate()
+    verifier = _remembering(key.verifying_key())
+    token = TokenIssuer(key, ISSUER, 600).issue(CLAIMS)
+    verifier.check(token)
+    header, payload, signature = token.split(".")
+    forged_payload = jwt.utils.base64url_encode(json.dumps(
+        {**json.loads(jwt.utils.base64url_decode(payload)), "sub": "someone else"}).encode()).decode()
+    with pytest.raises(TokenError):
+        verifier.check(f"{header}.{forged_payload}.{signature}")
+    with pytest.raises(TokenError):
+        verifier.check(f"{header}.{payload}.{signature[:-4]}AAAA")
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_retired_or_gone() -> None:
+    key = SigningKey.generate()
+    keys = {key.kid: key.verifying_key()}
+    verifier = TokenVerifier(keys, ISSUER, verified=VerifiedTokens())
+    token = TokenIssuer(key, ISSUER, 600).issue(CLAIMS)
+    verifier.check(token)
+    keys[key.kid] = key.verifying_key(retires_at=time.time() - 1)
+    with pytest.raises(TokenError, match="retired"):
+        verifier.check(token)
+    del keys[key.kid]
+    with pytest.raises(UnknownKeyId):
+        verifier.check(token)
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    key = SigningKey.generate()
+    verifier = _remembering(key.verifying_key(), leeway=0)
+    token = TokenIssuer(key, ISSUER, 1).issue(CLAIMS)
+    assert verifier.check(token)["sub"] == CLAIMS["sub"]
+    time.sleep(1.1)
+    with pytest.raises(TokenError):
+        verifier.check(token)
+
+
+def test_what_is_remembered_is_bounded_in_bytes() -> None:
+    key = SigningKey.generate()
+    verified = VerifiedTokens(max_bytes=4 * VerifiedTokens.ENTRY_BYTES)
+    verifier = TokenVerifier({key.kid: key.verifying_key()}, ISSUER, verified=verified)
+    issuer = TokenIssuer(key, ISSUER, 600)
+    tokens = [issuer.issue({**CLAIMS, "device": str(n)}) for n in range(10)]
+    for token in tokens:
+        verifier.check(token)
+        assert len(verified) <= 4
+    assert all(verifier.check(token)["device"] == str(n) for n, token in enumerate(tokens))  # evicted: checked anew

@@ -35,7 +35,8 @@ async def serve(app: Sanic) -> ServedApp:
     app.config.TOUCHUP = False  # Sanic's code rewriting works once per process; tests start many apps
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = await app.create_server(sock=sock, access_log=False)
+    # the hub names the protocol its sockets need (wshub/wire.py)
+    server = await app.create_server(sock=sock, access_log=False, protocol=getattr(app.ctx, "protocol", None))
     await server.startup()
     await server.before_start()
     await server.after_start()

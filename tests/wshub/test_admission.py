@@ -180,3 +180,59 @@ async def test_every_http_answer_of_the_hub_carries_the_security_headers(start, 
         assert_secure(response)
         assert_not_stored(response)
     await kept.close()
+
+
+_VARIANTS = [
+    {},
+    {"Connection": "keep-alive, Upgrade"},
+    {"Connection": "upgrade"},
+    {"Connection": "keep-alive"},
+    {"Connection": "Upgrade2"},
+    {"Upgrade": "WebSocket"},
+    {"Upgrade": "websocket, h2c"},
+    {"Upgrade": "h2c"},
+    {"Sec-WebSocket-Version": "8"},
+    {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ"},
+    {"Sec-WebSocket-Key": "c2hvcnQ="},
+    {"Sec-WebSocket-Key": "!!!!dGhlIHNhbXBsZSBub25jZQ=="},
+    {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==\u00e9"},
+]
+
+
+@pytest.mark.parametrize("changes", _VARIANTS, ids=[str(v) for v in _VARIANTS])
+def test_an_upgrade_taken_at_a_glance_is_one_the_websockets_library_accepts(changes: dict[str, str]) -> None:
+    from sanic.compat import Header
+    from websockets.datastructures import Headers
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
+
+    from wshub.admission import _plain_upgrade
+
+    headers = {"Host": "hub.test", **UPGRADE, **changes}
+    accepted = ServerProtocol().accept(Request("/notifications/hub", Headers(headers))).status_code == 101
+    # a glance may send a request on to the library's own check, never let one through it refuses
+    assert not _plain_upgrade(Header(headers)) or accepted
+    if changes in ({}, {"Connection": "keep-alive, Upgrade"}, {"Upgrade": "WebSocket"}):
+        assert _plain_upgrade(Header(headers))  # what clients send is taken at a glance
+
+
+async def test_stamp_lookups_made_together_each_get_their_own_account(db, database_url, make_user) -> None:
+    import asyncpg
+
+    from wshub.admission import StampLookups
+
+    users = [await make_user() for _ in range(3)]
+    await db.execute("UPDATE users SET security_stamp = gen_random_uuid() WHERE id = $1::uuid", users[0].id)
+    expected = {row["id"]: row["security_stamp"] for row in await db.fetch("SELECT id, security_stamp FROM users")}
+    stranger = uuid.uuid4()
+    lookups = StampLookups()
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        asked = [uuid.UUID(user.id) for user in users] * 5 + [stranger]
+        rows = await asyncio.gather(*(lookups(pool, user_id) for user_id in asked))
+        later = await lookups(pool, uuid.UUID(users[1].id))  # a lookup after the batch: a query of its own
+    for user_id, row in zip(asked, rows, strict=True):
+        if user_id == stranger:
+            assert row is None
+        else:
+            assert (row["id"], row["security_stamp"]) == (user_id, expected[user_id])
+    assert later["security_stamp"] == expected[uuid.UUID(users[1].id)]

@@ -1,4 +1,5 @@
-"""A connection's outgoing side without sockets: its queue, its writer and its one goodbye."""
+"""A connection's outgoing side without sockets: frames written at once, held back while the
+transport is full, bounded in bytes, and its one goodbye."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import asyncio
 
 import msgpack
 import pytest
-from websockets.exceptions import ConnectionClosedError
 
 from tests.wshub.memory import MemorySocket, make_connection, serve, settle
 from wshub.codec import encode_varint
 from wshub.connection import Connection, close_all
+from wshub.framing import frame
 from wshub.session import CloseReason, Session, State
 
 PING = bytes.fromhex("02 91 06")
+PING_FRAME = frame(PING)
 CLIENT_CLOSE = bytes.fromhex("04 93 07 c0 c2")
 
 
@@ -27,16 +29,33 @@ def test_a_connection_needs_a_session_past_its_handshake() -> None:
         Connection(MemorySocket(), Session(), ip="192.0.2.1", send_buffer=4096)
 
 
-async def test_frames_go_out_in_order_and_are_counted() -> None:
-    sent: list[None] = []
+async def test_frames_sent_in_one_turn_are_written_together_at_its_end_in_order() -> None:
     ws = MemorySocket()
-    connection = make_connection("u", ws=ws, on_sent=lambda: sent.append(None))
-    assert connection.send(b"queued before the writer starts")
-    connection.start()
-    assert connection.send(PING)
-    await settle()
-    assert ws.frames == [b"queued before the writer starts", PING]
-    assert len(sent) == 2 and ws.closed is None
+    connection = make_connection("u", ws=ws)
+    assert connection.send(frame(b"first"))
+    assert connection.send(PING_FRAME)
+    assert ws.writes == []
+    await asyncio.sleep(0)  # no task ran: the turn ended
+    assert ws.writes == [frame(b"first") + PING_FRAME]  # one write, so one system call
+    assert ws.frames == [b"first", PING]
+    assert connection.send(PING_FRAME)
+    await asyncio.sleep(0)
+    assert ws.writes[1] is PING_FRAME  # a frame alone in its turn is written as it is, not copied
+    assert connection.buffered == 0 and ws.closed is None
+    connection.lost()
+    await connection.finish()
+
+
+async def test_frames_held_back_while_the_transport_is_full_go_out_in_order_when_it_drains() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws, send_buffer=4096)
+    assert connection.send(frame(b"1")) and connection.send(frame(b"2"))
+    assert ws.frames == [] and connection.buffered == 2 * len(frame(b"1"))
+    ws.resume()
+    assert ws.frames == [b"1", b"2"] and connection.buffered == 0
+    assert connection.send(frame(b"3"))
+    await asyncio.sleep(0)
+    assert ws.frames == [b"1", b"2", b"3"]
     connection.lost()
     await connection.finish()
 
@@ -45,9 +64,9 @@ async def test_close_sends_what_is_queued_then_a_signalr_close_then_the_close_co
     ws = MemorySocket()
     connection = make_connection("u", ws=ws)
     served = asyncio.create_task(serve(connection))
-    connection.send(PING)
+    connection.send(PING_FRAME)
     connection.close(CloseReason.LOGGED_OUT)
-    assert not connection.send(PING)  # nothing after the goodbye
+    assert not connection.send(PING_FRAME)  # nothing after the goodbye
     await served
     assert ws.messages() == [[6], [7, "logged out", False]]
     assert ws.closed == (1008, "logged out") and ws.failed is None
@@ -65,14 +84,12 @@ async def test_a_second_close_changes_nothing() -> None:
     assert ws.closed == (1008, "logged out")
 
 
-async def test_client_frames_are_answered_through_the_queue() -> None:
+async def test_client_frames_are_answered_at_once() -> None:
     ws = MemorySocket()
     connection = make_connection("u", ws=ws)
-    connection.start()
     connection.receive(PING)
     connection.receive(_invocation("7"))
     connection.receive(_invocation(None))
-    await settle()
     assert ws.messages() == [[3, {}, "7", 1, "Unknown hub method"]]
     connection.lost()
     await connection.finish()
@@ -82,7 +99,7 @@ async def test_client_close_gets_no_signalr_close_only_the_normal_close() -> Non
     ws = MemorySocket()
     connection = make_connection("u", ws=ws)
     served = asyncio.create_task(serve(connection))
-    connection.send(PING)
+    connection.send(PING_FRAME)
     connection.receive(CLIENT_CLOSE)
     await served
     assert ws.frames == [PING]
@@ -103,54 +120,67 @@ async def test_bad_bytes_get_a_signalr_close_with_the_error_then_1003() -> None:
 
 async def test_client_too_far_behind_is_failed_1013_at_once_and_later_sends_are_refused() -> None:
     ws = MemorySocket(stalled=True)
-    connection = make_connection("u", ws=ws, send_buffer=4 * len(PING))
+    connection = make_connection("u", ws=ws, send_buffer=4 * len(PING_FRAME))
     served = asyncio.create_task(serve(connection))
-    assert connection.send(PING)
-    await settle()  # the writer took that frame and waits on the socket forever: it still counts
-    results = [connection.send(PING) for _ in range(4)]
-    assert results == [True, True, True, False]
+    results = [connection.send(PING_FRAME) for _ in range(5)]
+    assert results == [True, True, True, True, False]
     assert ws.failed == (1013, "too far behind; reconnect and sync") and ws.closed is None
     assert connection.session.closing.reason is CloseReason.TOO_SLOW
-    assert not connection.send(PING)
+    assert not connection.send(PING_FRAME)
     await asyncio.wait_for(served, 1)  # no goodbye waits on a client that stopped reading
     assert connection.session.state is State.CLOSED
 
 
-async def test_a_goodbye_that_does_not_fit_the_queue_fails_the_socket_with_its_code() -> None:
-    ws = MemorySocket()
-    connection = make_connection("u", ws=ws, send_buffer=2 * len(PING))
-    connection.send(PING)
-    connection.send(PING)
+async def test_one_stalled_client_holds_back_no_other() -> None:
+    stalled, reading = MemorySocket(stalled=True), MemorySocket()
+    slow = make_connection("u", ws=stalled, send_buffer=4 * len(PING_FRAME))
+    fast = make_connection("u", ws=reading, send_buffer=4 * len(PING_FRAME))
+    for _ in range(10):
+        slow.send(PING_FRAME)
+        fast.send(PING_FRAME)
+    await asyncio.sleep(0)
+    assert reading.frames == [PING] * 10 and fast.session.state is State.OPEN
+    assert slow.session.closing.reason is CloseReason.TOO_SLOW
+    fast.lost()
+    await asyncio.gather(serve(slow), serve(fast))
+
+
+async def test_a_goodbye_that_does_not_fit_the_overflow_fails_the_socket_with_its_code() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws, send_buffer=2 * len(PING_FRAME))
+    connection.send(PING_FRAME)
+    connection.send(PING_FRAME)
     connection.close(CloseReason.LOGGED_OUT)
     assert ws.failed == (1008, "logged out")
     assert connection.session.closing.reason is CloseReason.LOGGED_OUT
 
 
-async def test_the_send_buffer_is_bounded_in_bytes_not_messages() -> None:
+async def test_the_overflow_is_bounded_in_bytes_not_messages() -> None:
     ws = MemorySocket(stalled=True)
-    connection = make_connection("u", ws=ws, send_buffer=1000)
+    big = frame(b"x" * 300)
+    connection = make_connection("u", ws=ws, send_buffer=3 * len(big) + 10)
     served = asyncio.create_task(serve(connection))
-    assert [connection.send(b"x" * 300) for _ in range(3)] == [True, True, True]
-    assert connection.buffered == 900
-    assert connection.send(PING)  # a small frame still fits
-    assert not connection.send(b"x" * 300)  # this one would pass the bound
+    assert [connection.send(big) for _ in range(3)] == [True, True, True]
+    assert connection.buffered == 3 * len(big)
+    assert connection.send(PING_FRAME)  # a small frame still fits
+    assert not connection.send(big)  # this one would pass the bound
     assert connection.session.closing.reason is CloseReason.TOO_SLOW
     await asyncio.wait_for(served, 1)
     assert connection.buffered == 0  # what was waiting is let go with the connection
 
 
-async def test_buffered_bytes_go_down_as_frames_are_written() -> None:
-    ws = MemorySocket()
-    connection = make_connection("u", ws=ws, send_buffer=1000)
-    for _ in range(3):
-        connection.send(b"x" * 300)
-    connection.start()
+async def test_a_goodbye_waits_for_what_is_held_back_then_closes() -> None:
+    ws = MemorySocket(stalled=True)
+    connection = make_connection("u", ws=ws)
+    served = asyncio.create_task(serve(connection))
+    connection.send(PING_FRAME)
+    connection.close(CloseReason.LOGGED_OUT)
     await settle()
-    assert connection.buffered == 0 and len(ws.frames) == 3
-    assert [connection.send(b"x" * 300) for _ in range(3)] == [True, True, True]
-    connection.lost()
-    await connection.finish()
-    assert connection.buffered == 0
+    assert ws.frames == [] and ws.closed is None
+    ws.resume()
+    await asyncio.wait_for(served, 1)
+    assert ws.messages() == [[6], [7, "logged out", False]]
+    assert ws.closed == (1008, "logged out") and ws.failed is None
 
 
 async def test_answers_to_a_client_that_never_reads_stay_within_the_bound() -> None:
@@ -173,30 +203,40 @@ async def test_a_goodbye_not_taken_in_time_is_cut_short() -> None:
     ws = MemorySocket(stalled=True)
     connection = make_connection("u", ws=ws, close_timeout=0.05)
     served = asyncio.create_task(serve(connection))
-    connection.send(PING)
+    connection.send(PING_FRAME)
     connection.close(CloseReason.LOGGED_OUT)
     await asyncio.wait_for(served, 2)
     assert ws.failed == (1008, "logged out") and ws.frames == []
     assert connection.session.state is State.CLOSED
 
 
-async def test_a_socket_that_breaks_under_the_writer_ends_the_connection() -> None:
-    ws = MemorySocket(broken=ConnectionClosedError(None, None))
+async def test_a_transport_that_breaks_under_a_write_ends_the_connection() -> None:
+    ws = MemorySocket(broken=RuntimeError("the handler is closed"))
     connection = make_connection("u", ws=ws)
     served = asyncio.create_task(serve(connection))
-    connection.send(PING)
+    connection.send(PING_FRAME)
     await asyncio.wait_for(served, 1)
     assert connection.session.state is State.CLOSED
     assert connection.session.closing.reason is CloseReason.DISCONNECTED
-    assert not connection.send(PING)
+    assert not connection.send(PING_FRAME)
+
+
+async def test_nothing_is_written_once_a_close_frame_went_or_came() -> None:
+    ws = MemorySocket()
+    connection = make_connection("u", ws=ws)
+    ws.ws_proto.state = ws.ws_proto.state.CLOSING  # the library answered the client's close
+    assert not connection.send(PING_FRAME)
+    assert ws.writes == []
+    connection.lost()
+    await connection.finish()
 
 
 async def test_a_client_gone_drops_what_is_queued() -> None:
     ws = MemorySocket(stalled=True)
     connection = make_connection("u", ws=ws)
     served = asyncio.create_task(serve(connection))
-    connection.send(PING)
-    connection.send(PING)
+    connection.send(PING_FRAME)
+    connection.send(PING_FRAME)
     connection.lost()
     await asyncio.wait_for(served, 1)
     assert ws.frames == [] and ws.closed is None and ws.failed is None

@@ -16,6 +16,7 @@ from tests.wshub.test_codec import FOLDER_UPDATE_VECTOR, VECTOR_DATE
 from wshub.codec import MessagePackProtocol
 from wshub.connection import Connection
 from wshub.delivery import Delivery
+from wshub.framing import frame
 from wshub.metrics import HubMetrics
 from wshub.notifications import receive_message
 from wshub.registry import Registry
@@ -85,15 +86,17 @@ async def test_event_reaches_every_connection_of_its_user_as_the_vector(memory_h
     assert memory_hub.metrics.registry.get_sample_value("pgwarden_hub_event_latency_seconds_count") == 1
 
 
-async def test_each_protocol_is_encoded_once_for_all_its_connections(memory_hub: Hub) -> None:
+async def test_each_protocol_is_encoded_and_framed_once_for_all_its_connections(memory_hub: Hub) -> None:
     binary = [memory_hub.connect() for _ in range(3)]
     text = [memory_hub.connect(protocol="json") for _ in range(3)]
     memory_hub.delivery.deliver(_event(PushType.SYNC_VAULT))
     await settle()
-    [first] = memory_hub.socket(binary[0]).frames
-    assert all(memory_hub.socket(c).frames[0] is first for c in binary)
-    [first_text] = memory_hub.socket(text[0]).frames
-    assert all(memory_hub.socket(c).frames[0] is first_text for c in text)
+    # the very same bytes object reaches each transport: one frame per protocol
+    [first] = memory_hub.socket(binary[0]).writes
+    assert all(memory_hub.socket(c).writes == [first] and memory_hub.socket(c).writes[0] is first for c in binary)
+    [first_text] = memory_hub.socket(text[0]).writes
+    assert all(memory_hub.socket(c).writes[0] is first_text for c in text)
+    assert first != first_text and len(memory_hub.socket(text[0]).frames) == 1
 
 
 async def test_events_of_nobody_connected_or_of_an_organization_reach_no_one(memory_hub: Hub) -> None:
@@ -147,12 +150,11 @@ async def test_auth_request_response_reaches_only_the_device_waiting_for_it(memo
 
 
 async def test_a_client_too_far_behind_is_closed_and_never_delays_the_others(memory_hub: Hub) -> None:
-    frame_size = len(MessagePackProtocol().encode(receive_message(_event(PushType.SYNC_SETTINGS))))
+    frame_size = len(frame(MessagePackProtocol().encode(receive_message(_event(PushType.SYNC_SETTINGS)))))
     healthy = memory_hub.connect(send_buffer=16 * frame_size)
     stalled = memory_hub.connect(send_buffer=5 * frame_size, stalled=True)
-    delivered = [memory_hub.delivery.deliver(_event(PushType.SYNC_SETTINGS))]
-    await settle()  # the stalled client's writer holds that one and waits on its socket for good
-    delivered += [memory_hub.delivery.deliver(_event(PushType.SYNC_SETTINGS)) for _ in range(6)]
+    # the stalled client's transport is past its high-water mark: its frames wait in its overflow
+    delivered = [memory_hub.delivery.deliver(_event(PushType.SYNC_SETTINGS)) for _ in range(7)]
     assert delivered == [2, 2, 2, 2, 2, 1, 1]  # five fit its buffer; the sixth closes it
     assert memory_hub.socket(stalled).failed == (1013, "too far behind; reconnect and sync")
     assert stalled.session.closing.reason is CloseReason.TOO_SLOW
