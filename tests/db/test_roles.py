@@ -75,7 +75,13 @@ async def test_hub_role_reads_only_what_the_hub_needs(hub_url: str, db: asyncpg.
         assert await hub_db.fetch(  # the LISTEN gap recovery
             "SELECT user_id, revision_date FROM pgwarden_user_revisions($1::uuid[]) WHERE revision_date > $2",
             [user_id], await db.fetchval("SELECT now() - interval '1 day'"))
+        # routing organization events: who reaches what, through the view only
+        assert await hub_db.fetch("SELECT organization_id, collection_id FROM member_access WHERE user_id = $1",
+                                  user_id) == []
         for forbidden in (
+            "SELECT * FROM memberships",
+            "SELECT * FROM collection_members",
+            "SELECT * FROM organizations",
             "SELECT private_key_pem FROM token_private_keys",
             "SELECT * FROM users",
             "SELECT password_hash FROM users",

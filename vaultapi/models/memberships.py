@@ -372,9 +372,11 @@ async def restore(conn: asyncpg.Connection, target: asyncpg.Record) -> None:
 
 
 async def remove(conn: asyncpg.Connection, target: asyncpg.Record) -> None:
-    """Out of the organization, with its collection grants. SyncOrgKeys."""
-    await conn.execute("DELETE FROM memberships WHERE id = $1", target["id"])
+    """Out of the organization, with its collection grants. SyncOrgKeys, published first: the
+    member's revision date then moves past the organization's while the membership still counts
+    (pgwarden_touch_users), so leaving never moves it back."""
     await _org_keys_changed(conn, target)
+    await conn.execute("DELETE FROM memberships WHERE id = $1", target["id"])
 
 
 async def _org_keys_changed(conn: asyncpg.Connection, target: asyncpg.Record) -> None:
