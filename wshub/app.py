@@ -41,6 +41,7 @@ from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
+from wshub.memberships import Memberships
 from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
@@ -77,14 +78,24 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     # its lines name the URL, and a hub URL carries the client's token
     app.config.ACCESS_LOG = False
     metrics = HubMetrics()
+
+    async def load_grants(user_ids: list[str]) -> list[tuple[str, str, str | None]]:
+        rows = await app.ctx.pool.fetch(
+            "SELECT user_id::text, organization_id::text, collection_id::text FROM member_access"
+            " WHERE user_id = ANY($1::uuid[])", user_ids)
+        return [tuple(row) for row in rows]
+
+    memberships = Memberships(load_grants, lambda user_id, event: delivery.replay(user_id, event))
     registry = Registry(max_connections=config.hub_max_connections,
                         max_anonymous=config.hub_max_anonymous_connections,
                         max_per_user=config.hub_max_connections_per_user,
-                        max_per_ip=config.hub_max_connections_per_ip)
-    delivery = Delivery(registry, metrics)
+                        max_per_ip=config.hub_max_connections_per_ip,
+                        on_user_arrived=memberships.connected, on_user_left=memberships.disconnected)
+    delivery = Delivery(registry, metrics, memberships)
     app.ctx.config = config
     app.ctx.metrics = metrics
     app.ctx.registry = registry
+    app.ctx.memberships = memberships
     app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
     app.ctx.ingress = Ingress(
         url, delivery.deliver, registry.user_ids, tuning=tuning.ingress,
@@ -134,6 +145,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         for task in app.ctx.tasks:
             task.cancel()
         await asyncio.gather(*app.ctx.tasks, return_exceptions=True)
+        await memberships.close()
         await app.ctx.ingress.close()
         try:
             await asyncio.wait_for(app.ctx.pool.close(), tuning.shutdown_grace)
