@@ -3,66 +3,11 @@ a real hub and real PostgreSQL; membership changes apply to routing at once."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
-import asyncpg
-import pytest
-
 from db.events import MAX_EVENT_COLLECTIONS
-from tests.wshub.support import HubClient, HubUser
+from tests.wshub.orgs import ADMIN, OWNER, USER, Org, cipher
+from tests.wshub.support import eventually
 
 CONTEXT = "4f1b2a9e-5d2c-4e8a-9a59-0c6f3b7f9d11"
-OWNER, ADMIN, USER = 0, 1, 2
-
-
-class Org:
-    """An organization made in SQL, as the API's writes leave it."""
-
-    def __init__(self, db: asyncpg.Connection, org_id: str) -> None:
-        self.db = db
-        self.id = org_id
-        self.memberships: dict[str, str] = {}
-
-    @classmethod
-    async def create(cls, db: asyncpg.Connection) -> Org:
-        return cls(db, await db.fetchval("INSERT INTO organizations (name, billing_email) VALUES ('Acme', 'a@x')"
-                                         " RETURNING id::text"))
-
-    async def collection(self) -> str:
-        return await self.db.fetchval("INSERT INTO collections (organization_id, name) VALUES ($1, '2.x|y|z')"
-                                      " RETURNING id::text", self.id)
-
-    async def member(self, user: HubUser, member_type: int = USER, collections: list[str] = (), *,
-                     status: int = 2, access_all: bool = False) -> str:
-        membership = await self.db.fetchval(
-            "INSERT INTO memberships (organization_id, user_id, type, status, key, access_all,"
-            " status_before_revoke) VALUES ($1, $2, $3, $4, '4.k', $5, $6) RETURNING id::text",
-            self.id, user.id, member_type, status, access_all, 2 if status == -1 else None)
-        self.memberships[user.id] = membership
-        for collection in collections:
-            await self.grant(user, collection)
-        return membership
-
-    async def grant(self, user: HubUser, collection: str) -> None:
-        await self.db.execute("INSERT INTO collection_members (organization_id, collection_id, membership_id)"
-                              " VALUES ($1, $2, $3)", self.id, collection, self.memberships[user.id])
-
-    async def item(self, collections: list[str], device: str | None = None) -> tuple[str, Any]:
-        async with self.db.transaction():
-            if device:
-                await self.db.execute("SELECT set_config('pgwarden.device_identifier', $1, true)", device)
-            row = await self.db.fetchrow(
-                "INSERT INTO ciphers (organization_id, collection_ids, type, data) VALUES ($1, $2, 1, '{}')"
-                " RETURNING id::text, revision_date", self.id, collections)
-        return row["id"], row["revision_date"]
-
-
-def cipher(push_type: int, item: str, org: str, collections: list[str] | None, date: Any,
-           context: str | None = None) -> dict[str, Any]:
-    return {"ContextId": context, "Type": push_type,
-            "Payload": {"Id": item, "UserId": None, "OrganizationId": org, "CollectionIds": collections,
-                        "RevisionDate": date}}
 
 
 async def test_item_reaches_exactly_the_members_who_see_it(db, make_user, connect) -> None:
@@ -228,6 +173,5 @@ async def test_disconnected_user_leaves_no_routing_state(db, make_user, connect,
     memberships = hub.app.ctx.memberships
     assert memberships.grants_of(member.id) == {org.id: None}
     await client.close()
-    from tests.wshub.support import eventually
     await eventually(lambda: memberships.grants_of(member.id) is None, "grants dropped with the last connection")
     assert not memberships._members and not memberships._everything and not memberships._loading
