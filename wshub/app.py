@@ -41,7 +41,7 @@ from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
-from wshub.memberships import Memberships
+from wshub.memberships import Memberships, load_from
 from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
@@ -78,14 +78,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     # its lines name the URL, and a hub URL carries the client's token
     app.config.ACCESS_LOG = False
     metrics = HubMetrics()
-
-    async def load_grants(user_ids: list[str]) -> list[tuple[str, str, str | None]]:
-        rows = await app.ctx.pool.fetch(
-            "SELECT user_id::text, organization_id::text, collection_id::text FROM member_access"
-            " WHERE user_id = ANY($1::uuid[])", user_ids)
-        return [tuple(row) for row in rows]
-
-    memberships = Memberships(load_grants, lambda user_id, event: delivery.replay(user_id, event))
+    memberships = Memberships(load_from(lambda: app.ctx.pool), lambda user_id, event: delivery.replay(user_id, event))
     registry = Registry(max_connections=config.hub_max_connections,
                         max_anonymous=config.hub_max_anonymous_connections,
                         max_per_user=config.hub_max_connections_per_user,

@@ -28,9 +28,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import asyncpg
+
 from db.events import Event, PushType
 
-__all__ = ["SIGNALS", "Grants", "Memberships", "Recipients"]
+__all__ = ["SIGNALS", "Grants", "Memberships", "Recipients", "load_from"]
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,33 @@ MAX_LOG = 10_000
 #: After a failed load, the wait before the next attempt (the users stay out of the indexes).
 RETRY_DELAY = 1.0
 
+#: A load that takes longer is given up (its connection closed: a link may die silently) and retried.
+LOAD_TIMEOUT = 10.0
+
 #: A user's reach in one organization: None, every item; else the collections granted.
 Grants = dict[str, frozenset[str] | None]
 
 #: (user id, organization id, collection id or None) rows of member_access for the users asked.
 Loader = Callable[[list[str]], Awaitable[Iterable[tuple[str, str, str | None]]]]
+
+
+def load_from(pool: Callable[[], asyncpg.Pool]) -> Loader:
+    """The grants of the users asked, read from member_access on a connection of ``pool()``."""
+
+    async def load(user_ids: list[str]) -> list[tuple[str, str, str | None]]:
+        async with pool().acquire() as conn:
+            try:
+                async with asyncio.timeout(LOAD_TIMEOUT):
+                    rows = await conn.fetch(
+                        "SELECT user_id::text, organization_id::text, collection_id::text FROM member_access"
+                        " WHERE user_id = ANY($1::uuid[])", user_ids)
+            except BaseException:
+                # cut off, whatever the reason: the pool must not wait for a reset on a dead link
+                conn.terminate()
+                raise
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    return load
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +131,7 @@ class Memberships:
     async def close(self) -> None:
         if self._loader is not None:
             self._loader.cancel()
-            await asyncio.gather(self._loader, return_exceptions=True)
+            await asyncio.wait([self._loader], timeout=1.0)
 
     # -- routing --------------------------------------------------------------------------------
 
