@@ -137,7 +137,8 @@ class PushType(enum.IntEnum):
     # the waiting device is on the anonymous hub; the user's own devices hear of it too
     AUTH_REQUEST_RESPONSE                        = (16, Payload.AUTH_REQUEST, {_AUTH},                      Status.NOT_YET,
                                                    Hub.USER | Hub.ANONYMOUS)
-    SYNC_ORGANIZATIONS                           = 17, Payload.USER,         {_ORG},                        Status.NOT_YET
+    # an organization's name changed (vaultapi/models/organizations.py)
+    SYNC_ORGANIZATIONS                           = 17, Payload.USER,         {_ORG},                        Status.PRODUCED
     # 18-21 and 25-27 carry organization, notification, policy or premium objects: no shape yet
     SYNC_ORGANIZATION_STATUS_CHANGED             = 18, None,                 {_ORG},                        Status.NOT_YET
     SYNC_ORGANIZATION_COLLECTION_SETTING_CHANGED = 19, None,                 {_ORG},                        Status.NOT_YET
