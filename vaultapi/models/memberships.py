@@ -430,6 +430,19 @@ def list_json(row: asyncpg.Record, grants: list[dict[str, Any]]) -> dict[str, An
     }
 
 
+def mini_details_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A member as the collection dialogs list it (OrganizationUserUserMiniDetailsResponseModel)."""
+    return {
+        "id": str(row["id"]),
+        "userId": str(row["user_id"]) if row["user_id"] else None,
+        "type": row["type"],
+        "status": row["status"],
+        "name": row["member_name"],
+        "email": row["member_email"],
+        "object": "organizationUserUserMiniDetails",
+    }
+
+
 def details_json(row: asyncpg.Record, grants: list[dict[str, Any]]) -> dict[str, Any]:
     """One member, as the member dialog and `bw confirm` read it (OrganizationUserDetailsResponseModel)."""
     return {
