@@ -83,7 +83,7 @@ class Delivery:
         assert self.memberships is not None
         queued = 0
         for group in self.memberships.route(event, only):
-            connections = [connection for user in group.users for connection in self.registry.of_user(user)]
+            connections = self.registry.of_users(group.users)
             queued += self._send(connections, organization_message(event, group.type, group.collection_ids))
         return queued
 

@@ -161,12 +161,16 @@ class Memberships:
         after = self._reaching(org, after_collections)
         before = after if event.moved_from is None else self._reaching(org, before_collections)
         groups: dict[tuple[PushType, tuple[str, ...] | None], list[str]] = {}
+        # members with equal grants know the same collections: worked out once per grant
+        known_after: dict[frozenset[str] | None, tuple[str, ...] | None] = {}
+        known_before: dict[frozenset[str] | None, tuple[str, ...] | None] = {}
         for user in (after | before if only is None else {only} & (after | before)):
+            granted = self._grants[user][org]
             if user in after:
                 push_type = event.type if user in before else PushType.SYNC_CIPHER_CREATE
-                known = self._known(user, org, after_collections)
+                known = _known(known_after, granted, after_collections)
             else:
-                push_type, known = PushType.SYNC_LOGIN_DELETE, self._known(user, org, before_collections)
+                push_type, known = PushType.SYNC_LOGIN_DELETE, _known(known_before, granted, before_collections)
             groups.setdefault((push_type, known), []).append(user)
         return [Recipients(push_type, known, tuple(users)) for (push_type, known), users in groups.items()]
 
@@ -176,10 +180,6 @@ class Memberships:
             users.update(self._by_collection.get(collection, ()))
         return users
 
-    def _known(self, user: str, org: str, collections: tuple[str, ...]) -> tuple[str, ...] | None:
-        granted = self._grants[user][org]
-        known = collections if granted is None else tuple(c for c in collections if c in granted)
-        return known or None
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -257,6 +257,14 @@ class Memberships:
             else:
                 for collection in collections:
                     _discard(self._by_collection, collection, user)
+
+
+def _known(cache: dict[frozenset[str] | None, tuple[str, ...] | None], granted: frozenset[str] | None,
+           collections: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The collections a member with these grants may know of; None when none."""
+    if granted not in cache:
+        cache[granted] = (collections if granted is None else tuple(c for c in collections if c in granted)) or None
+    return cache[granted]
 
 
 def _discard(index: dict[str, set[str]], key: str, user: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from wshub.connection import Connection
@@ -167,6 +167,11 @@ class Registry:
 
     def of_user(self, user_id: str) -> frozenset[Connection]:
         return frozenset(self._users.get(user_id, ()))
+
+    def of_users(self, user_ids: Iterable[str]) -> list[Connection]:
+        """Every connection of these users, in one list (no copy of each user's set)."""
+        users = self._users
+        return [connection for user_id in user_ids for connection in users.get(user_id, ())]
 
     def waiting_for(self, auth_request_id: str) -> frozenset[Connection]:
         return frozenset(self._auth_requests.get(auth_request_id, ()))
