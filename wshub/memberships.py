@@ -222,9 +222,10 @@ class Memberships:
                     continue
                 self._index(user, grants)
                 self._catch_up(user, self._loading.pop(user))
-            if not self._loading:
-                self._log.clear()
-                self._log_start = self._next
+        if not self._loading:
+            # no one to catch up: what the log kept goes (users gone meanwhile included)
+            self._log.clear()
+            self._log_start = self._next
 
     def _catch_up(self, user: str, since: int) -> None:
         if since < self._log_start:
