@@ -104,6 +104,37 @@ def floor_worker(database_url: str, ready: Any, stop: Any, results: Any) -> None
     asyncio.run(_floor_worker(database_url, ready, stop, results))
 
 
+class Listeners:
+    """Client worker processes, one per shard of tokens, and a bare LISTEN worker beside them."""
+
+    def __init__(self) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.stop, self.results, self.ready = self.ctx.Event(), self.ctx.Queue(), self.ctx.Semaphore(0)
+        self.workers: list[Any] = []
+
+    async def start(self, ws_url: str, shards: list[list[str]], database_url: str) -> None:
+        """Returns once every worker is connected and listening."""
+        self.workers = [self.ctx.Process(target=client_worker, args=(ws_url, shard, self.ready, self.stop, self.results))
+                        for shard in shards]
+        self.workers.append(self.ctx.Process(target=floor_worker,
+                                             args=(database_url, self.ready, self.stop, self.results)))
+        for worker in self.workers:
+            worker.start()
+        for _ in self.workers:
+            while not self.ready.acquire(timeout=0.1):
+                await asyncio.sleep(0.05)
+
+    def collect(self) -> list[tuple[str, list[tuple[str | None, float]]]]:
+        """What each worker received: ("hub" or "floor", [(item id, epoch seconds)])."""
+        self.stop.set()
+        return [self.results.get(timeout=120) for _ in self.workers]
+
+    def join(self) -> None:
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(30)
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -136,9 +167,7 @@ async def run(url: str, connections: int, events: int, fanout_events: int) -> No
            # room for every fan-out event in flight, at well over a notification's ~250 bytes each
            "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512))}
     hub = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
-    ctx = mp.get_context("spawn")
-    stop, results, ready = ctx.Event(), ctx.Queue(), ctx.Semaphore(0)
-    workers: list[Any] = []
+    listeners = Listeners()
     try:
         await until_alive(port, "hub")
         await asyncio.sleep(1.0)
@@ -147,13 +176,7 @@ async def run(url: str, connections: int, events: int, fanout_events: int) -> No
 
         ws_url = f"ws://127.0.0.1:{port}/notifications/hub"
         shards = [probe_tokens + fan_tokens[0::WORKERS]] + [fan_tokens[i::WORKERS] for i in range(1, WORKERS)]
-        workers = [ctx.Process(target=client_worker, args=(ws_url, shard, ready, stop, results)) for shard in shards]
-        workers.append(ctx.Process(target=floor_worker, args=(url, ready, stop, results)))
-        for worker in workers:
-            worker.start()
-        for _ in workers:
-            while not ready.acquire(timeout=0.1):
-                await asyncio.sleep(0.05)
+        await listeners.start(ws_url, shards, url)
         await asyncio.sleep(3.0)  # idle: let allocations settle
         rss_idle = hub_process.memory_info().rss
 
@@ -174,12 +197,9 @@ async def run(url: str, connections: int, events: int, fanout_events: int) -> No
                                  uuid.UUID(fan_user))
         await writer.close()
         await asyncio.sleep(5.0)
-        stop.set()
-        collected = [results.get(timeout=60) for _ in workers]
+        collected = listeners.collect()
     finally:
-        stop.set()
-        for worker in workers:
-            worker.join(30)
+        listeners.join()
         hub.terminate()
         hub.wait(30)
 

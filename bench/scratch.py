@@ -16,7 +16,7 @@ import asyncpg
 from db import migrate
 from db.embedded import resolve_database_url
 
-__all__ = ["free_port", "scratch_database", "until_alive"]
+__all__ = ["execute", "free_port", "scratch_database", "until_alive"]
 
 
 @contextmanager
@@ -27,14 +27,14 @@ def scratch_database(*, migrated: bool = True) -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
         server_url, embedded = resolve_database_url(os.environ.get("DATABASE_URL"), folder)
         try:
-            asyncio.run(_execute(server_url, f"CREATE DATABASE {name}"))
+            asyncio.run(execute(server_url, f"CREATE DATABASE {name}"))
             try:
                 url = urlunsplit(urlsplit(server_url)._replace(path="/" + name))
                 if migrated:
                     migrate.upgrade(url)
                 yield url
             finally:
-                asyncio.run(_execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                asyncio.run(execute(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         finally:
             if embedded is not None:
                 embedded.stop()
@@ -62,7 +62,7 @@ async def until_alive(port: int, what: str) -> None:
     raise RuntimeError(f"the {what} did not start")
 
 
-async def _execute(url: str, statement: str) -> None:
+async def execute(url: str, statement: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(statement)

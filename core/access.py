@@ -1,8 +1,9 @@
 """Who is calling: one access-token check for the API and the hub alike.
 
-A token is valid when its signature, issuer and dates check out AND its security stamp is still
-the account's: resetting the stamp (password change, "deauthorize sessions") makes every older
-token fail at once, on every replica and every hub, since the stamp lives in the database.
+A token is valid when its signature, issuer and dates check out, its device was not deactivated,
+AND its security stamp is still the account's: resetting the stamp (password change, "deauthorize
+sessions") makes every older token fail at once, on every replica and every hub, since the stamp
+lives in the database; so does deactivating a device for that device's tokens.
 The token comes as an ``Authorization: Bearer`` header or, for WebSockets opened by a browser
 (which cannot set headers), as the ``access_token`` query parameter.
 """
@@ -21,8 +22,10 @@ from core.tokens import TokenError, TokenVerifier
 
 __all__ = ["AccessDenied", "Caller", "access_claims", "authenticate", "bearer_token", "find_stamp"]
 
-#: Reads the account of a token's subject: the hub its id and stamp, the API the whole row.
-UserFinder = Callable[[asyncpg.Pool, uuid.UUID], Awaitable[asyncpg.Record | None]]
+#: Reads the account of a token's subject and the token's device (its identifier, or None): the
+#: hub the account's id and stamp, the API the whole row; both add ``device_id`` and
+#: ``device_active`` (null when the account has no such device).
+UserFinder = Callable[[asyncpg.Pool, uuid.UUID, "str | None"], Awaitable[asyncpg.Record | None]]
 
 
 class AccessDenied(Exception):
@@ -47,6 +50,11 @@ class Caller:
     def user_id(self) -> uuid.UUID:
         return self.user["id"]
 
+    @property
+    def device_id(self) -> uuid.UUID | None:
+        """The devices row of the token's device, when the account has one by its identifier."""
+        return self.user["device_id"]
+
 
 def bearer_token(query: Mapping[str, Any], headers: Mapping[str, str], *, allow_query: bool = False) -> str | None:
     """The access_token parameter (where allowed: WebSockets), else the Authorization header."""
@@ -58,10 +66,16 @@ def bearer_token(query: Mapping[str, Any], headers: Mapping[str, str], *, allow_
     return None
 
 
-async def find_stamp(db: asyncpg.Pool, user_id: uuid.UUID) -> asyncpg.Record | None:
-    """What a token check needs of the account, and all the hub's database role may read of it
-    (docs/security.md)."""
-    return await db.fetchrow("SELECT id, security_stamp FROM users WHERE id = $1", user_id)
+async def find_stamp(db: asyncpg.Pool, user_id: uuid.UUID, device_identifier: str | None) -> asyncpg.Record | None:
+    """What a token check needs of the account and its device, and all the hub's database role
+    may read of them (docs/security.md)."""
+    return await db.fetchrow(
+        """
+        SELECT u.id, u.security_stamp, d.id AS device_id, d.active AS device_active
+          FROM users u LEFT JOIN devices d ON d.user_id = u.id AND d.identifier = $2
+         WHERE u.id = $1
+        """,
+        user_id, device_identifier)
 
 
 async def authenticate(
@@ -77,13 +91,17 @@ async def authenticate(
         raise AccessDenied(f"invalid access token: {error}") from None
     except ValueError:
         raise AccessDenied("token subject is not a user id") from None
-    user = await find_user(pool, user_id)
+    device = claims.get("device")
+    device = device if isinstance(device, str) and device else None
+    user = await find_user(pool, user_id, device)
     if user is None:
         raise AccessDenied("no such user")
     if str(user["security_stamp"]) != claims.get("sstamp"):
         raise AccessDenied("security stamp changed since the token was issued")
-    device = claims.get("device")
-    return Caller(user, device if isinstance(device, str) and device else None, claims)
+    # a deactivated device's tokens end with it, before they expire (it may log in again)
+    if user["device_active"] is False:
+        raise AccessDenied("the device was deactivated")
+    return Caller(user, device, claims)
 
 
 def access_claims(user: Mapping[str, Any], device_identifier: str, client_id: str) -> dict[str, Any]:

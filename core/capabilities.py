@@ -19,8 +19,8 @@ __all__ = ["LOGIN_WITH_DEVICE", "ORGANIZATION_TOTP", "PREMIUM", "organization_fe
 PREMIUM = False
 
 #: ``/api/devices/knowndevice`` answers whether the device has logged in before; true makes the
-#: login page offer "Log in with device", which needs the auth request endpoints.
-LOGIN_WITH_DEVICE = False
+#: login page offer "Log in with device" (vaultapi/routes/auth_requests.py).
+LOGIN_WITH_DEVICE = True
 
 #: An organization's ``useTotp``, and every item's ``organizationUseTotp``: TOTP codes are made by
 #: the clients, so items may show them. Off, an organization would also count as a free one, with

@@ -136,6 +136,24 @@ def _token(text: str) -> str:
     return token
 
 
+SMTP_SECURITY = ("starttls", "force_tls", "off")
+
+
+def _smtp_security(text: str) -> str:
+    value = text.strip().lower()
+    if value not in SMTP_SECURITY:
+        raise ValueError(f"expected one of {', '.join(SMTP_SECURITY)}")
+    return value
+
+
+def _address(text: str) -> str:
+    address = text.strip()
+    local, at, host = address.rpartition("@")
+    if not at or not local or "." not in host or any(c.isspace() or c in "<>," for c in address):
+        raise ValueError(f"{address!r} is not a mail address")
+    return address
+
+
 def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
     # a secret stays out of the repr, so a logged or printed Config does not carry it
     return field(default=default, repr=not secret, metadata={"env": env, "cast": cast, "doc": doc})
@@ -145,7 +163,8 @@ def _setting(env: str, default: Any, cast: Callable[[str], Any], doc: str, *, se
 class Config:
     database_url: str | None = _setting(
         "DATABASE_URL", None, str,
-        "PostgreSQL URL. Unset: `pgwarden up` runs an embedded PostgreSQL in DATA_FOLDER.")
+        "PostgreSQL URL; several hosts (`h1,h2` with `?target_session_attrs=read-write`) follow a failover."
+        " Unset: `pgwarden up` runs an embedded PostgreSQL in DATA_FOLDER.")
     data_folder: str = _setting(
         "DATA_FOLDER", "data", str, "Where the embedded PostgreSQL keeps its files.")
     domain: str = _setting(
@@ -220,6 +239,23 @@ class Config:
         "Addresses and CIDR ranges of the reverse proxies whose IP_HEADER is believed (comma-separated);"
         " none: believe no one.")
     log_level: str = _setting("LOG_LEVEL", "info", str, "debug, info, warning or error.")
+    smtp_host: str | None = _setting(
+        "SMTP_HOST", None, str,
+        "SMTP server for outgoing mail (two-step codes, invitations, email change, password hints);"
+        " unset: pgwarden sends no mail and the flows that need it work without it or are off.")
+    smtp_port: int | None = _setting(
+        "SMTP_PORT", None, _port, "Its port; unset: 587 for starttls, 465 for force_tls, 25 for off.")
+    smtp_security: str = _setting(
+        "SMTP_SECURITY", "starttls", _smtp_security,
+        "starttls (upgrade a plain connection, refuse a server that cannot), force_tls (TLS from the"
+        " first byte) or off (plain text: a server on the same host only).")
+    smtp_username: str | None = _setting("SMTP_USERNAME", None, str, "Login at the SMTP server, if it wants one.")
+    smtp_password: Secret | None = _setting(
+        "SMTP_PASSWORD", None, Secret, "Password at the SMTP server.", secret=True)
+    smtp_from: str | None = _setting(
+        "SMTP_FROM", None, _address, "The sender address of every mail; required with SMTP_HOST.")
+    smtp_timeout: int = _setting(
+        "SMTP_TIMEOUT", 15, _positive, "Seconds one SMTP connection may take before the mail is retried later.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -236,6 +272,10 @@ class Config:
                 problems.append(f"{f.metadata['env']}: {error}")
         if environ.get("SIGNING_KEY_PASSPHRASE") and environ.get("SIGNING_KEY_PASSPHRASE_FILE"):
             problems.append("SIGNING_KEY_PASSPHRASE and SIGNING_KEY_PASSPHRASE_FILE: set one, not both")
+        if environ.get("SMTP_HOST") and not environ.get("SMTP_FROM"):
+            problems.append("SMTP_FROM: required when SMTP_HOST is set")
+        if bool(environ.get("SMTP_USERNAME")) != bool(environ.get("SMTP_PASSWORD")):
+            problems.append("SMTP_USERNAME and SMTP_PASSWORD: set both or neither")
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -249,6 +289,16 @@ class Config:
             with open(self.signing_key_passphrase_file, encoding="utf-8") as file:
                 return file.read().rstrip("\r\n")
         return None
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.smtp_host is not None
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"starttls": 587, "force_tls": 465, "off": 25}[self.smtp_security]
 
     @property
     def token_issuer(self) -> str:

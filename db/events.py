@@ -129,13 +129,15 @@ class PushType(enum.IntEnum):
     # the established behaviour deletes with 2 (hard) or updates with 0 (soft)
     SYNC_CIPHER_DELETE                           = 9,  Payload.CIPHER,       {_CIPHER},                     Status.NOT_YET
     SYNC_SETTINGS                                = 10, Payload.USER,         {_ACCOUNT},                    Status.PRODUCED
+    # a user-level event; naming an item (a devices row), a LogOut of that one device only
     LOG_OUT                                      = 11, Payload.USER,         {_ACCOUNT},                    Status.PRODUCED
     SYNC_SEND_CREATE                             = 12, Payload.SEND,         {_SEND},                       Status.NOT_YET
     SYNC_SEND_UPDATE                             = 13, Payload.SEND,         {_SEND},                       Status.NOT_YET
     SYNC_SEND_DELETE                             = 14, Payload.SEND,         {_SEND},                       Status.NOT_YET
-    AUTH_REQUEST                                 = 15, Payload.AUTH_REQUEST, {_AUTH},                       Status.NOT_YET
+    # a device asks to log in (vaultapi/routes/auth_requests.py)
+    AUTH_REQUEST                                 = 15, Payload.AUTH_REQUEST, {_AUTH},                       Status.PRODUCED
     # the waiting device is on the anonymous hub; the user's own devices hear of it too
-    AUTH_REQUEST_RESPONSE                        = (16, Payload.AUTH_REQUEST, {_AUTH},                      Status.NOT_YET,
+    AUTH_REQUEST_RESPONSE                        = (16, Payload.AUTH_REQUEST, {_AUTH},                      Status.PRODUCED,
                                                    Hub.USER | Hub.ANONYMOUS)
     # an organization's name changed (vaultapi/models/organizations.py)
     SYNC_ORGANIZATIONS                           = 17, Payload.USER,         {_ORG},                        Status.PRODUCED

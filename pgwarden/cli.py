@@ -160,12 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for chatty in ("pgserver", "alembic.runtime.plugins"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    from core.database import TransactionPooler
     from core.tokens import SigningKeyError
     from db.roles import RoleError
 
     try:
         return args.run(config, args)
-    except (SigningKeyError, RoleError) as error:  # the operator's to fix: the reason, no traceback
+    except (SigningKeyError, RoleError, TransactionPooler) as error:  # the operator's to fix: the reason, no traceback
         log.error("%s", error)
         return 2
 

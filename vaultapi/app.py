@@ -8,6 +8,9 @@ A body is read only after the caller's token is checked, on the routes that want
 up to the route's limit (vaultapi.body_limits): Sanic refuses a larger Content-Length at once,
 and a chunked body as soon as its chunks pass the limit, with a 413 in the route's error shape.
 It is dropped once the request is answered, however long the request object itself is kept.
+
+On SIGTERM the server stops listening and answers the requests in hand before it exits (a
+rolling restart drains; Sanic's GRACEFUL_SHUTDOWN_TIMEOUT, 15 s, bounds the wait).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 from sanic import Request, Sanic
 from sanic.request import RequestParameters
 
+from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
@@ -27,8 +31,12 @@ from vaultapi import body_limits, cors, headers
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.errors import ApiError, handle_error
+from vaultapi.mail.sender import MailSender
+from vaultapi.purpose_tokens import PurposeTokens
 from vaultapi.routes import (
+    account_mail,
     accounts,
+    auth_requests,
     ciphers,
     collections,
     devices,
@@ -38,6 +46,7 @@ from vaultapi.routes import (
     organizations,
     settings,
     sync,
+    two_factor,
 )
 from vaultapi.routes import config as server_config
 
@@ -90,14 +99,16 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
     app.ctx.config = config
-    for area in (identity, accounts, devices, sync, ciphers, folders, settings, server_config, organizations, members,
-                 collections):
+    for area in (identity, accounts, auth_requests, devices, sync, ciphers, folders, settings, server_config,
+                 organizations, members, collections, two_factor, account_mail):
         app.blueprint(area.bp)
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.error_handler.add(Exception, handle_error)
     cors.install(app)
     headers.install(app)
     app.on_response(_let_go_of_body)
+    app.on_response(_close_when_stopping)
+    app.ctx.stopping = False
 
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
@@ -111,13 +122,26 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
         register_issuer = f"{config.domain.rstrip('/')}|register"
         app.ctx.registration_issuer = keys.issuer(register_issuer, REGISTRATION_TOKEN_LIFETIME)
         app.ctx.registration_verifier = keys.verifier(register_issuer)
+        app.ctx.purpose_tokens = PurposeTokens(keys, config.domain)
         app.ctx.key_refresh = asyncio.create_task(keys.keep_fresh(), name="api-keys")
+        keep_large_blocks_returnable()
+        app.ctx.trimming = asyncio.create_task(trim_periodically(), name="api-trim")
         app.ctx.prelogin_secret = await load_server_secret(app.ctx.pool, PRELOGIN)
+        app.ctx.mail_sender = MailSender(app.ctx.pool, config) if config.mail_enabled else None
+        if app.ctx.mail_sender:
+            app.ctx.mail_sender.start()
+
+    @app.before_server_stop
+    async def stop_keeping_alive(app: Sanic) -> None:
+        app.ctx.stopping = True
 
     @app.after_server_stop
     async def close_database(app: Sanic) -> None:
+        if app.ctx.mail_sender:
+            await app.ctx.mail_sender.stop()
         app.ctx.key_refresh.cancel()
-        await asyncio.gather(app.ctx.key_refresh, return_exceptions=True)
+        app.ctx.trimming.cancel()
+        await asyncio.gather(app.ctx.key_refresh, app.ctx.trimming, return_exceptions=True)
         await app.ctx.pool.close()
 
     return app
@@ -131,6 +155,14 @@ async def _let_go_of_body(request: Request, response: object) -> None:
     with it the request being served: its body, up to an import's 32 MiB, would stay as long.
     """
     request.body = b""
+
+
+async def _close_when_stopping(request: Request, response: object) -> None:
+    """On SIGTERM Sanic stops listening and waits for the requests in hand (a rolling restart);
+    answered with Connection: close, their connections end with them, so the process exits as
+    soon as the last one is answered rather than when keep-alive or the grace period runs out."""
+    if request.app.ctx.stopping and request.stream is not None:
+        request.stream.keep_alive = False
 
 
 def serve(config: Config) -> int:

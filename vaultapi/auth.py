@@ -35,7 +35,7 @@ async def caller_of(request: Request) -> Caller:
         raise Unauthorized("Missing or malformed access token.")
     try:
         return await authenticate(token, request.app.ctx.verifier, request.app.ctx.pool,
-                                  find_user=users.find_by_id)
+                                  find_user=users.find_caller)
     except AccessDenied:
         raise Unauthorized("Invalid access token or ended session; log in again.") from None
 

@@ -84,6 +84,14 @@ def is_email(text: str) -> bool:
     return "@" in text and len(text) <= MAX_EMAIL_LENGTH and not any(c.isspace() for c in text)
 
 
+def email_field(body: Body, field: str) -> str:
+    """A required address, lowercased, as an account or a two-step provider stores it."""
+    address = body.str(field, required=True, max_length=MAX_EMAIL_LENGTH).strip().lower()
+    if not is_email(address):
+        raise ApiError(f"The {field} field is not a valid e-mail address.", field=field)
+    return address
+
+
 def parse_uuid(value: Any, field: str) -> uuid.UUID:
     if isinstance(value, str):
         try:

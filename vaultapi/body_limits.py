@@ -40,7 +40,8 @@ MiB = 1024 * KiB
 
 # ---- request bodies, per route ---------------------------------------------------------------
 
-#: login, refresh, prelogin, verification email: a few short fields (the clients send under 2 KiB)
+#: login, refresh, prelogin, verification email, login with device, the account settings: a few
+#: short fields (the clients send under 2 KiB; a KDF change about 1 KiB)
 SMALL_BODY = 8 * KiB
 #: registration carries the wrapped account keys: about 4 KiB from the clients, and the per-field
 #: caps of vaultapi/routes/identity.py add up to about 36 KiB
@@ -67,6 +68,33 @@ _BODY_LIMITS = {
     "identity/accounts/register": REGISTRATION_BODY,
     "api/accounts/register": REGISTRATION_BODY,
     "identity/accounts/register/finish": REGISTRATION_BODY,
+    # two-step settings: a code, a key, a token; a WebAuthn attestation is a few KiB
+    **dict.fromkeys((
+        "api/two-factor/get-authenticator", "api/two-factor/authenticator", "api/two-factor/disable",
+        "api/two-factor/get-email", "api/two-factor/send-email", "api/two-factor/email",
+        "api/two-factor/send-email-login", "api/two-factor/get-recover", "api/two-factor/recover",
+        "api/two-factor/get-webauthn", "api/two-factor/get-webauthn-challenge",
+        "api/accounts/password-hint", "api/accounts/email-token",
+    ), SMALL_BODY),
+    "api/two-factor/webauthn": REGISTRATION_BODY,
+    "api/accounts/email": REGISTRATION_BODY,
+    # login with device, the account settings: a public key or an encrypted key at most
+    **dict.fromkeys((
+        "api/auth-requests",
+        "api/auth-requests/<request_id:uuid>",
+        "api/auth-requests/<request_id:uuid>/response",
+        "api/auth-requests/admin-request",
+        "api/accounts/api-key",
+        "api/accounts/rotate-api-key",
+        "api/accounts/kdf",
+        "api/accounts/avatar",
+        "api/accounts",
+        "api/accounts/delete",
+        "api/ciphers/purge",
+        "api/devices/<device_id:uuid>",
+        "api/devices/<device_id:uuid>/deactivate",
+        "api/devices/<device_id:uuid>/delete",
+    ), SMALL_BODY),
     "api/ciphers/import": IMPORT_BODY,
     # organizations: whole items only where items move in bulk
     "api/ciphers/import-organization": IMPORT_BODY,
@@ -100,6 +128,8 @@ _BODY_LIMITS = {
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/revoke",
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore",
         "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/restore/vnext",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/accept",
+        "api/organizations/<organization_id:uuid>/users/<membership_id:uuid>/reinvite",
     ), MANAGEMENT_BODY),
 }
 

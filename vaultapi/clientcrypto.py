@@ -27,6 +27,7 @@ __all__ = [
     "OrganizationKeys",
     "SymmetricKey",
     "make_account_keys",
+    "make_key_pair",
     "make_organization_keys",
     "master_key",
     "master_password_hash",
@@ -147,6 +148,13 @@ def _key_pair() -> tuple[bytes, bytes]:
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return public_der, private_der
+
+
+def make_key_pair() -> tuple[str, bytes]:
+    """A one-off RSA-2048 pair, as a device asking to log in with another makes: the public key
+    as base64 SubjectPublicKeyInfo (what it sends), the private one as PKCS#8 DER (what it keeps)."""
+    public_der, private_der = _key_pair()
+    return _b64(public_der), private_der
 
 
 def make_account_keys(email: str, password: str, iterations: int = DEFAULT_ITERATIONS) -> AccountKeys:

@@ -1,17 +1,28 @@
 """The connection pool, with JSON columns read and written as Python values, and JSON parameters
-encoded ahead in batches."""
+encoded ahead in batches.
+
+Behind a transaction pooler (PgBouncer in transaction mode) each transaction may run on another
+server, where a statement prepared on the last one does not exist: the pool then names none and
+asyncpg sends each statement unnamed, prepared and run on the same server."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
 
+from core.database import lends_per_transaction
 from vaultapi import body_limits
 
 __all__ = ["BATCH", "EncodedJson", "encode_in_batches", "open_pool"]
+
+log = logging.getLogger(__name__)
+
+#: named statements a connection keeps prepared (asyncpg's default), when it has a server of its own
+STATEMENT_CACHE = 100
 
 #: characters of JSON in one parameter of a batch
 BATCH = 1024 * 1024
@@ -59,4 +70,9 @@ async def _init(conn: asyncpg.Connection) -> None:
 
 
 async def open_pool(database_url: str) -> asyncpg.Pool:
-    return await asyncpg.create_pool(database_url, min_size=1, max_size=10, init=_init)
+    cache = STATEMENT_CACHE
+    if await lends_per_transaction(database_url):
+        log.info("the database URL leads to a transaction pooler: no named prepared statements")
+        cache = 0
+    return await asyncpg.create_pool(database_url, min_size=1, max_size=10, init=_init,
+                                     statement_cache_size=cache)

@@ -15,6 +15,7 @@ from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
+from core.database import NO_PRIMARY
 from core.errors import error_json
 
 __all__ = [
@@ -116,7 +117,8 @@ def _as_api_error(request: Request, exception: Exception) -> ApiError:
     if isinstance(exception, asyncpg.ForeignKeyViolationError):
         # what the request names was deleted by another request while this one ran
         return ApiError("The request names something that no longer exists.")
-    if isinstance(exception, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)):
+    if isinstance(exception, NO_PRIMARY):
+        # down, restarting, read-only, or a failover under way: the client tries again
         log.error("database unavailable: %s", exception)
         return ApiError("The service is temporarily unavailable.", status=503)
     log.exception("unexpected error on %s %s", request.method, request.path, exc_info=exception)

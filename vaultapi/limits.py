@@ -1,4 +1,5 @@
-"""How often a client address and an account may try a master password, and an address register.
+"""How often a client address and an account may try a master password (or an API key), and an
+address register or ask to log in with a device.
 
 The settings are Vaultwarden's: a token bucket of LOGIN_RATELIMIT_MAX_BURST attempts that
 refills one attempt every LOGIN_RATELIMIT_SECONDS. pgwarden keeps one bucket per client address
@@ -20,11 +21,15 @@ from vaultapi.client import client_address
 from vaultapi.errors import TooManyRequests
 from vaultapi.models import login_limits
 
-__all__ = ["address_key", "password_attempt", "password_verified", "registration_attempt"]
+__all__ = ["address_key", "auth_request_attempt", "mail_request", "password_attempt", "password_verified",
+           "registration_attempt"]
 
 ADDRESS = "address"
 ACCOUNT = "account"
 REGISTRATION = "registration"
+MAIL_FROM = "mail-from"
+MAIL_TO = "mail-to"
+AUTH_REQUEST = "auth-request"
 
 
 def address_key(address: str) -> str:
@@ -68,3 +73,16 @@ async def password_verified(request: Request, email: str) -> None:
 async def registration_attempt(request: Request) -> None:
     """Count one registration from the client's address: each tells whether an email is taken."""
     await _take(request, (REGISTRATION, address_key(client_address(request))))
+
+
+async def mail_request(request: Request, recipient: str) -> None:
+    """Count one request that mails an address of the caller's choosing (a password hint, a
+    verification link, a setup or email change code), per client address and per recipient:
+    nobody floods a mailbox through pgwarden."""
+    await _take(request, (MAIL_FROM, address_key(client_address(request))), (MAIL_TO, _account_key(recipient)))
+
+
+async def auth_request_attempt(request: Request) -> None:
+    """Count one login-with-device request from the client's address: each one notifies every
+    device of an account, and tells whether an email has an account with that device."""
+    await _take(request, (AUTH_REQUEST, address_key(client_address(request))))

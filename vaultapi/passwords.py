@@ -6,8 +6,9 @@ already the output of 600000 client-side PBKDF2 rounds, and a login must stay ch
 a burst of them cannot starve the server. Stored hashes carry their parameters, so raising them
 later needs no migration.
 
-At most HASHING_SLOTS hashes run at once (one per core: more would only share the same cores
-and take the worker threads everything else needs). A hash that finds no free slot within
+At most HASHING_SLOTS hashes run at once (one per core: more would only share the same cores),
+in threads of their own: each thread that hashes keeps a malloc arena sized for argon2's
+19 MiB, so the number of such threads is what bounds that memory. A hash that finds no free slot within
 HASHING_WAIT seconds is refused with a 429 rather than queued behind a burst.
 """
 
@@ -18,8 +19,10 @@ import functools
 import os
 import secrets
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -32,7 +35,10 @@ HASHING_SLOTS = os.cpu_count() or 1
 #: seconds a hash may wait for a slot; a login takes a few tens of milliseconds
 HASHING_WAIT = 2.0
 
+T = TypeVar("T")
+
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_hashing_threads = ThreadPoolExecutor(HASHING_SLOTS, thread_name_prefix="argon2")
 # a semaphore belongs to one event loop; tests run several loops in one process
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
@@ -55,9 +61,13 @@ async def hashing_slot() -> AsyncIterator[None]:
         slots.release()
 
 
+async def _in_hashing_thread(work: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing_threads, work, *args)
+
+
 async def hash_password(master_password_hash: str) -> str:
     async with hashing_slot():
-        return await asyncio.to_thread(_hasher.hash, master_password_hash)
+        return await _in_hashing_thread(_hasher.hash, master_password_hash)
 
 
 @functools.cache
@@ -75,4 +85,4 @@ async def verify_password(stored: str | None, master_password_hash: str) -> bool
             return False
 
     async with hashing_slot():
-        return await asyncio.to_thread(check)
+        return await _in_hashing_thread(check)

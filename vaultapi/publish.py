@@ -8,7 +8,9 @@ change (db/migrations/versions/0002). What they cannot know comes from here:
 - that a transaction is a bulk change (``mark_bulk_change``): only SyncVault/SyncCiphers,
   never an item's event;
 - events about a user rather than a row (``user_event``, ``log_out_other_devices``,
-  ``log_out_all_devices``): a row in sync_events, which its trigger publishes;
+  ``log_out_all_devices``, ``log_out_device``): a row in sync_events, which its trigger publishes;
+- login with device (``auth_request``, ``auth_request_answered``): a sync_events row naming the
+  auth request, which the hub also routes to the device waiting for it on the anonymous hub;
 - what changes in a member's organizations (``org_keys_changed``, ``access_changed``,
   ``organization_changed``): the memberships, collection grants and organizations have no
   trigger, so the API names the members.
@@ -28,7 +30,10 @@ from db.events import PushType
 
 __all__ = [
     "access_changed",
+    "auth_request",
+    "auth_request_answered",
     "log_out_all_devices",
+    "log_out_device",
     "log_out_other_devices",
     "mark_bulk_change",
     "org_keys_changed",
@@ -76,6 +81,21 @@ async def log_out_all_devices(conn: asyncpg.Connection, user_id: uuid.UUID) -> N
         user_id, PushType.LOG_OUT)
 
 
+async def log_out_device(conn: asyncpg.Connection, user_id: uuid.UUID, device_id: uuid.UUID) -> None:
+    """LogOut to one device of the user (the devices row it names), which the hub closes."""
+    await _add_item_event(conn, user_id, PushType.LOG_OUT, device_id)
+
+
+async def auth_request(conn: asyncpg.Connection, user_id: uuid.UUID, request_id: uuid.UUID) -> None:
+    """AuthRequest to every signed-in device of the user: a device asks to log in."""
+    await _add_item_event(conn, user_id, PushType.AUTH_REQUEST, request_id)
+
+
+async def auth_request_answered(conn: asyncpg.Connection, user_id: uuid.UUID, request_id: uuid.UUID) -> None:
+    """AuthRequestResponse: to the device waiting on the anonymous hub, and the user's devices."""
+    await _add_item_event(conn, user_id, PushType.AUTH_REQUEST_RESPONSE, request_id)
+
+
 async def org_keys_changed(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID]) -> None:
     """SyncOrgKeys to each user: an organization, or its key, came or went (created, confirmed,
     revoked, restored, removed, left, deleted). The clients sync at once, whatever the revision
@@ -105,6 +125,12 @@ async def _set_local(conn: asyncpg.Connection, setting: str, value: str) -> None
 async def _add_event(conn: asyncpg.Connection, user_id: uuid.UUID, push_type: PushType) -> None:
     # the device column is left to its default, the acting device (null when it is too long)
     await conn.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, $2)", user_id, push_type)
+
+
+async def _add_item_event(conn: asyncpg.Connection, user_id: uuid.UUID, push_type: PushType,
+                          item_id: uuid.UUID) -> None:
+    await conn.execute("INSERT INTO sync_events (user_id, push_type, item_id) VALUES ($1, $2, $3)",
+                       user_id, push_type, item_id)
 
 
 async def _add_events(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID], push_type: PushType) -> None:

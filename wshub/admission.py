@@ -1,6 +1,6 @@
 """Checks made before the WebSocket upgrade, so that a refusal is a plain HTTP response.
 
-In order: the hub is enabled, the request is a WebSocket upgrade the library can accept, the
+In order: the hub is enabled and not stopping, the request is a WebSocket upgrade the library can accept, the
 caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
 connection stays within the caps: then its slot is taken in the registry, before the upgrade, so
 a socket counts from its first byte, handshake or not. The slot is given back when the request
@@ -36,6 +36,9 @@ async def admit(request: Request) -> HTTPResponse | None:
     metrics: HubMetrics = app.ctx.metrics
     if not config.websocket_enabled:
         return _refuse(metrics, 404, "disabled", "live sync is disabled (WEBSOCKET_ENABLED=false)")
+    if app.ctx.registry.draining:
+        # a rolling restart: the client's reconnect goes to another replica, or to this one restarted
+        return _refuse(metrics, 503, "stopping", "the hub is stopping; connect again")
     refused_upgrade = _upgrade_refusal(request)
     if refused_upgrade is not None:
         return _refuse(metrics, *refused_upgrade)

@@ -32,6 +32,7 @@ from sanic.handlers import ErrorHandler
 from sanic.models.server_types import ConnInfo
 from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 
+from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
 from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
@@ -129,11 +130,14 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
             asyncio.create_task(keep_alive(registry, tuning.ping_interval), name="hub-keepalive"),
             asyncio.create_task(app.ctx.keys.keep_fresh(), name="hub-keys"),
+            asyncio.create_task(trim_periodically(), name="hub-trim"),
         ]
+        keep_large_blocks_returnable()
         log.info("hub listening for events on database %s", redact_dsn(url))
 
     @app.before_server_stop
     async def _stop(app: Sanic) -> None:
+        registry.draining = True  # first: a socket admitted now would miss the goodbye
         await close_all(list(registry), CloseReason.SHUTDOWN, tuning.shutdown_grace)
         for task in app.ctx.tasks:
             task.cancel()

@@ -37,12 +37,13 @@ _ids = itertools.count(1)
 
 class Connection:
     """A live hub connection. ``user_id`` is set on the hub, ``auth_request_id`` on the anonymous hub.
-    ``expires_at`` (seconds since the epoch) is when its token, or its wait, runs out."""
+    ``device_id`` is the account's devices row of the token's device (what a one-device LogOut
+    names). ``expires_at`` (seconds since the epoch) is when its token, or its wait, runs out."""
 
     # Slots: attribute reads on the fan-out path stay as cheap as they go.
-    __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "auth_request_id",
-                 "expires_at", "buffered", "_open", "_frames", "_send_buffer", "_wakeup", "_goodbye_queued",
-                 "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
+    __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "device_id",
+                 "auth_request_id", "expires_at", "buffered", "_open", "_frames", "_send_buffer", "_wakeup",
+                 "_goodbye_queued", "_on_sent", "_close_timeout", "_writer", "_ending", "_closed")
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class Connection:
         send_buffer: int,
         user_id: str | None = None,
         device_identifier: str | None = None,
+        device_id: str | None = None,
         auth_request_id: str | None = None,
         expires_at: float | None = None,
         on_sent: Callable[[], None] = lambda: None,
@@ -67,6 +69,7 @@ class Connection:
         self.ip = ip
         self.user_id = user_id
         self.device_identifier = device_identifier
+        self.device_id = device_id
         self.auth_request_id = auth_request_id
         self.expires_at = expires_at
         #: Bytes queued and not yet written, the frame in the writer's hands included.

@@ -74,6 +74,9 @@ class Delivery:
 
     def _to_user(self, user_id: str, event: Event) -> int:
         recipients = self.registry.of_user(user_id)
+        if event.type == PushType.LOG_OUT and event.item_id is not None:
+            # one device's LogOut (it was deactivated): the item is its devices row
+            recipients = frozenset(c for c in recipients if c.device_id == event.item_id)
         queued = self._send(recipients, receive_message(event))
         if event.type == PushType.LOG_OUT:
             self._log_out(recipients)

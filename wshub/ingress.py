@@ -6,6 +6,11 @@ server says so (termination listener) and within a probe interval when it goes s
 connected user whose revision date moved since the last moment the link was known good (minus a
 margin for transactions that were open then) gets one SyncVault, so their clients re-check and
 converge. Users untouched by the gap hear nothing.
+
+LISTEN and NOTIFY exist only on the primary, and only for a session: with a multi-host URL
+(``?target_session_attrs=read-write``) every reconnect finds the primary of the moment, so the
+link follows a failover by itself; a URL that leads to a transaction pooler is refused, since
+LISTEN there would hear nothing (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from core.database import DATABASE_ERRORS
+from core.database import DATABASE_ERRORS, TransactionPooler, lends_per_transaction
 from db.events import CHANNEL, Event, EventError, PushType, decode_event
 
 __all__ = ["Ingress", "IngressTuning"]
@@ -70,6 +75,9 @@ class Ingress:
             try:
                 await self._open()
                 return
+            except TransactionPooler as error:  # retrying would not change the URL
+                log.error("%s", error)
+                raise
             except DATABASE_ERRORS as error:
                 log.warning("LISTEN connection failed (%s); retrying in %.1f s", error, delay)
             except Exception:  # a bug in recovery must not end the one LISTEN task: retry
@@ -97,6 +105,11 @@ class Ingress:
 
     async def _open(self) -> None:
         async with asyncio.timeout(self.tuning.open_timeout):
+            if await lends_per_transaction(self.database_url):
+                raise TransactionPooler(
+                    "DATABASE_URL leads to a transaction pooler: LISTEN needs a session of its own, which"
+                    " such a pooler does not keep. Give the hub a URL to PostgreSQL itself or to a"
+                    " session-mode pool (docs/scaling.md).")
             conn = await asyncpg.connect(self.database_url,
                                          server_settings={"application_name": "pgwarden-hub-listen"})
             try:

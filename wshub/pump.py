@@ -46,7 +46,8 @@ class _ClientGone(Exception):
 async def hub_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     caller: Caller = request.ctx.caller
     await _run(request, ws, "user", request.app.ctx.config.hub_max_message_size, float(caller.claims["exp"]),
-               user_id=str(caller.user_id), device_identifier=caller.device_identifier)
+               user_id=str(caller.user_id), device_identifier=caller.device_identifier,
+               device_id=str(caller.device_id) if caller.device_id else None)
 
 
 async def anonymous_socket(request: Request, ws: WebsocketImplProtocol) -> None:

@@ -74,6 +74,8 @@ class Registry:
         # the expiry wheel: second -> connections expiring in it, and those seconds in order
         self._expiring: dict[int, set[Connection]] = {}
         self._seconds: list[int] = []
+        #: Set when the hub stops: no new connection is admitted while the others are told goodbye.
+        self.draining = False
 
     def __len__(self) -> int:
         return self._count

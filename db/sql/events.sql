@@ -58,7 +58,7 @@ $$;
 -- the one definition of what a user's revision date is. It combines two narrow rows, so that
 -- moving either writes a small row instead of a new version of a wide one:
 -- - user_revisions (migration 0006), one per user, moved by the user's own changes;
--- - organization_revisions (migration 0008), one per organization, moved once per change of the
+-- - organization_revisions (migration 0010), one per organization, moved once per change of the
 --   organization's items however many members it has;
 -- as GREATEST(the user's row, the rows of the enabled organizations the user is a confirmed
 -- member of), member_access's rule.

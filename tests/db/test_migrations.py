@@ -75,6 +75,25 @@ def test_migrate_command_against_database_url(empty_database_url: str) -> None:
     assert migrate.current_revision(empty_database_url) == migrate_head()
 
 
+def test_migrate_command_with_a_multi_host_url_finds_the_host_that_takes_writes(empty_database_url: str) -> None:
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from tests.support.processes import free_port
+
+    # a host that is down, then the server: as after a failover, with the old primary listed first
+    parts = urlsplit(empty_database_url)
+    host = f"{parts.hostname}:{parts.port or 5432}"
+    url = empty_database_url.replace(host, f"127.0.0.1:{free_port()},{host}", 1) + "?target_session_attrs=read-write"
+    env = {**os.environ, "DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "pgwarden.cli", "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert migrate.current_revision(url) == migrate.current_revision(empty_database_url) == migrate_head()
+
+
 def migrate_head() -> str:
     from alembic.script import ScriptDirectory
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from db.roles import hub_grants
 from tests.wshub.support import HubClient, create_user, hub_config, issuer_for, start_hub
 
 PASSWORD_VARIABLE = "PGWARDEN_TEST_HUB_PASSWORD"
@@ -72,6 +74,8 @@ async def test_hub_role_reads_only_what_the_hub_needs(hub_url: str, db: asyncpg.
                                     " RETURNING id")
         assert await hub_db.fetchval("SELECT count(*) FROM token_public_keys") == 1
         assert await hub_db.fetchrow("SELECT id, security_stamp FROM users WHERE id = $1", user_id)
+        # whether a token's device was deactivated (core.access.find_stamp)
+        assert await hub_db.fetch("SELECT id, active FROM devices WHERE user_id = $1 AND identifier = 'd'", user_id) == []
         assert await hub_db.fetch(  # the LISTEN gap recovery
             "SELECT user_id, revision_date FROM pgwarden_user_revisions($1::uuid[]) WHERE revision_date > $2",
             [user_id], await db.fetchval("SELECT now() - interval '1 day'"))
@@ -87,6 +91,8 @@ async def test_hub_role_reads_only_what_the_hub_needs(hub_url: str, db: asyncpg.
             "SELECT password_hash FROM users",
             "SELECT * FROM ciphers",
             "SELECT * FROM devices",
+            "SELECT refresh_token_hash FROM devices",
+            "SELECT * FROM auth_requests",
             "UPDATE users SET security_stamp = gen_random_uuid()",
             "DELETE FROM token_public_keys",
         ):
@@ -136,3 +142,47 @@ def test_grant_hub_refuses_a_superuser(database_url: str) -> None:
 def test_grant_hub_refuses_a_name_that_is_no_plain_identifier() -> None:
     done = pgwarden("db", "grant-hub", 'x"; DROP TABLE users; --', "--print")
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+async def test_migrating_to_0008_carries_an_existing_hub_role_to_the_device_check(
+        database_url: str, role_name: str, db: asyncpg.Connection) -> None:
+    """A hub role granted before migration 0008 reads the token's device after it, with no new grant-hub."""
+    from db import migrate
+
+    await db.execute(f'CREATE ROLE "{role_name}" LOGIN PASSWORD \'{PASSWORD}\'')
+    await asyncio.to_thread(migrate.downgrade, database_url, "0007")
+    # the grants of that time: neither the devices nor the organizations' revisions (migration 0010)
+    before = "\n".join(line for line in hub_grants(role_name).splitlines()
+                       if " ON devices " not in line and "organization_revisions" not in line)
+    await db.execute(before)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    hub_db = await asyncpg.connect(as_role(database_url, role_name, PASSWORD))
+    try:
+        assert await hub_db.fetch("SELECT id, active FROM devices WHERE identifier = 'd'") == []
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await hub_db.execute("SELECT refresh_token_hash FROM devices")
+    finally:
+        await hub_db.close()
+
+
+async def test_migrating_to_0010_carries_an_existing_hub_role_to_organization_routing(
+        database_url: str, role_name: str, db: asyncpg.Connection) -> None:
+    """A hub role granted before migration 0010 reads the members' grants and revision dates after it."""
+    from db import migrate
+
+    await db.execute(f'CREATE ROLE "{role_name}" LOGIN PASSWORD \'{PASSWORD}\'')
+    await asyncio.to_thread(migrate.downgrade, database_url, "0009")
+    before = "\n".join(line for line in hub_grants(role_name).splitlines()
+                       if "organization_revisions" not in line and "member_access" not in line)
+    await db.execute(before)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    user_id = await db.fetchval("INSERT INTO users (email, password_hash, key) VALUES ('m@example.com', 'x', 'k')"
+                                " RETURNING id")
+    hub_db = await asyncpg.connect(as_role(database_url, role_name, PASSWORD))
+    try:
+        assert await hub_db.fetch("SELECT organization_id FROM member_access WHERE user_id = $1", user_id) == []
+        assert len(await hub_db.fetch("SELECT * FROM pgwarden_user_revisions($1::uuid[])", [user_id])) == 1
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await hub_db.execute("SELECT * FROM memberships")
+    finally:
+        await hub_db.close()

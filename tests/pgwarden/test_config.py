@@ -80,6 +80,8 @@ def test_readme_documents_every_setting_with_its_default() -> None:
 def test_redact_dsn_hides_the_password_only() -> None:
     assert redact_dsn("postgresql://app:s3cret@db:5432/vault") == "postgresql://app:***@db:5432/vault"
     assert redact_dsn("postgresql://app@db/vault") == "postgresql://app@db/vault"
+    assert redact_dsn("postgresql://app:s3cret@db1:5432,db2:5432/vault?target_session_attrs=read-write") == (
+        "postgresql://app:***@db1:5432,db2:5432/vault?target_session_attrs=read-write")
 
 
 def test_signing_key_passphrase_comes_from_the_environment_or_a_file(tmp_path) -> None:

@@ -7,9 +7,13 @@ same key exchange (an organization key wrapped to each member's public key).
 
 from __future__ import annotations
 
+import secrets
 import ssl
+import string
 import uuid
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 
@@ -17,6 +21,7 @@ from vaultapi.clientcrypto import (
     AccountKeys,
     SymmetricKey,
     make_account_keys,
+    make_key_pair,
     make_organization_keys,
     master_key,
     master_password_hash,
@@ -25,11 +30,22 @@ from vaultapi.clientcrypto import (
     wrap_key,
 )
 
-__all__ = ["BitwardenClient", "TEST_ITERATIONS"]
+__all__ = ["BitwardenClient", "LoginRequest", "TEST_ITERATIONS"]
 
 #: fewer KDF rounds than a real account (600000) keep tests quick; still above the server minimum
 TEST_ITERATIONS = 100_000
 CLI_DEVICE_TYPE = 25  # LinuxCLI
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """What a device asking to log in with another keeps: the request, its access code and the
+    private half of the key pair whose public half it sent."""
+
+    id: str
+    access_code: str
+    private_key: bytes
+    reply: dict[str, Any]
 
 
 class BitwardenClient:
@@ -86,16 +102,42 @@ class BitwardenClient:
         self.email, self.password, self.iterations = email, password, iterations
         return keys
 
+    async def register_by_mail(self, email: str, password: str, inbox: Any, name: str | None = None,
+                               iterations: int = TEST_ITERATIONS) -> AccountKeys:
+        """Register as the current clients do on a server that sends mail: ask for the link,
+        take its token from the mail that arrived in `inbox` (tests.support.smtp), finish."""
+        before = len(inbox.to(email.lower()))
+        asked = await self.http.post("/identity/accounts/register/send-verification-email",
+                                     headers=self._device_headers(), json={"email": email, "name": name})
+        asked.raise_for_status()
+        mail = (await inbox.wait(email.lower(), before + 1))[-1]
+        token = parse_qs(mail.link().split("?", 1)[1])["token"][0]
+        keys = make_account_keys(email, password, iterations)
+        finished = await self.http.post("/identity/accounts/register/finish", headers=self._device_headers(), json={
+            "email": email, "emailVerificationToken": token, "masterPasswordHash": keys.master_password_hash,
+            "userSymmetricKey": keys.key, "kdf": 0, "kdfIterations": iterations,
+            "userAsymmetricKeys": {"publicKey": keys.public_key, "encryptedPrivateKey": keys.encrypted_private_key},
+        })
+        finished.raise_for_status()
+        self.email, self.password, self.iterations = email, password, iterations
+        return keys
+
     def password_hash(self, password: str | None = None) -> str:
         password = password if password is not None else self.password
         return master_password_hash(master_key(password, self.email, self.iterations), password)
 
-    async def request_token(self, password: str | None = None) -> httpx.Response:
-        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data={
+    async def request_token(self, password: str | None = None, two_factor: tuple[int, str] | None = None,
+                            remember: bool = False) -> httpx.Response:
+        """The password grant; two_factor: (provider type, code) for the second step."""
+        form = {
             "grant_type": "password", "username": self.email, "password": self.password_hash(password),
             "scope": "api offline_access", "client_id": "cli", "deviceType": str(self.device_type),
             "deviceIdentifier": self.device, "deviceName": "linux",
-        })
+        }
+        if two_factor is not None:
+            form |= {"twoFactorProvider": str(two_factor[0]), "twoFactorToken": two_factor[1],
+                     "twoFactorRemember": "1" if remember else "0"}
+        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data=form)
 
     async def login(self, email: str | None = None, password: str | None = None) -> dict[str, Any]:
         """Log in with the password grant and unlock the user key; returns the token reply."""
@@ -129,6 +171,56 @@ class BitwardenClient:
     @property
     def auth_headers(self) -> dict[str, str]:
         return {**self._device_headers(), "Authorization": f"Bearer {self.access_token}"}
+
+    # ---- login with device ------------------------------------------------------------
+
+    async def ask_to_log_in(self, email: str, request_type: int = 0) -> tuple[httpx.Response, LoginRequest | None]:
+        """POST an auth request as the clients' login page does: the reply, and what this device
+        keeps of an accepted request."""
+        public_key, private_key = make_key_pair()
+        code = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(25))
+        response = await self.http.post("/api/auth-requests", headers=self._device_headers(), json={
+            "email": email, "publicKey": public_key, "deviceIdentifier": self.device, "accessCode": code,
+            "type": request_type,
+        })
+        if response.status_code != 200:
+            return response, None
+        return response, LoginRequest(response.json()["id"], code, private_key, response.json())
+
+    async def answer(self, request_id: str, approve: bool = True) -> httpx.Response:
+        """Approve (the user key encrypted to the request's public key) or deny, from this device."""
+        public_key = (await self.get(f"/api/auth-requests/{request_id}")).json().get("publicKey")
+        # a request this device cannot read is answered all the same, with a key of the right shape
+        key = (wrap_key(public_key, self.user_key) if public_key else "4.AAAA") if approve and self.user_key else None
+        return await self.put(f"/api/auth-requests/{request_id}", json={
+            "key": key, "masterPasswordHash": None, "deviceIdentifier": self.device, "requestApproved": approve,
+        })
+
+    async def read_answer(self, request: LoginRequest) -> httpx.Response:
+        return await self.http.get(f"/api/auth-requests/{request.id}/response",
+                                   params={"code": request.access_code}, headers=self._device_headers())
+
+    async def log_in_with_request(self, email: str, request: LoginRequest) -> httpx.Response:
+        """Read the approval, log in with the access code, and unlock with the key it carries; the
+        first reply that is not a 200."""
+        answer = await self.read_answer(request)
+        if answer.status_code != 200:
+            return answer
+        response = await self.request_token_with(email, request)
+        if response.status_code == 200:
+            self.email, self.tokens = email, response.json()
+            self.user_key = unwrap_key(request.private_key, answer.json()["key"])
+            if self.tokens.get("PrivateKey"):
+                self.private_key = self.user_key.decrypt(self.tokens["PrivateKey"])
+        return response
+
+    async def request_token_with(self, email: str, request: LoginRequest) -> httpx.Response:
+        """The password grant of login with device: the access code as the password."""
+        return await self.http.post("/identity/connect/token", headers=self._device_headers(), data={
+            "grant_type": "password", "username": email, "password": request.access_code,
+            "authRequest": request.id, "scope": "api offline_access", "client_id": "web",
+            "deviceType": str(self.device_type), "deviceIdentifier": self.device, "deviceName": "linux",
+        })
 
     # ---- API calls -----------------------------------------------------------------------
 

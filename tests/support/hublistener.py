@@ -1,5 +1,6 @@
 """The official SignalR client, configured as the Bitwarden clients configure theirs, in a Node
-process (tests/e2e/js/signalr-listen.mjs) or in headless Chromium (browser-listen.mjs).
+process (tests/e2e/js/signalr-listen.mjs; signalr-anonymous.mjs for the anonymous hub) or in
+headless Chromium (browser-listen.mjs).
 
 Both print one JSON line per event; :class:`HubListener` collects them for a test to await.
 """
@@ -40,6 +41,14 @@ class HubListener:
         return await cls._spawn(name, [node(), str(JS / "signalr-listen.mjs"), server_url], certs, logs)
 
     @classmethod
+    async def anonymous(cls, server_url: str, certs: TlsFiles, logs: Path,
+                        name: str = "node-signalr-anonymous") -> HubListener:
+        """A device waiting for the answer to its auth request (connect with the request's id)."""
+        package("@microsoft/signalr")
+        package("@microsoft/signalr-protocol-msgpack")
+        return await cls._spawn(name, [node(), str(JS / "signalr-anonymous.mjs"), server_url], certs, logs)
+
+    @classmethod
     async def browser(cls, server_url: str, certs: TlsFiles, logs: Path) -> HubListener:
         package("playwright-core")
         chromium = require_tool("chromium")
@@ -72,14 +81,16 @@ class HubListener:
         await self.process.stdin.drain()
 
     async def connect(self, token: str, timeout: float = 60.0) -> None:
-        """Start the hub connection with `token`; return once the SignalR handshake is done."""
+        """Start the hub connection with `token` (an access token; on the anonymous hub, the auth
+        request id); return once the SignalR handshake is done."""
         await self._send({"token": token})
         state = await asyncio.wait_for(self.states.get(), timeout)
         if state["event"] != "connected":
             raise AssertionError(f"{self.name} did not connect: {state}")
 
     async def next(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The argument of the next ReceiveMessage, as the client decoded it."""
+        """The argument of the next message (ReceiveMessage; on the anonymous hub,
+        AuthRequestResponseRecieved), as the client decoded it."""
         event = await asyncio.wait_for(self.messages.get(), timeout)
         self.received_at = event["receivedAt"]
         return dict(event["arguments"][0])

@@ -46,7 +46,7 @@ class ManagedProcess:
     """One child process with its output in `log`; stop() ends it, however it behaves."""
 
     def __init__(self, name: str, argv: Sequence[str], log: Path,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None, user: str | None = None) -> None:
         self.name = name
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +55,7 @@ class ManagedProcess:
             self.process = subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                user=user, group=user,  # a server that refuses root (PostgreSQL, PgBouncer) runs as user
             )
         RUNNING.append(self)
 

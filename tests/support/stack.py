@@ -79,13 +79,15 @@ class Stack:
     logs: Path
     apis: list[Replica] = field(default_factory=list)
     hubs: list[Replica] = field(default_factory=list)
+    #: more settings for every replica (SMTP_*, ...)
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, apis: int = 1, hubs: int = 1) -> Stack:
         try:
             for index in range(1, apis + 1):
-                self.apis.append(start_replica("api", self.database_url, self.domain, self.logs, index))
+                self.apis.append(start_replica("api", self.database_url, self.domain, self.logs, index, self.env))
             for index in range(1, hubs + 1):
-                self.hubs.append(start_replica("hub", self.database_url, self.domain, self.logs, index))
+                self.hubs.append(start_replica("hub", self.database_url, self.domain, self.logs, index, self.env))
         except BaseException:
             self.stop()
             raise

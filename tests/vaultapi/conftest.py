@@ -36,19 +36,27 @@ async def api(database_url: str) -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
-async def new_client(api: str) -> AsyncIterator[Callable[..., BitwardenClient]]:
-    """A factory of clients (devices) for the API; closes them all at the end."""
+@asynccontextmanager
+async def client_factory(url: str) -> AsyncIterator[Callable[..., BitwardenClient]]:
+    """A factory of clients (devices) for the API at url; closes them all at the end."""
     made: list[BitwardenClient] = []
 
     def make(**kwargs: Any) -> BitwardenClient:
-        client = BitwardenClient(api, **kwargs)
+        client = BitwardenClient(url, **kwargs)
         made.append(client)
         return client
 
-    yield make
-    for client in made:
-        await client.aclose()
+    try:
+        yield make
+    finally:
+        for client in made:
+            await client.aclose()
+
+
+@pytest.fixture
+async def new_client(api: str) -> AsyncIterator[Callable[..., BitwardenClient]]:
+    async with client_factory(api) as make:
+        yield make
 
 
 async def registered(new_client: Callable[..., BitwardenClient], email: str, name: str) -> BitwardenClient:

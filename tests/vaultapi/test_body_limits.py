@@ -36,6 +36,10 @@ ANONYMOUS_ROUTES = [
     ("/api/accounts/register", "application/json"),
     ("/identity/accounts/register/send-verification-email", "application/json"),
     ("/identity/accounts/register/finish", "application/json"),
+    ("/api/two-factor/send-email-login", "application/json"),
+    ("/api/two-factor/recover", "application/json"),
+    ("/api/accounts/password-hint", "application/json"),
+    ("/api/auth-requests", "application/json"),
 ]
 
 
@@ -65,22 +69,27 @@ async def test_huge_chunked_body_to_each_anonymous_route_is_413_before_it_ends(f
         _assert_too_large(await send_start_of(full_size_api, path, content_type, 16 * MiB, chunked=True), path)
 
 
-async def test_vault_write_larger_than_its_limit_is_413_before_it_is_sent(full_size_api: str) -> None:
-    client = BitwardenClient(full_size_api)
-    try:
+@pytest.fixture
+async def signed_in(full_size_api: str) -> AsyncIterator[dict[str, str]]:
+    """The Authorization header of a registered, logged-in user of full_size_api."""
+    async with BitwardenClient(full_size_api) as client:
         await client.register("big@example.com", PASSWORD)
         await client.login()
-        auth = {"Authorization": f"Bearer {client.access_token}"}
-        for path in ("/api/ciphers", "/api/folders", "/api/ciphers/move"):
-            reply = await send_start_of(full_size_api, path, "application/json", 16 * MiB, headers=auth)
-            _assert_too_large(reply, path)
-        # the import takes large bodies, but not unbounded ones, and only from a signed-in caller
-        reply = await send_start_of(full_size_api, "/api/ciphers/import", "application/json", 64 * MiB, headers=auth)
-        _assert_too_large(reply, "/api/ciphers/import")
-        anonymous = await send_start_of(full_size_api, "/api/ciphers/import", "application/json", 16 * MiB)
-        assert anonymous.status == 401 and anonymous.json()["object"] == "error"
-    finally:
-        await client.aclose()
+        yield {"Authorization": f"Bearer {client.access_token}"}
+
+
+async def test_vault_write_larger_than_its_limit_is_413_before_it_is_sent(
+    full_size_api: str, signed_in: dict[str, str]
+) -> None:
+    auth = signed_in
+    for path in ("/api/ciphers", "/api/folders", "/api/ciphers/move"):
+        reply = await send_start_of(full_size_api, path, "application/json", 16 * MiB, headers=auth)
+        _assert_too_large(reply, path)
+    # the import takes large bodies, but not unbounded ones, and only from a signed-in caller
+    reply = await send_start_of(full_size_api, "/api/ciphers/import", "application/json", 64 * MiB, headers=auth)
+    _assert_too_large(reply, "/api/ciphers/import")
+    anonymous = await send_start_of(full_size_api, "/api/ciphers/import", "application/json", 16 * MiB)
+    assert anonymous.status == 401 and anonymous.json()["object"] == "error"
 
 
 async def test_an_answered_request_keeps_no_body(full_size_api: str) -> None:
@@ -189,3 +198,14 @@ async def test_huge_anonymous_bodies_are_refused_unparsed_while_alive_answers(
         stop.set()
         await asyncio.gather(*flooding, return_exceptions=True)
     assert parsed == [], parsed
+
+
+async def test_two_step_settings_take_small_bodies(full_size_api: str, signed_in: dict[str, str]) -> None:
+    """A code, a key and a token: 8 KiB; a WebAuthn key's attestation and the email change: 64 KiB."""
+    for path in ("/api/two-factor/get-authenticator", "/api/two-factor/authenticator",
+                 "/api/two-factor/email", "/api/accounts/email-token"):
+        _assert_too_large(await send_start_of(full_size_api, path, "application/json", 16 * 1024,
+                                              headers=signed_in), path)
+    for path in ("/api/two-factor/webauthn", "/api/accounts/email"):
+        _assert_too_large(await send_start_of(full_size_api, path, "application/json", 128 * 1024,
+                                              headers=signed_in), path)

@@ -56,15 +56,15 @@ async def test_premium_is_one_switch(alice: BitwardenClient, monkeypatch: pytest
     assert await _premium_as_seen_by(alice) == (True, True, True)
 
 
-async def test_knowndevice_is_false_so_login_with_device_is_not_offered(
+async def test_knowndevice_offers_login_with_device_for_a_device_that_logged_in(
         alice: BitwardenClient, db: asyncpg.Connection) -> None:
-    # alice's device has logged in: Bitwarden would answer true and the login page offer the option
+    # as Bitwarden answers: true once the device has logged in to the account
     assert await devices.is_known(db, "alice@example.com", alice.device) is True
     known = await alice.http.get("/api/devices/knowndevice",
                                  headers=known_device_headers("alice@example.com", alice.device))
-    assert known.status_code == 200 and known.json() is False
+    assert known.status_code == 200 and known.json() is True
     legacy = await alice.http.get(f"/api/devices/knowndevice/alice@example.com/{alice.device}")
-    assert legacy.status_code == 200 and legacy.json() is False
+    assert legacy.status_code == 200 and legacy.json() is True
     # malformed requests are still refused
     assert (await alice.http.get("/api/devices/knowndevice")).status_code == 400
     bad = await alice.http.get("/api/devices/knowndevice",
@@ -72,8 +72,14 @@ async def test_knowndevice_is_false_so_login_with_device_is_not_offered(
     assert bad.status_code == 400
 
 
-async def test_login_with_device_is_one_switch(alice: BitwardenClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capabilities, "LOGIN_WITH_DEVICE", True)
+async def test_knowndevice_is_one_switch(alice: BitwardenClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capabilities, "LOGIN_WITH_DEVICE", False)
+    known = await alice.http.get("/api/devices/knowndevice",
+                                 headers=known_device_headers("alice@example.com", alice.device))
+    assert known.json() is False
+
+
+async def test_knowndevice_knows_only_the_accounts_own_devices(alice: BitwardenClient) -> None:
     known = await alice.http.get("/api/devices/knowndevice",
                                  headers=known_device_headers("alice@example.com", alice.device))
     assert known.json() is True

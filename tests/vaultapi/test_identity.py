@@ -75,7 +75,7 @@ async def test_unknown_user_and_missing_fields_are_refused(api: str) -> None:
         assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_grant"
         incomplete = await http.post("/identity/connect/token", data={"grant_type": "password"})
         assert incomplete.status_code == 400 and incomplete.json()["error"] == "invalid_request"
-        odd = await http.post("/identity/connect/token", data={"grant_type": "client_credentials"})
+        odd = await http.post("/identity/connect/token", data={"grant_type": "authorization_code"})
         assert odd.json()["error"] == "unsupported_grant_type"
         as_json = await http.post("/identity/connect/token", json={"grant_type": "password"})
         assert as_json.status_code == 400

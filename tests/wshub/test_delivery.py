@@ -174,3 +174,89 @@ async def _stalled_client(base: str, token: str) -> socket.socket:
     reply = await loop.run_in_executor(None, sock.recv, 4096)
     assert reply == b"\x81\x03{}\x1e", reply  # then it never reads again
     return sock
+
+
+async def _device_row(db, user, identifier: str) -> str:
+    return await db.fetchval(
+        "INSERT INTO devices (user_id, identifier, type, name) VALUES ($1, $2, 8, 'n') RETURNING id::text",
+        user.id, identifier)
+
+
+async def test_log_out_of_one_device_closes_only_that_devices_sessions(db, make_user, connect) -> None:
+    user = await make_user()
+    gone = await _device_row(db, user, "device-gone")
+    await _device_row(db, user, "device-kept")
+    closed = [await connect(user, device="device-gone"), await connect(user, "json", device="device-gone")]
+    kept = await connect(user, device="device-kept")
+    async with db.transaction():
+        await db.execute("SELECT set_config('pgwarden.device_identifier', 'device-kept', true)")
+        await db.execute("UPDATE devices SET active = false WHERE id = $1::uuid", gone)
+        await db.execute("INSERT INTO sync_events (user_id, push_type, item_id) VALUES ($1, 11, $2)", user.id, gone)
+    for client in closed:
+        notification = await client.notification()
+        assert notification["Type"] == 11 and notification["ContextId"] == "device-kept"
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await client.message()
+        assert client.ws.close_code == 1008 and client.ws.close_reason == "logged out"
+    await kept.nothing()
+    folder = await db.fetchval("INSERT INTO folders (user_id, name) VALUES ($1, 'x') RETURNING id::text", user.id)
+    assert (await kept.notification())["Payload"]["Id"] == folder
+
+
+async def test_a_deactivated_devices_token_opens_no_session(hub, db, make_user) -> None:
+    user = await make_user()
+    await _device_row(db, user, "device-gone")
+    await db.execute("UPDATE devices SET active = false WHERE identifier = 'device-gone'")
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await HubClient.connect(hub.ws_url(access_token=user.token("device-gone")))
+    assert refused.value.response.status_code == 401
+    # the account's other devices, with a row or without one, are let in
+    await _device_row(db, user, "device-kept")
+    for device in ("device-kept", "device-never-seen"):
+        client = await HubClient.connect(hub.ws_url(access_token=user.token(device)))
+        await client.close()
+
+
+async def test_auth_request_response_reaches_the_waiting_device_and_the_users_devices(hub, db, make_user,
+                                                                                    connect) -> None:
+    user, other = await make_user(), await make_user()
+    request_id = str(uuid.uuid4())
+    waiting = await HubClient.connect(hub.ws_url("/notifications/anonymous-hub", Token=request_id))
+    elsewhere = await HubClient.connect(hub.ws_url("/notifications/anonymous-hub", Token=str(uuid.uuid4())))
+    signed_in, stranger = await connect(user), await connect(other)
+    try:
+        await db.execute("INSERT INTO sync_events (user_id, push_type, item_id) VALUES ($1, 15, $2)",
+                         user.id, request_id)
+        assert (await signed_in.notification())["Type"] == 15
+        await db.execute("INSERT INTO sync_events (user_id, push_type, item_id) VALUES ($1, 16, $2)",
+                         user.id, request_id)
+        message = await waiting.message()
+        assert message[3] == "AuthRequestResponseRecieved"
+        assert message[4][0]["Type"] == 16 and message[4][0]["Payload"] == {"Id": request_id, "UserId": user.id}
+        assert (await signed_in.notification())["Type"] == 16
+        await stranger.nothing()
+        with pytest.raises(TimeoutError):
+            await elsewhere.message(0.4)
+    finally:
+        await waiting.close()
+        await elsewhere.close()
+
+
+async def test_a_deleted_users_sessions_are_logged_out(hub, db, make_user, connect) -> None:
+    """The LogOut is inserted before the account row goes (vaultapi.models.users.delete_account):
+    the NOTIFY leaves at commit though the cascade took the row, and the tokens open nothing after."""
+    user = await make_user()
+    sessions = [await connect(user, device="device-a"), await connect(user, device="device-b")]
+    async with db.transaction():
+        await db.execute("INSERT INTO sync_events (user_id, push_type) VALUES ($1, 11)", user.id)
+        await db.execute("DELETE FROM users WHERE id = $1", user.id)
+    for client in sessions:
+        assert (await client.notification())["Type"] == 11
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await client.message()
+        assert client.ws.close_reason == "logged out"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await HubClient.connect(hub.ws_url(access_token=user.token("device-a")))
+    assert refused.value.response.status_code == 401

@@ -66,6 +66,7 @@ __all__ = [
     "mini_details_json",
     "move",
     "of_organization",
+    "purge_organization",
     "require",
     "set_collections",
     "set_deleted",
@@ -643,6 +644,13 @@ async def delete(conn: asyncpg.Connection, ids: list[uuid.UUID], user_id: uuid.U
     if not all(item.may_delete for item in items):
         raise ApiError("You do not have permissions to delete this.")
     await conn.execute("DELETE FROM ciphers WHERE id = ANY($1::uuid[])", ids)
+
+
+async def purge_organization(conn: asyncpg.Connection, organization_id: uuid.UUID) -> None:
+    """Every item of the organization, for good, one statement: its one bulk event (its
+    collections stay, as in Bitwarden)."""
+    await publish.mark_bulk_change(conn)
+    await conn.execute("DELETE FROM ciphers WHERE organization_id = $1", organization_id)
 
 
 async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UUID, cipher: CipherInput,

@@ -6,21 +6,32 @@ of the tokens it swapped away, so a replayed one shows that someone else holds a
 family, and the device's current token is revoked: the client logs in again. A token also carries
 the security stamp it was issued under and stops working when the account's stamp changes,
 however that happens.
+
+A deactivated device keeps its row, marked inactive: no refresh token, its access tokens refused
+(core.access), gone from the account's list, and unknown to knowndevice, until it logs in again.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 import asyncpg
+
+from vaultapi import publish
+from vaultapi.dates import iso
 
 __all__ = [
     "REMEMBERED_TOKENS",
     "REUSE_GRACE",
     "RefreshRefused",
+    "deactivate",
+    "device_json",
     "exchange_refresh_token",
+    "find",
     "is_known",
+    "list_for_user",
     "revoke_refresh_tokens",
     "sign_in",
 ]
@@ -48,18 +59,21 @@ async def sign_in(
     identifier: str,
     device_type: int,
     name: str,
-    refresh_token_hash: str,
+    refresh_token_hash: str | None,
     lifetime: int,
 ) -> None:
-    """Record a login from this device: a new token family replaces any it held before. The
-    token carries the security stamp of `user` as read when the password was checked."""
+    """Record a login from this device: a new token family replaces any it held before (none for
+    an API key's login, which has no refresh token). The token carries the security stamp of
+    `user` as read when the password was checked."""
     await conn.execute(
         """
         INSERT INTO devices (user_id, identifier, type, name, refresh_token_hash, refresh_token_expires_at,
                              refresh_token_stamp, refresh_token_issued_at)
-        VALUES ($1, $2, $3, $4, $5, now() + $6::integer * interval '1 second', $7, now())
+        VALUES ($1, $2, $3, $4, $5,
+                CASE WHEN $5::text IS NOT NULL THEN now() + $6::integer * interval '1 second' END,
+                CASE WHEN $5::text IS NOT NULL THEN $7::uuid END, CASE WHEN $5::text IS NOT NULL THEN now() END)
         ON CONFLICT (user_id, identifier) DO UPDATE
-           SET type = EXCLUDED.type, name = EXCLUDED.name,
+           SET type = EXCLUDED.type, name = EXCLUDED.name, active = true,
                refresh_token_hash = EXCLUDED.refresh_token_hash,
                refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
                refresh_token_stamp = EXCLUDED.refresh_token_stamp,
@@ -144,7 +158,70 @@ async def is_known(conn: asyncpg.Connection | asyncpg.Pool, email: str, identifi
     return await conn.fetchval(
         """
         SELECT EXISTS (SELECT 1 FROM devices d JOIN users u ON u.id = d.user_id
-                        WHERE lower(u.email) = lower($1) AND d.identifier = $2)
+                        WHERE lower(u.email) = lower($1) AND d.identifier = $2 AND d.active)
         """,
         email.strip(), identifier,
     )
+
+
+async def list_for_user(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The account's active devices, with the newest pending auth request of each."""
+    return await conn.fetch(
+        """
+        SELECT d.*, r.id AS pending_request_id, r.created_at AS pending_request_date
+          FROM devices d
+          LEFT JOIN LATERAL (SELECT id, created_at FROM auth_requests
+                              WHERE user_id = d.user_id AND request_device_identifier = d.identifier
+                                AND approved IS NULL AND created_at > now() - interval '15 minutes'
+                              ORDER BY created_at DESC LIMIT 1) r ON true
+         WHERE d.user_id = $1 AND d.active
+         ORDER BY d.created_at
+        """,
+        user_id)
+
+
+async def find(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, *, device_id: uuid.UUID | None = None,
+               identifier: str | None = None) -> asyncpg.Record | None:
+    """One active device of the account, by its id or its identifier."""
+    return await conn.fetchrow(
+        "SELECT * FROM devices WHERE user_id = $1 AND active AND (id = $2 OR identifier = $3)",
+        user_id, device_id, identifier)
+
+
+async def deactivate(conn: asyncpg.Connection, user_id: uuid.UUID, device_id: uuid.UUID) -> bool:
+    """End a device's sessions: its refresh token goes, its access tokens are refused from now
+    on, and its hub connections close (a LogOut to it alone). Whether the account had it."""
+    found = await conn.fetchval(
+        """
+        UPDATE devices SET active = false, refresh_token_hash = NULL, previous_refresh_token_hashes = '{}',
+                           updated_at = now()
+         WHERE id = $1 AND user_id = $2 AND active
+        RETURNING id
+        """,
+        device_id, user_id)
+    if found is not None:
+        await publish.log_out_device(conn, user_id, device_id)
+    return found is not None
+
+
+def device_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A device as the clients read it (DeviceAuthRequestResponseModel). pgwarden has no
+    trusted-device encryption: no device is trusted and none holds keys."""
+    pending = None
+    if row.get("pending_request_id") is not None:
+        pending = {"id": str(row["pending_request_id"]), "creationDate": iso(row["pending_request_date"])}
+    return {
+        "id": str(row["id"]),
+        "userId": str(row["user_id"]),
+        "name": row["name"],
+        "type": row["type"],
+        "identifier": row["identifier"],
+        "creationDate": iso(row["created_at"]),
+        "revisionDate": iso(row["updated_at"]),
+        "lastActivityDate": iso(row["refresh_token_issued_at"] or row["updated_at"]),
+        "isTrusted": False,
+        "encryptedUserKey": None,
+        "encryptedPublicKey": None,
+        "devicePendingAuthRequest": pending,
+        "object": "device",
+    }

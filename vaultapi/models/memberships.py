@@ -42,6 +42,7 @@ __all__ = [
     "Member",
     "MemberStatus",
     "MemberType",
+    "accept",
     "accept_invitations",
     "access_all_of",
     "check_owner_remains",
@@ -187,7 +188,9 @@ async def require_member(conn: Conn, organization_id: uuid.UUID, user_id: uuid.U
 
 _WITH_ACCOUNT = """
 SELECT m.*, coalesce(u.email, m.email) AS member_email, u.name AS member_name,
-       u.avatar_color AS member_avatar_color, u.public_key AS member_public_key
+       u.avatar_color AS member_avatar_color, u.public_key AS member_public_key,
+       coalesce(EXISTS (SELECT 1 FROM jsonb_each(u.two_factor_providers) p
+                         WHERE (p.value ->> 'enabled')::boolean), false) AS member_two_factor_enabled
   FROM memberships m LEFT JOIN users u ON u.id = m.user_id
 """
 
@@ -291,24 +294,43 @@ async def create_owner(conn: asyncpg.Connection, organization_id: uuid.UUID, use
 
 
 async def invite(conn: asyncpg.Connection, organization_id: uuid.UUID, emails: list[str],
-                 member_type: MemberType, permissions: dict[str, bool] | None) -> list[uuid.UUID]:
-    """A membership per address (lowercase) not yet in the organization: Accepted for an existing
-    account (there is no mail to accept by), else Invited until the address registers. Addresses
-    already in the organization are left as they are. Publishes nothing: a member has nothing to
-    sync until confirmed."""
+                 member_type: MemberType, permissions: dict[str, bool] | None, *,
+                 by_mail: bool = False) -> list[asyncpg.Record]:
+    """A membership per address (lowercase) not yet in the organization; addresses already in it
+    are left as they are. Without mail (`by_mail` false) an existing account is Accepted at once,
+    as there is nothing to accept by; with mail every address stays Invited until its invitation
+    is accepted (:func:`accept`) or it registers. Returns (id, email, has_account) of each made.
+    Publishes nothing: a member has nothing to sync until confirmed."""
     await lock_emails(conn, emails)
-    rows = await conn.fetch(
+    return await conn.fetch(
         """
-        INSERT INTO memberships (organization_id, user_id, email, type, status, access_all, permissions)
-        SELECT $1, u.id, CASE WHEN u.id IS NULL THEN e.email END, $3,
-               CASE WHEN u.id IS NULL THEN 0 ELSE 1 END, $4, $5
+        INSERT INTO memberships AS m (organization_id, user_id, email, type, status, access_all, permissions)
+        SELECT $1, CASE WHEN $6 THEN NULL ELSE u.id END, CASE WHEN u.id IS NULL OR $6 THEN e.email END, $3,
+               CASE WHEN u.id IS NULL OR $6 THEN 0 ELSE 1 END, $4, $5
           FROM unnest($2::text[]) AS e(email)
           LEFT JOIN users u ON lower(u.email) = e.email
+         WHERE NOT EXISTS (SELECT 1 FROM memberships o WHERE o.organization_id = $1 AND o.user_id = u.id)
         ON CONFLICT DO NOTHING
+        RETURNING m.id, coalesce(m.email, (SELECT email FROM users WHERE id = m.user_id)) AS email,
+                  m.user_id IS NOT NULL OR EXISTS (SELECT 1 FROM users WHERE lower(email) = m.email) AS has_account
+        """,
+        organization_id, emails, int(member_type), access_all_of(member_type, permissions), permissions, by_mail)
+
+
+async def accept(conn: asyncpg.Connection, organization_id: uuid.UUID, membership_id: uuid.UUID,
+                 user_id: uuid.UUID, email: str) -> None:
+    """The account of the invited address takes its invitation: Accepted, waiting to be confirmed."""
+    await lock_emails(conn, [email])
+    accepted = await conn.fetchval(
+        """
+        UPDATE memberships SET user_id = $3, email = NULL, status = 1, updated_at = now()
+         WHERE id = $2 AND organization_id = $1 AND email = $4 AND status = 0
+           AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.organization_id = $1 AND o.user_id = $3)
         RETURNING id
         """,
-        organization_id, emails, int(member_type), access_all_of(member_type, permissions), permissions)
-    return [row["id"] for row in rows]
+        organization_id, membership_id, user_id, email.strip().lower())
+    if accepted is None:
+        raise ApiError("Invitation is invalid or was already accepted.")
 
 
 async def accept_invitations(conn: asyncpg.Connection, user_id: uuid.UUID, email: str) -> None:
@@ -419,7 +441,7 @@ def list_json(row: asyncpg.Record, grants: list[dict[str, Any]]) -> dict[str, An
         "name": row["member_name"],
         "email": row["member_email"],
         "avatarColor": row["member_avatar_color"],
-        "twoFactorEnabled": False,
+        "twoFactorEnabled": row["member_two_factor_enabled"],
         "ssoBound": False,
         "claimedByOrganization": False,
         "collections": grants,

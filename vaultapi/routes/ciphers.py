@@ -14,11 +14,11 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from vaultapi import publish
-from vaultapi.auth import authorized
+from vaultapi.auth import authorized, check_master_password
 from vaultapi.body import Body, parse_uuid
 from vaultapi.dates import iso
 from vaultapi.errors import ApiError, NotFound
-from vaultapi.models import ciphers, memberships
+from vaultapi.models import ciphers, memberships, users
 from vaultapi.models.ciphers import CipherInput, OrganizationImport, VaultImport, Visible
 from vaultapi.replies import send_json_with_items
 
@@ -159,6 +159,24 @@ async def restore_ciphers(request: Request) -> HTTPResponse:
 @authorized
 async def delete_ciphers(request: Request) -> HTTPResponse:
     await _delete(request, Body.of(request).uuid_list("ids"))
+    return empty(status=200)
+
+
+@bp.post("/purge")
+@authorized
+async def purge(request: Request) -> HTTPResponse:
+    """After the master password: every personal item and folder for good or, with
+    ?organizationId=, every item of an organization the caller may edit entirely."""
+    organization_id = _organization_id(request) if "organizationId" in request.args else None
+    await check_master_password(request, Body.of(request))
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        if organization_id is None:
+            await users.purge_vault(conn, caller.user_id)
+        else:
+            member = await memberships.require_member(conn, organization_id, caller.user_id,
+                                                      lambda m: m.can_edit_any_collection)
+            await ciphers.purge_organization(conn, member.organization_id)
     return empty(status=200)
 
 

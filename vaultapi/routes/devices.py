@@ -1,15 +1,19 @@
-"""Devices: whether a device has logged in to an account before."""
+"""Devices: whether a device has logged in to an account before; the account's devices, and
+deactivating one (its sessions end at once)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, empty, json
 
 from core import capabilities
-from vaultapi.errors import ApiError
+from vaultapi import publish
+from vaultapi.auth import authorized
+from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import devices
 
 __all__ = ["bp"]
@@ -42,3 +46,42 @@ async def known_device(request: Request) -> HTTPResponse:
 @bp.get("/knowndevice/<email>/<identifier>")
 async def known_device_legacy(request: Request, email: str, identifier: str) -> HTTPResponse:
     return json(await _known(request, email, identifier))
+
+
+@bp.get("")
+@authorized
+async def list_devices(request: Request) -> HTTPResponse:
+    rows = await devices.list_for_user(request.app.ctx.pool, request.ctx.caller.user_id)
+    return json({"data": [devices.device_json(row) for row in rows], "object": "list", "continuationToken": None})
+
+
+async def _one(request: Request, **which: object) -> HTTPResponse:
+    row = await devices.find(request.app.ctx.pool, request.ctx.caller.user_id, **which)  # type: ignore[arg-type]
+    if row is None:
+        raise NotFound("Device")
+    return json(devices.device_json(row))
+
+
+@bp.get("/<device_id:uuid>")
+@authorized
+async def read_device(request: Request, device_id: uuid.UUID) -> HTTPResponse:
+    return await _one(request, device_id=device_id)
+
+
+@bp.get("/identifier/<identifier>")
+@authorized
+async def read_device_by_identifier(request: Request, identifier: str) -> HTTPResponse:
+    return await _one(request, identifier=identifier)
+
+
+@bp.post("/<device_id:uuid>/deactivate")
+@bp.delete("/<device_id:uuid>", name="deactivate_device_by_delete")
+@bp.post("/<device_id:uuid>/delete", name="deactivate_device_by_post")
+@authorized
+async def deactivate(request: Request, device_id: uuid.UUID) -> HTTPResponse:
+    """Its refresh token revoked, its access tokens refused, its hub connections closed."""
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        if not await devices.deactivate(conn, caller.user_id, device_id):
+            raise NotFound("Device")
+    return empty(status=200)

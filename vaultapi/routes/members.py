@@ -21,7 +21,9 @@ from vaultapi import publish
 from vaultapi.auth import authorized
 from vaultapi.body import Body, is_email
 from vaultapi.errors import ApiError, NotFound
-from vaultapi.models import collections, memberships
+from vaultapi.mail import messages
+from vaultapi.mail.outbox import enqueue, require_mail
+from vaultapi.models import collections, memberships, organizations, users
 from vaultapi.models.collections import Grant
 from vaultapi.models.memberships import PERMISSIONS, Member, MemberStatus, MemberType
 
@@ -92,7 +94,8 @@ async def _check_may_grant(conn: asyncpg.Connection, actor: Member, collection_i
 @authorized
 async def invite(request: Request, organization_id: uuid.UUID) -> HTTPResponse:
     """Without mail to invite by, an address with an account is Accepted at once; one without
-    stays Invited until it registers. Addresses already in the organization are skipped."""
+    stays Invited until it registers. With mail, each address gets a link to accept by (or to
+    register by). Addresses already in the organization are skipped."""
     body = _body(request)
     sent = body.list("emails", required=True) or []
     # counted before any address is read (OrganizationUserInviteRequestModel caps it at 20)
@@ -114,8 +117,59 @@ async def invite(request: Request, organization_id: uuid.UUID) -> HTTPResponse:
         actor = await memberships.require_member(conn, organization_id, caller.user_id, _manages_users, lock=True)
         _check_may_manage(actor, member_type)
         await _check_may_grant(conn, actor, {grant.id for grant in grants})
-        for membership_id in await memberships.invite(conn, organization_id, emails, member_type, permissions):
-            await collections.grant_to_member(conn, organization_id, membership_id, grants, replace=False)
+        by_mail = request.app.ctx.config.mail_enabled
+        invited = await memberships.invite(conn, organization_id, emails, member_type, permissions, by_mail=by_mail)
+        for row in invited:
+            await collections.grant_to_member(conn, organization_id, row["id"], grants, replace=False)
+        if by_mail:
+            organization = await organizations.require(conn, organization_id)
+            for row in invited:
+                await _mail_invitation(request, conn, organization, row["id"], row["email"], row["has_account"])
+    return empty(status=200)
+
+
+async def _mail_invitation(request: Request, conn: asyncpg.Connection, organization: asyncpg.Record,
+                           membership_id: uuid.UUID, email: str, has_account: bool) -> None:
+    """The invitation's link, with a token (5 days) that names the membership and the address."""
+    token = request.app.ctx.purpose_tokens.issue("invite", str(membership_id), email=email,
+                                                  org=str(organization["id"]))
+    await enqueue(conn, messages.invitation(email, request.app.ctx.config.domain, organization["name"], {
+        "organizationId": str(organization["id"]), "organizationUserId": str(membership_id), "email": email,
+        "organizationName": organization["name"], "token": token, "initOrganization": "false",
+        "orgUserHasExistingUser": "true" if has_account else "false"}))
+
+
+@bp.post(ONE_USER + "/reinvite")
+@authorized
+async def reinvite(request: Request, organization_id: uuid.UUID, membership_id: uuid.UUID) -> HTTPResponse:
+    """The invitation's mail once more, with a new token."""
+    require_mail(request)
+    caller = request.ctx.caller
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        actor = await memberships.require_member(conn, organization_id, caller.user_id, _manages_users)
+        [target] = await memberships.require_targets(conn, actor, [membership_id])
+        if target["status"] != MemberStatus.INVITED or target["email"] is None:
+            raise ApiError("User invalid.")
+        organization = await organizations.require(conn, organization_id)
+        has_account = await users.find_by_email(conn, target["email"]) is not None
+        await _mail_invitation(request, conn, organization, membership_id, target["email"], has_account)
+    return empty(status=200)
+
+
+@bp.post(ONE_USER + "/accept")
+@authorized
+async def accept(request: Request, organization_id: uuid.UUID, membership_id: uuid.UUID) -> HTTPResponse:
+    """The invited address's account takes the invitation with the mailed token: Accepted, for
+    an admin to confirm."""
+    token = _body(request).str("token", required=True, max_length=4096)
+    claims = await request.app.ctx.purpose_tokens.claims("invite", token)
+    caller = request.ctx.caller
+    email = caller.user["email"].lower()
+    if not claims or (claims["sub"], claims.get("org"), claims.get("email")) != (
+            str(membership_id), str(organization_id), email):
+        raise ApiError("Invalid token.", field="token")
+    async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
+        await memberships.accept(conn, organization_id, membership_id, caller.user_id, email)
     return empty(status=200)
 
 

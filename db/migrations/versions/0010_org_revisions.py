@@ -1,13 +1,15 @@
 """Organizations get a revision date of their own; their items' events name their collections.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03
 
 - organization_revisions (organization_id, revision_date): one narrow row per organization, made
   by a trigger on organizations, moved once per change of the organization's items, whatever
   the number of members. pgwarden_user_revisions() combines it with the user's own row for the
   organizations the user reaches (docs/architecture.md, "Organizations: who reaches what").
+- The hub's roles (those given db/roles.py's grants) may read organization_revisions and the
+  member_access view, which the hub now reads, without a new grant-hub.
 - pgwarden_publish and pgwarden_notify take the collections of an organization's changed items
   (after and before the statement), and the NOTIFY payload gains "collections" and "moved_from"
   (db/events.py), which the hub routes by.
@@ -17,8 +19,8 @@ from alembic import op
 
 from db import routines
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
@@ -47,6 +49,22 @@ def upgrade() -> None:
         CREATE TRIGGER organizations_added AFTER INSERT ON organizations
             REFERENCING NEW TABLE AS new_rows
             FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_organizations_added();
+
+        -- the hub roles (db/roles.py) route organization events and read revision dates through
+        -- these from now on: a hub keeps working without a new grant-hub
+        DO $$
+        DECLARE hub_role text;
+        BEGIN
+            FOR hub_role IN
+                SELECT DISTINCT grantee FROM information_schema.column_privileges
+                 WHERE table_schema = current_schema() AND table_name = 'users'
+                   AND column_name = 'security_stamp' AND privilege_type = 'SELECT'
+                   AND grantee NOT IN ('PUBLIC', current_user)
+                   AND NOT has_table_privilege(grantee, 'users', 'SELECT')
+            LOOP
+                EXECUTE format('GRANT SELECT ON organization_revisions, member_access TO %I', hub_role);
+            END LOOP;
+        END $$;
         """
     )
 
@@ -64,7 +82,7 @@ def downgrade() -> None:
     op.execute("DROP TABLE organization_revisions")
 
 
-# db/sql/events.sql as migration 0007 applied it, verbatim: the definitions the downgrade restores
+# db/sql/events.sql as migration 0007 applied it (and 0008, 0009 left it), verbatim: the definitions the downgrade restores
 # (the contract part lost only pgwarden_event_collections_limit(), dropped above).
 PREVIOUS_EVENTS_SQL = r"""
 -- The functions that publish every committed vault change as one NOTIFY event: their current

@@ -1,0 +1,1 @@
+"""Outgoing mail: what each flow sends (messages), the outbox it goes through, and the sender."""
