@@ -4,10 +4,15 @@ Every committed change to a vault row is published as one NOTIFY on :data:`CHANN
 payload is a small JSON object::
 
     {"type": 8, "user": "<uuid>|null", "org": "<uuid>|null", "item": "<uuid>|null",
-     "date": "2025-11-28T16:00:00.123000Z", "device": "<device identifier>|null"}
+     "date": "2025-11-28T16:00:00.123000Z", "device": "<device identifier>|null",
+     "collections": ["<uuid>", ...]|null, "moved_from": ["<uuid>", ...]|null}
 
 ``device`` is the acting client's device identifier (its ``deviceIdentifier``), which the
-hub passes on as the SignalR ``ContextId``.
+hub passes on as the SignalR ``ContextId``. An organization's event (``user`` null) names the
+collections its hub routes it by (at most :data:`MAX_EVENT_COLLECTIONS` each): ``collections``,
+those of the item (before a deletion, those it was in; for a bulk event, every collection its
+items were or are in; null: every member), and ``moved_from``, those an updated item left
+(null unless they changed). A personal event has both null.
 
 :class:`PushType` is the one table of push types: what each one's payload looks like, what
 raises it, which hub serves it and whether pgwarden produces it. The SQL side reads the same
@@ -27,6 +32,7 @@ from datetime import datetime, timezone
 __all__ = [
     "CHANNEL",
     "MAX_DEVICE_IDENTIFIER_LENGTH",
+    "MAX_EVENT_COLLECTIONS",
     "Event",
     "EventError",
     "Hub",
@@ -41,6 +47,11 @@ CHANNEL = "pgwarden_events"
 
 #: Longer device identifiers are published as null (the triggers enforce it): payloads stay small.
 MAX_DEVICE_IDENTIFIER_LENGTH = 255
+
+#: An organization's event names at most this many collections in each list (two lists of 64
+#: UUIDs keep a payload under 6000 bytes, NOTIFY allows 8000); the triggers publish an item's
+#: change that would name more as a bulk event to every member, naming no item.
+MAX_EVENT_COLLECTIONS = 64
 
 
 class Payload(enum.Enum):
@@ -128,7 +139,8 @@ class PushType(enum.IntEnum):
     # the waiting device is on the anonymous hub; the user's own devices hear of it too
     AUTH_REQUEST_RESPONSE                        = (16, Payload.AUTH_REQUEST, {_AUTH},                      Status.PRODUCED,
                                                    Hub.USER | Hub.ANONYMOUS)
-    SYNC_ORGANIZATIONS                           = 17, Payload.USER,         {_ORG},                        Status.NOT_YET
+    # an organization's name changed (vaultapi/models/organizations.py)
+    SYNC_ORGANIZATIONS                           = 17, Payload.USER,         {_ORG},                        Status.PRODUCED
     # 18-21 and 25-27 carry organization, notification, policy or premium objects: no shape yet
     SYNC_ORGANIZATION_STATUS_CHANGED             = 18, None,                 {_ORG},                        Status.NOT_YET
     SYNC_ORGANIZATION_COLLECTION_SETTING_CHANGED = 19, None,                 {_ORG},                        Status.NOT_YET
@@ -177,7 +189,7 @@ class PushType(enum.IntEnum):
         return self.deliverable and "sync_events" in self.tables
 
 
-_FIELDS = frozenset({"type", "user", "org", "item", "date", "device"})
+_FIELDS = frozenset({"type", "user", "org", "item", "date", "device", "collections", "moved_from"})
 
 
 class EventError(ValueError):
@@ -204,6 +216,11 @@ class Event:
     date: datetime
     #: The acting client's device identifier; None when unknown (an admin's SQL session).
     device_identifier: str | None
+    #: An organization's event: the collections that say who reaches it (see the module's
+    #: docstring); None for a personal event, and for an organization's event every member hears.
+    collections: tuple[str, ...] | None = None
+    #: An organization's item update that changed its collections: the ones it was in.
+    moved_from: tuple[str, ...] | None = None
 
 
 def decode_event(payload: str) -> Event:
@@ -236,7 +253,28 @@ def decode_event(payload: str) -> Event:
     if device is not None and (not isinstance(device, str) or len(device) > MAX_DEVICE_IDENTIFIER_LENGTH):
         raise EventError("bad device identifier", payload)
 
-    return Event(push_type, user_id, org_id, item_id, _utc_date(data["date"], payload), device or None)
+    collections = _uuids_or_none(data["collections"], "collections", payload)
+    moved_from = _uuids_or_none(data["moved_from"], "moved_from", payload)
+    if user_id is not None and (collections is not None or moved_from is not None):
+        raise EventError("a user's event names collections", payload)
+    if user_id is None and push_type.names_item and collections is None:
+        raise EventError("an organization's item event without its collections", payload)
+    if moved_from is not None and push_type is not PushType.SYNC_CIPHER_UPDATE:
+        raise EventError("moved_from on an event other than an item update", payload)
+
+    return Event(push_type, user_id, org_id, item_id, _utc_date(data["date"], payload), device or None,
+                 collections, moved_from)
+
+
+def _uuids_or_none(value: object, field: str, payload: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_EVENT_COLLECTIONS:
+        raise EventError(f"{field} is not a list of at most {MAX_EVENT_COLLECTIONS} ids", payload)
+    ids = [_uuid_or_none(item, field, payload) for item in value]
+    if None in ids:
+        raise EventError(f"{field} holds a null", payload)
+    return tuple(dict.fromkeys(ids))  # type: ignore[arg-type]
 
 
 def _uuid_or_none(value: object, field: str, payload: str) -> str | None:

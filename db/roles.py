@@ -1,8 +1,9 @@
 """The notifications hub's own PostgreSQL role: the grants it needs, and nothing more.
 
 The hub checks tokens (the public keys; a user's id and security stamp; whether the token's
-device was deactivated), LISTENs (which needs no
-privilege) and, after its LISTEN link was lost, asks which connected users' revision date moved
+device was deactivated), LISTENs (which needs no privilege), reads what its connected users
+reach in organizations (the member_access view, to route organization events: wshub.memberships)
+and, after its LISTEN link was lost, asks which connected users' revision date moved
 (wshub.ingress). It never writes and never signs, so its role may read exactly that: a copy of
 its credentials forges no token and reads no vault. `pgwarden db grant-hub ROLE` applies these
 grants (again after a migration that recreates a table); ``--print`` shows them for a DBA.
@@ -36,6 +37,9 @@ GRANT SELECT (id, security_stamp) ON users TO "{role}";
 GRANT SELECT (id, user_id, identifier, active) ON devices TO "{role}";
 -- the LISTEN gap recovery (wshub.ingress, through pgwarden_user_revisions)
 GRANT SELECT ON user_revisions TO "{role}";
+-- who reaches an organization's items: the connected members' grants (wshub.memberships), and
+-- their organizations' revision dates in pgwarden_user_revisions; the view, never the tables under it
+GRANT SELECT ON organization_revisions, member_access TO "{role}";
 -- the keys that verify tokens; token_private_keys stays out of reach
 GRANT SELECT ON token_public_keys TO "{role}";
 """

@@ -3,7 +3,7 @@
 Two parts, both idempotent (``CREATE OR REPLACE``, constraints dropped and added again):
 
 - the contract, rendered here from db/events.py: ``pgwarden_channel()``,
-  ``pgwarden_device_identifier_limit()``, ``pgwarden_push_type(name)`` and the CHECK
+  ``pgwarden_device_identifier_limit()``, ``pgwarden_event_collections_limit()``, ``pgwarden_push_type(name)`` and the CHECK
   constraints of ``sync_events``;
 - ``db/sql/events.sql``: the trigger functions, written by hand, naming push types as
   ``pgwarden_push_type('sync_cipher_create')``;
@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from db.events import CHANNEL, MAX_DEVICE_IDENTIFIER_LENGTH, PushType
+from db.events import CHANNEL, MAX_DEVICE_IDENTIFIER_LENGTH, MAX_EVENT_COLLECTIONS, PushType
 
 __all__ = ["apply", "contract_sql", "events_sql", "files_sql", "fingerprint", "organizations_sql", "row_push_types",
            "text"]
@@ -54,6 +54,10 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {_literal(CHANNEL)}::text $$;
 -- Longer device identifiers are published as null.
 CREATE OR REPLACE FUNCTION pgwarden_device_identifier_limit() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {MAX_DEVICE_IDENTIFIER_LENGTH} $$;
+
+-- An event naming more collections goes to every member of the organization, naming no item.
+CREATE OR REPLACE FUNCTION pgwarden_event_collections_limit() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {MAX_EVENT_COLLECTIONS} $$;
 
 -- A push type's number by its name; a misspelt name fails the statement rather than publish null.
 CREATE OR REPLACE FUNCTION pgwarden_push_type(name text) RETURNS smallint

@@ -11,8 +11,9 @@ change (db/migrations/versions/0002). What they cannot know comes from here:
   ``log_out_all_devices``, ``log_out_device``): a row in sync_events, which its trigger publishes;
 - login with device (``auth_request``, ``auth_request_answered``): a sync_events row naming the
   auth request, which the hub also routes to the device waiting for it on the anonymous hub;
-- what changes in a member's organizations (``org_keys_changed``, ``access_changed``): the
-  memberships and collection grants have no trigger, so the API names the members.
+- what changes in a member's organizations (``org_keys_changed``, ``access_changed``,
+  ``organization_changed``): the memberships, collection grants and organizations have no
+  trigger, so the API names the members.
 
 Like every NOTIFY, these leave on COMMIT and never on ROLLBACK.
 """
@@ -36,6 +37,7 @@ __all__ = [
     "log_out_other_devices",
     "mark_bulk_change",
     "org_keys_changed",
+    "organization_changed",
     "user_event",
     "write",
 ]
@@ -105,6 +107,12 @@ async def access_changed(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID]
     """SyncVault to each user: what the user reaches in an organization changed (a role, a
     collection granted, changed, taken away or deleted)."""
     await _add_events(conn, user_ids, PushType.SYNC_VAULT)
+
+
+async def organization_changed(conn: asyncpg.Connection, user_ids: Iterable[uuid.UUID]) -> None:
+    """SyncOrganizations to each user: what the clients show of an organization changed (its
+    name). The clients sync at once, whatever the revision date says."""
+    await _add_events(conn, user_ids, PushType.SYNC_ORGANIZATIONS)
 
 
 # ---- private -------------------------------------------------------------------------------

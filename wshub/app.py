@@ -45,6 +45,7 @@ from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
+from wshub.memberships import Memberships, load_from
 from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
@@ -92,16 +93,19 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     # its lines name the URL, and a hub URL carries the client's token
     app.config.ACCESS_LOG = False
     metrics = HubMetrics()
+    memberships = Memberships(load_from(lambda: app.ctx.pool), lambda user_id, event: delivery.replay(user_id, event))
     registry = Registry(max_connections=config.hub_max_connections,
                         max_anonymous=config.hub_max_anonymous_connections,
                         max_per_user=config.hub_max_connections_per_user,
-                        max_per_ip=config.hub_max_connections_per_ip, tally=tally)
-    delivery = Delivery(registry, metrics)
+                        max_per_ip=config.hub_max_connections_per_ip, tally=tally,
+                        on_user_arrived=memberships.connected, on_user_left=memberships.disconnected)
+    delivery = Delivery(registry, metrics, memberships)
     app.ctx.config = config
     #: the server protocol to run it with (wire.py): the socket handlers write to its transport
     app.ctx.protocol = WireProtocol
     app.ctx.metrics = metrics
     app.ctx.registry = registry
+    app.ctx.memberships = memberships
     app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
     app.ctx.stamps = StampLookups()
     app.ctx.ingress = Ingress(
@@ -158,6 +162,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         for task in app.ctx.tasks:
             task.cancel()
         await asyncio.gather(*app.ctx.tasks, return_exceptions=True)
+        await memberships.close()
         await app.ctx.ingress.close()
         try:
             await asyncio.wait_for(app.ctx.pool.close(), tuning.shutdown_grace)

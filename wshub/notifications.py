@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.events import Event, Payload
+from dataclasses import replace
+
+from db.events import Event, Payload, PushType
 from wshub.codec import Invocation
 
 __all__ = [
     "AUTH_REQUEST_RESPONSE_TARGET",
     "RECEIVE_MESSAGE_TARGET",
     "auth_request_response",
+    "organization_message",
     "payload",
     "receive_message",
     "receive_message_argument",
@@ -31,8 +34,9 @@ def payload(event: Event) -> dict[str, Any]:
     """The Payload object for the event's push type, in the shape PushType names."""
     shape = event.type.payload
     if shape is Payload.CIPHER:
+        collection_ids = list(event.collections) if event.collections else None
         return {"Id": event.item_id, "UserId": event.user_id, "OrganizationId": event.org_id,
-                "CollectionIds": None, "RevisionDate": event.date}
+                "CollectionIds": collection_ids, "RevisionDate": event.date}
     if shape is Payload.FOLDER or shape is Payload.SEND:
         return {"Id": event.item_id, "UserId": event.user_id, "RevisionDate": event.date}
     if shape is Payload.AUTH_REQUEST:
@@ -50,6 +54,13 @@ def receive_message_argument(event: Event) -> dict[str, Any]:
 def receive_message(event: Event) -> Invocation:
     """The invocation sent to every connection of the event's user."""
     return Invocation(RECEIVE_MESSAGE_TARGET, [receive_message_argument(event)])
+
+
+def organization_message(event: Event, push_type: PushType, collection_ids: tuple[str, ...] | None) -> Invocation:
+    """An organization's event as one group of its members gets it: the push type that group
+    gets (a member who gains or loses the item hears a create or a delete) and the item's
+    collections they may know of."""
+    return receive_message(replace(event, type=push_type, collections=collection_ids, moved_from=None))
 
 
 def auth_request_response(event: Event) -> Invocation:

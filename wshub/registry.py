@@ -11,13 +11,15 @@ Expiry is a wheel of one-second buckets, swept by the keepalive tick: no timer p
 and a connection is closed within a tick of its expiry, never before it.
 
 Sets keep add and remove O(1); empty entries are removed so nothing leaks after disconnects.
+A user's first connection and the end of its last are told to ``on_user_arrived`` and
+``on_user_left`` (wshub/memberships.py holds the organization grants of exactly these users).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from wshub.connection import Connection
@@ -54,7 +56,11 @@ class Slot:
 
 class Registry:
     def __init__(self, *, max_connections: int, max_anonymous: int, max_per_user: int, max_per_ip: int,
-                 tally: Tally | None = None) -> None:
+                 tally: Tally | None = None,
+                 on_user_arrived: Callable[[str], object] = lambda user_id: None,
+                 on_user_left: Callable[[str], object] = lambda user_id: None) -> None:
+        self.on_user_arrived = on_user_arrived
+        self.on_user_left = on_user_left
         self.max_connections = max_connections
         self.max_anonymous = max_anonymous
         self.max_per_user = max_per_user
@@ -121,7 +127,12 @@ class Registry:
     def add(self, connection: Connection) -> None:
         """Register a connection past its handshake, so events and the expiry sweep find it."""
         group, key = self._group_of(connection)
-        group.setdefault(key, set()).add(connection)
+        connections = group.get(key)
+        if connections is None:
+            connections = group[key] = set()
+            if group is self._users:
+                self.on_user_arrived(key)
+        connections.add(connection)
         self._count += 1
         if connection.expires_at is not None:
             second = math.ceil(connection.expires_at)
@@ -139,6 +150,8 @@ class Registry:
         connections.discard(connection)
         if not connections:
             del group[key]
+            if group is self._users:
+                self.on_user_left(key)
         self._count -= 1
         if connection.expires_at is not None:
             # the emptied bucket stays until its second is swept: at most one per second ahead
@@ -153,6 +166,11 @@ class Registry:
 
     def of_user(self, user_id: str) -> frozenset[Connection]:
         return frozenset(self._users.get(user_id, ()))
+
+    def of_users(self, user_ids: Iterable[str]) -> list[Connection]:
+        """Every connection of these users, in one list (no copy of each user's set)."""
+        users = self._users
+        return [connection for user_id in user_ids for connection in users.get(user_id, ())]
 
     def waiting_for(self, auth_request_id: str) -> frozenset[Connection]:
         return frozenset(self._auth_requests.get(auth_request_id, ()))

@@ -32,13 +32,19 @@ CREATE OR REPLACE FUNCTION pgwarden_device_identifier() RETURNS text LANGUAGE sq
                 THEN NULLIF(current_setting('pgwarden.device_identifier', true), '') END
 $$;
 
+-- collections: for an organization's item, the collections it is in (before a deletion, those
+-- it was in); for an organization's bulk event, every collection its items were or are in; null
+-- for a personal event, and for an organization's event that reaches every member. moved_from:
+-- the collections an item was in before an update that changed them, else null. The hub routes
+-- an organization's event with them (wshub/memberships.py).
 CREATE OR REPLACE FUNCTION pgwarden_notify(
-    push_type integer, user_id uuid, org_id uuid, item_id uuid, date timestamptz, device_identifier text)
+    push_type integer, user_id uuid, org_id uuid, item_id uuid, date timestamptz, device_identifier text,
+    collections uuid[], moved_from uuid[])
 RETURNS void LANGUAGE sql AS $$
     SELECT pg_notify(pgwarden_channel(), json_build_object(
         'type', push_type, 'user', user_id, 'org', org_id, 'item', item_id,
         'date', to_char(date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'device', device_identifier)::text)
+        'device', device_identifier, 'collections', collections, 'moved_from', moved_from)::text)
 $$;
 
 -- Strictly forward, at the millisecond resolution the clients compare.
@@ -49,43 +55,91 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- Users' revision dates, as /api/accounts/revision-date and the hub's gap recovery read them:
--- the one definition of what a user's revision date is. It lives in user_revisions (made in
--- migration 0004), one narrow row per user, so that moving it writes a small row instead of a
--- new version of the wide users row.
---
--- Extension point for organizations: give them a row of their own (organization_revisions,
--- moved when an organization's items change, once per change instead of once per member) and
--- combine it here, GREATEST(the user's row, the rows of the organizations the user belongs to).
--- pgwarden_touch_users must then take the next date from that combined date, so that what
--- clients read still moves strictly forward.
+-- the one definition of what a user's revision date is. It combines two narrow rows, so that
+-- moving either writes a small row instead of a new version of a wide one:
+-- - user_revisions (migration 0006), one per user, moved by the user's own changes;
+-- - organization_revisions (migration 0010), one per organization, moved once per change of the
+--   organization's items however many members it has;
+-- as GREATEST(the user's row, the rows of the enabled organizations the user is a confirmed
+-- member of), member_access's rule.
 CREATE OR REPLACE FUNCTION pgwarden_user_revisions(user_ids uuid[])
 RETURNS TABLE (user_id uuid, revision_date timestamptz) LANGUAGE sql STABLE AS $$
-    SELECT r.user_id, r.revision_date FROM user_revisions r WHERE r.user_id = ANY(user_ids)
+    SELECT r.user_id,
+           GREATEST(r.revision_date,
+                    (SELECT max(o.revision_date) FROM organization_revisions o
+                      WHERE o.organization_id IN (SELECT a.organization_id FROM member_access a
+                                                   WHERE a.user_id = r.user_id)))
+      FROM user_revisions r WHERE r.user_id = ANY(user_ids)
 $$;
 
+-- A user's own row moves past the user's combined date, so that what clients read moves strictly
+-- forward. The organizations counted here are all the user's memberships, whatever their status:
+-- a membership being revoked still counts, and the API publishes a removal before it deletes
+-- the row, so leaving an organization never moves the date back. (Inlined in pgwarden_publish.)
 CREATE OR REPLACE FUNCTION pgwarden_touch_users(user_ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE user_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)
+    UPDATE user_revisions r
+       SET revision_date = pgwarden_next_revision(GREATEST(r.revision_date,
+               (SELECT max(o.revision_date) FROM memberships m
+                  JOIN organization_revisions o ON o.organization_id = m.organization_id
+                 WHERE m.user_id = r.user_id)))
      WHERE r.user_id = ANY(user_ids);
 END
 $$;
 
--- Publishes what one statement changed for one recipient (a user and an organization, either
--- may be null): moves the user's revision date forward, then notifies. One changed item gives
--- that item's event (push_type, item_id, date); several, or a transaction that set
--- pgwarden.bulk to 'on' (an import, even of one item), give one bulk_type event.
+-- Publishes what one statement changed for one recipient, a user or an organization: moves the
+-- recipient's revision date forward, then notifies. One changed item gives that item's event
+-- (push_type, item_id, date); several, or a transaction that set pgwarden.bulk to 'on' (an import,
+-- even of one item), give one bulk_type event.
+--
+-- An organization's event names collections (see pgwarden_notify): after and before are the
+-- collections of the changed items after and before the statement. An item event names the
+-- item only with all its collections; past pgwarden_event_collections_limit() it becomes the
+-- bulk event, naming no item and no collection, which the hub sends to every member: the
+-- payload stays far under NOTIFY's 8000 bytes, and no one hears of an item it cannot see.
 CREATE OR REPLACE FUNCTION pgwarden_publish(
     user_id uuid, org_id uuid, items bigint, push_type integer, item_id uuid, date timestamptz,
-    bulk_type integer, device_identifier text)
+    bulk_type integer, device_identifier text, after uuid[], before uuid[])
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    single boolean := items = 1 AND current_setting('pgwarden.bulk', true) IS DISTINCT FROM 'on';
+    collections uuid[];
+    moved_from uuid[];
 BEGIN
-    -- pgwarden_touch_users inline: one query fewer on every statement
-    UPDATE user_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)
-     WHERE r.user_id = pgwarden_publish.user_id;
-    IF items = 1 AND current_setting('pgwarden.bulk', true) IS DISTINCT FROM 'on' THEN
-        PERFORM pgwarden_notify(push_type, user_id, org_id, item_id, date, device_identifier);
+    IF user_id IS NOT NULL THEN
+        -- pgwarden_touch_users inline: one query fewer on every statement
+        UPDATE user_revisions r
+           SET revision_date = pgwarden_next_revision(GREATEST(r.revision_date,
+                   (SELECT max(o.revision_date) FROM memberships m
+                      JOIN organization_revisions o ON o.organization_id = m.organization_id
+                     WHERE m.user_id = r.user_id)))
+         WHERE r.user_id = pgwarden_publish.user_id;
     ELSE
-        PERFORM pgwarden_notify(bulk_type, user_id, org_id, NULL, now(), device_identifier);
+        -- one row whatever the organization's size: its members read it through pgwarden_user_revisions
+        UPDATE organization_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)
+         WHERE r.organization_id = org_id;
+        IF NOT single THEN
+            collections := ARRAY(SELECT DISTINCT c FROM unnest(after || before) c);
+        ELSIF push_type = pgwarden_push_type('sync_login_delete') THEN
+            collections := before;
+        ELSE
+            collections := after;
+            IF push_type = pgwarden_push_type('sync_cipher_update') AND NOT (after @> before AND before @> after) THEN
+                moved_from := before;
+            END IF;
+        END IF;
+        IF cardinality(collections) > pgwarden_event_collections_limit()
+           OR cardinality(moved_from) > pgwarden_event_collections_limit() THEN
+            single := false;
+            collections := NULL;
+            moved_from := NULL;
+        END IF;
+    END IF;
+    IF single THEN
+        PERFORM pgwarden_notify(push_type, user_id, org_id, item_id, date, device_identifier,
+                                collections, moved_from);
+    ELSE
+        PERFORM pgwarden_notify(bulk_type, user_id, org_id, NULL, now(), device_identifier, collections, NULL);
     END IF;
 END
 $$;
@@ -108,7 +162,10 @@ $$;
 
 -- Each branch groups the changed rows by recipient in one query and calls pgwarden_publish once
 -- per group, in recipient order (the UPDATE branch first reads a lone edited item without
--- grouping). (array_agg(id))[1] is the item when the group has only one.
+-- grouping). (array_agg(id))[1] is the item when the group has only one. An organization's group
+-- also passes the collections of its rows, after and before the statement: each is one subquery
+-- per organization group over one transition table, and none for a personal group (its filter
+-- on the group's organization is decided once, before any row is read).
 -- Trigger: ciphers_inserted, ciphers_updated, ciphers_deleted (AFTER, each statement).
 CREATE OR REPLACE FUNCTION pgwarden_ciphers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -117,32 +174,46 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         -- several new items at once is an import: a full sync
-        PERFORM pgwarden_publish(user_id, organization_id, count(*), pgwarden_push_type('sync_cipher_create'),
-                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device)
-           FROM new_rows
-          GROUP BY user_id, organization_id ORDER BY user_id, organization_id;
+        PERFORM pgwarden_publish(g.user_id, g.organization_id, g.items, pgwarden_push_type('sync_cipher_create'),
+                                 g.id, g.date, pgwarden_push_type('sync_vault'), device,
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM new_rows n, unnest(n.collection_ids) c
+                                   WHERE g.organization_id IS NOT NULL AND n.organization_id = g.organization_id),
+                                 '{}')
+           FROM (SELECT user_id, organization_id, count(*) AS items, (array_agg(id))[1] AS id,
+                        max(revision_date) AS date
+                   FROM new_rows GROUP BY user_id, organization_id) g
+          ORDER BY g.user_id, g.organization_id;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM pgwarden_publish(user_id, organization_id, count(*), pgwarden_push_type('sync_login_delete'),
-                                 (array_agg(id))[1], now(), pgwarden_push_type('sync_ciphers'), device)
-           FROM old_rows
-          GROUP BY user_id, organization_id ORDER BY user_id, organization_id;
+        PERFORM pgwarden_publish(g.user_id, g.organization_id, g.items, pgwarden_push_type('sync_login_delete'),
+                                 g.id, now(), pgwarden_push_type('sync_ciphers'), device, '{}',
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM old_rows o, unnest(o.collection_ids) c
+                                   WHERE g.organization_id IS NOT NULL AND o.organization_id = g.organization_id))
+           FROM (SELECT user_id, organization_id, count(*) AS items, (array_agg(id))[1] AS id
+                   FROM old_rows GROUP BY user_id, organization_id) g
+          ORDER BY g.user_id, g.organization_id;
     ELSE
         -- The common case first: one item edited by its owner, read without grouping. The count
         -- gates the join, which never runs over more than one row.
-        SELECT n.user_id, n.organization_id, n.id, n.revision_date INTO edited
+        SELECT n.user_id, n.organization_id, n.id, n.revision_date,
+               n.collection_ids AS after, o.collection_ids AS before INTO edited
           FROM new_rows n JOIN old_rows o USING (id)
          WHERE (SELECT count(*) FROM new_rows) = 1
            AND (n.user_id, n.organization_id) IS NOT DISTINCT FROM (o.user_id, o.organization_id);
         IF FOUND THEN
             PERFORM pgwarden_publish(edited.user_id, edited.organization_id, 1, pgwarden_push_type('sync_cipher_update'),
-                                     edited.id, edited.revision_date, pgwarden_push_type('sync_ciphers'), device);
+                                     edited.id, edited.revision_date, pgwarden_push_type('sync_ciphers'), device,
+                                     edited.after, edited.before);
             RETURN NULL;
         END IF;
         -- An item that changes owner is deleted for one and created for the other. Each row is
         -- an (item, owner) side: a side found both before and after is an update (dated by the
         -- row after), one found only after a create, one found only before a delete (now).
         PERFORM pgwarden_publish(s.user_id, s.org_id, count(*), min(s.push_type),
-                                 (array_agg(s.id))[1], max(s.date), pgwarden_push_type('sync_ciphers'), device)
+                                 (array_agg(s.id))[1], max(s.date), pgwarden_push_type('sync_ciphers'), device,
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM new_rows n, unnest(n.collection_ids) c
+                                   WHERE s.org_id IS NOT NULL AND n.organization_id = s.org_id),
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM old_rows o, unnest(o.collection_ids) c
+                                   WHERE s.org_id IS NOT NULL AND o.organization_id = s.org_id))
            FROM (SELECT user_id, org_id, id, coalesce(max(date), now()) AS date,
                         CASE WHEN count(*) = 2 THEN pgwarden_push_type('sync_cipher_update')
                              WHEN bool_or(after) THEN pgwarden_push_type('sync_cipher_create')
@@ -165,17 +236,17 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_folder_create'),
-                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device)
+                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device, NULL, NULL)
            FROM new_rows
           GROUP BY user_id ORDER BY user_id;
     ELSIF TG_OP = 'UPDATE' THEN
         PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_folder_update'),
-                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device)
+                                 (array_agg(id))[1], max(revision_date), pgwarden_push_type('sync_vault'), device, NULL, NULL)
            FROM new_rows
           GROUP BY user_id ORDER BY user_id;
     ELSE
         PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_folder_delete'),
-                                 (array_agg(id))[1], now(), pgwarden_push_type('sync_vault'), device)
+                                 (array_agg(id))[1], now(), pgwarden_push_type('sync_vault'), device, NULL, NULL)
            FROM old_rows
           GROUP BY user_id ORDER BY user_id;
         -- the items in a deleted folder become folderless (and notify as changed items)
@@ -192,7 +263,7 @@ $$;
 CREATE OR REPLACE FUNCTION pgwarden_sync_events_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pgwarden_touch_users(ARRAY(SELECT DISTINCT user_id FROM new_rows));
-    PERFORM pgwarden_notify(e.push_type, e.user_id, NULL, e.item_id, now(), e.device_identifier)
+    PERFORM pgwarden_notify(e.push_type, e.user_id, NULL, e.item_id, now(), e.device_identifier, NULL, NULL)
        FROM (SELECT push_type, user_id, item_id, device_identifier, min(id) AS first
                FROM new_rows GROUP BY push_type, user_id, item_id, device_identifier) e
       ORDER BY e.first;
@@ -220,17 +291,26 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_send_create'), id, max(revision_date),
-                                 pgwarden_push_type('sync_send_create'), device)
+                                 pgwarden_push_type('sync_send_create'), device, NULL, NULL)
            FROM new_rows GROUP BY user_id, id ORDER BY user_id, id;
     ELSIF TG_OP = 'UPDATE' THEN
         PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_send_update'), id, max(revision_date),
-                                 pgwarden_push_type('sync_send_update'), device)
+                                 pgwarden_push_type('sync_send_update'), device, NULL, NULL)
            FROM new_rows GROUP BY user_id, id ORDER BY user_id, id;
     ELSE
         PERFORM pgwarden_publish(user_id, NULL, count(*), pgwarden_push_type('sync_send_delete'), id, now(),
-                                 pgwarden_push_type('sync_send_delete'), device)
+                                 pgwarden_push_type('sync_send_delete'), device, NULL, NULL)
            FROM old_rows GROUP BY user_id, id ORDER BY user_id, id;
     END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Every organization has a revision row from the start.
+-- Trigger: organizations_added (AFTER INSERT, each statement).
+CREATE OR REPLACE FUNCTION pgwarden_organizations_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO organization_revisions (organization_id) SELECT id FROM new_rows;
     RETURN NULL;
 END
 $$;

@@ -220,7 +220,7 @@ async def test_every_published_type_decodes_and_the_others_are_refused(db: async
     await db.add_listener(CHANNEL, lambda *args: raw.put_nowait(args[3]))
     for push_type in PushType:
         await db.execute(
-            "SELECT pgwarden_notify(pgwarden_push_type($1), $2, NULL, $3, now(), 'device-1')",
+            "SELECT pgwarden_notify(pgwarden_push_type($1), $2, NULL, $3, now(), 'device-1', NULL, NULL)",
             push_type.sql_name, uuid.UUID(USER), uuid.UUID(ITEM) if push_type.names_item else None)
         text = await asyncio.wait_for(raw.get(), 5)
         if push_type.deliverable:

@@ -79,7 +79,13 @@ async def test_hub_role_reads_only_what_the_hub_needs(hub_url: str, db: asyncpg.
         assert await hub_db.fetch(  # the LISTEN gap recovery
             "SELECT user_id, revision_date FROM pgwarden_user_revisions($1::uuid[]) WHERE revision_date > $2",
             [user_id], await db.fetchval("SELECT now() - interval '1 day'"))
+        # routing organization events: who reaches what, through the view only
+        assert await hub_db.fetch("SELECT organization_id, collection_id FROM member_access WHERE user_id = $1",
+                                  user_id) == []
         for forbidden in (
+            "SELECT * FROM memberships",
+            "SELECT * FROM collection_members",
+            "SELECT * FROM organizations",
             "SELECT private_key_pem FROM token_private_keys",
             "SELECT * FROM users",
             "SELECT password_hash FROM users",
@@ -145,7 +151,9 @@ async def test_migrating_to_0009_carries_an_existing_hub_role_to_the_device_chec
 
     await db.execute(f'CREATE ROLE "{role_name}" LOGIN PASSWORD \'{PASSWORD}\'')
     await asyncio.to_thread(migrate.downgrade, database_url, "0008")
-    before = "\n".join(line for line in hub_grants(role_name).splitlines() if " ON devices " not in line)
+    # the grants of that time: neither the devices nor the organizations' revisions (migration 0012)
+    before = "\n".join(line for line in hub_grants(role_name).splitlines()
+                       if " ON devices " not in line and "organization_revisions" not in line)
     await db.execute(before)
     await asyncio.to_thread(migrate.upgrade, database_url)
     hub_db = await asyncpg.connect(as_role(database_url, role_name, PASSWORD))
@@ -153,5 +161,28 @@ async def test_migrating_to_0009_carries_an_existing_hub_role_to_the_device_chec
         assert await hub_db.fetch("SELECT id, active FROM devices WHERE identifier = 'd'") == []
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await hub_db.execute("SELECT refresh_token_hash FROM devices")
+    finally:
+        await hub_db.close()
+
+
+async def test_migrating_to_0012_carries_an_existing_hub_role_to_organization_routing(
+        database_url: str, role_name: str, db: asyncpg.Connection) -> None:
+    """A hub role granted before migration 0012 reads the members' grants and revision dates after it."""
+    from db import migrate
+
+    await db.execute(f'CREATE ROLE "{role_name}" LOGIN PASSWORD \'{PASSWORD}\'')
+    await asyncio.to_thread(migrate.downgrade, database_url, "0011")
+    before = "\n".join(line for line in hub_grants(role_name).splitlines()
+                       if "organization_revisions" not in line and "member_access" not in line)
+    await db.execute(before)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    user_id = await db.fetchval("INSERT INTO users (email, password_hash, key) VALUES ('m@example.com', 'x', 'k')"
+                                " RETURNING id")
+    hub_db = await asyncpg.connect(as_role(database_url, role_name, PASSWORD))
+    try:
+        assert await hub_db.fetch("SELECT organization_id FROM member_access WHERE user_id = $1", user_id) == []
+        assert len(await hub_db.fetch("SELECT * FROM pgwarden_user_revisions($1::uuid[])", [user_id])) == 1
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await hub_db.execute("SELECT * FROM memberships")
     finally:
         await hub_db.close()

@@ -411,3 +411,76 @@ async def test_payload_stays_small_whatever_the_data(db: asyncpg.Connection) -> 
     )
     await db.execute("SELECT 1")  # let the notification arrive on this connection
     assert len(payloads) == 1 and len(payloads[0].encode()) < 1000
+
+
+# --- an organization's items: events that name their collections ---------------------------
+
+
+async def new_org(db: asyncpg.Connection, collections: int) -> tuple[str, list[str]]:
+    org = await db.fetchval("INSERT INTO organizations (name, billing_email) VALUES ('O', 'o@x') RETURNING id::text")
+    made = [await db.fetchval("INSERT INTO collections (organization_id, name) VALUES ($1, 'c') RETURNING id::text",
+                              uuid.UUID(org)) for _ in range(collections)]
+    return org, made
+
+
+async def test_shared_item_is_deleted_for_its_owner_and_created_in_its_collections(
+        db: asyncpg.Connection, events: EventListener) -> None:
+    owner = await new_user(db)
+    org, (a, b) = await new_org(db, 2)
+    cipher = await insert_cipher(db, owner)
+    await events.exactly(1)
+    await db.execute("UPDATE ciphers SET user_id = NULL, organization_id = $2, collection_ids = $3 WHERE id = $1",
+                     uuid.UUID(cipher), uuid.UUID(org), [uuid.UUID(b)])
+    gone, created = await events.exactly(2)
+    assert (gone.type, gone.user_id, gone.collections) == (PushType.SYNC_LOGIN_DELETE, owner, None)
+    assert (created.type, created.user_id, created.org_id, created.item_id, created.collections,
+            created.moved_from) == (PushType.SYNC_CIPHER_CREATE, None, org, cipher, (b,), None)
+
+
+async def test_org_item_update_names_the_collections_it_left_only_when_they_changed(
+        db: asyncpg.Connection, events: EventListener) -> None:
+    org, (a, b, c) = await new_org(db, 3)
+    item = await db.fetchval("INSERT INTO ciphers (organization_id, collection_ids, type, data) VALUES ($1, $2, 1, '{}')"
+                             " RETURNING id::text", uuid.UUID(org), [uuid.UUID(a), uuid.UUID(b)])
+    assert set((await events.next()).collections) == {a, b}
+    await db.execute("UPDATE ciphers SET data = '{\"x\": 1}' WHERE id = $1", uuid.UUID(item))
+    edited = await events.next()
+    assert (edited.type, set(edited.collections), edited.moved_from) == (PushType.SYNC_CIPHER_UPDATE, {a, b}, None)
+    await db.execute("UPDATE ciphers SET collection_ids = $2 WHERE id = $1", uuid.UUID(item), [uuid.UUID(c)])
+    moved = await events.next()
+    assert (moved.collections, set(moved.moved_from)) == ((c,), {a, b})
+    await db.execute("DELETE FROM ciphers WHERE id = $1", uuid.UUID(item))
+    deleted = await events.next()
+    assert (deleted.type, deleted.collections) == (PushType.SYNC_LOGIN_DELETE, (c,))
+
+
+async def test_org_bulk_event_names_every_collection_its_items_were_or_are_in(
+        db: asyncpg.Connection, events: EventListener) -> None:
+    org, (a, b, c) = await new_org(db, 3)
+    await db.execute("INSERT INTO ciphers (organization_id, collection_ids, type, data) VALUES"
+                     " ($1, $2, 1, '{}'), ($1, $3, 1, '{}')", uuid.UUID(org), [uuid.UUID(a)], [uuid.UUID(b)])
+    imported = await events.next()
+    assert (imported.type, imported.item_id, set(imported.collections)) == (PushType.SYNC_VAULT, None, {a, b})
+    await db.execute("UPDATE ciphers SET collection_ids = $2 WHERE organization_id = $1", uuid.UUID(org),
+                     [uuid.UUID(c)])
+    moved = await events.next()
+    assert (moved.type, set(moved.collections), moved.moved_from) == (PushType.SYNC_CIPHERS, {a, b, c}, None)
+
+
+async def test_org_item_change_moves_one_organization_row_and_no_member_row(db: asyncpg.Connection,
+                                                                            events: EventListener) -> None:
+    org, (a,) = await new_org(db, 1)
+    members = [await new_user(db) for _ in range(3)]
+    for member in members:
+        await db.execute("INSERT INTO memberships (organization_id, user_id, type, status, key)"
+                         " VALUES ($1, $2, 0, 2, 'k')", uuid.UUID(org), uuid.UUID(member))
+    own = await db.fetch("SELECT * FROM user_revisions ORDER BY user_id")
+    before = await db.fetchval("SELECT revision_date FROM organization_revisions")
+    await db.execute("INSERT INTO ciphers (organization_id, collection_ids, type, data) VALUES ($1, $2, 1, '{}')",
+                     uuid.UUID(org), [uuid.UUID(a)])
+    await events.exactly(1)
+    after = await db.fetchval("SELECT revision_date FROM organization_revisions")
+    assert after > before
+    assert await db.fetch("SELECT * FROM user_revisions ORDER BY user_id") == own
+    for member in members:
+        assert await revision(db, member) == after

@@ -267,3 +267,26 @@ async def test_remove(alice: BitwardenClient, bob: BitwardenClient, carol: Bitwa
     await events.nothing()  # an invitation without account has no devices
     assert await db.fetchval("SELECT count(*) FROM memberships") == 1
     assert (await alice.delete(f"{org.path}/users/{bob_membership}")).status_code == 404
+
+
+async def test_mini_details_for_those_who_give_collections(alice: BitwardenClient, bob: BitwardenClient,
+                                                           carol: BitwardenClient, new_client) -> None:
+    org = await Organization.create(alice)
+    managed = await org.collection("Managed")
+    await org.add(bob, USER, [grant(managed, manage=True)])
+    await org.add(carol, USER, [grant(org.default_collection)])
+    await org.invite("someone@example.com", USER)
+    path = f"{org.path}/users/mini-details"
+    for client in (alice, bob):
+        reply = await client.get(path)
+        assert reply.status_code == 200, reply.text
+        listed = reply.json()["data"]
+        assert {m["email"] for m in listed} == {alice.email, bob.email, carol.email, "someone@example.com"}
+        assert set(listed[0]) == {"id", "userId", "type", "status", "name", "email", "object"}
+        assert {m["object"] for m in listed} == {"organizationUserUserMiniDetails"}
+    # a member who manages nothing, and an outsider, learn nothing
+    assert (await carol.get(path)).status_code == 404
+    outsider = new_client()
+    await outsider.register("outsider@example.com", "outsider's password")
+    await outsider.login()
+    assert (await outsider.get(path)).status_code == 404

@@ -270,3 +270,21 @@ async def test_import_into_the_organization(alice: BitwardenClient, bob: Bitward
             for row in await db.fetch("SELECT data->>'name' AS name, collection_ids FROM ciphers")}
     assert rows == {"A": [uuid.UUID(org.default_collection), imported], "B": [imported], "C": []}
     assert sorted(bob.org_decrypt(org.id, c["name"]) for c in (await bob.sync())["ciphers"]) == ["A"]
+
+
+async def test_assigned_items_are_those_the_member_reaches(alice: BitwardenClient, bob: BitwardenClient,
+                                                          carol: BitwardenClient) -> None:
+    org = await Organization.create(alice)
+    hidden = await org.collection("Hidden")
+    await org.add(bob, USER, [grant(org.default_collection)])
+    shared = await org.item("Shared", [org.default_collection])
+    secret = await org.item("Secret", [hidden])
+    path = f"/api/ciphers/organization-details/assigned?organizationId={org.id}"
+    listed = (await bob.get(path)).json()
+    assert [item["id"] for item in listed["data"]] == [shared["id"]]
+    assert listed["data"][0]["collectionIds"] == [org.default_collection] and listed["object"] == "list"
+    assert bob.org_decrypt(org.id, listed["data"][0]["name"]) == "Shared"
+    assert {item["id"] for item in (await alice.get(path)).json()["data"]} == {shared["id"], secret["id"]}
+    for client, query in ((carol, org.id), (bob, str(uuid.uuid4())), (bob, "nonsense")):
+        reply = await client.get(f"/api/ciphers/organization-details/assigned?organizationId={query}")
+        assert reply.status_code == 404

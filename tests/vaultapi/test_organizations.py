@@ -102,10 +102,18 @@ async def test_only_owners_read_and_rename_the_organization(alice: BitwardenClie
             reply = await client.call(method, org.path, {"name": "Mine", "billingEmail": client.email})
             assert reply.status_code == 404, (client.email, method)
             assert_error_shape(reply)
+    await events.exactly(3)  # the members' SyncOrgKeys
     renamed = await alice.put(org.path, {"name": "Acme Ltd", "billingEmail": "ap@example.com",
                                          "keys": {"publicKey": "bmV3", "encryptedPrivateKey": "2.a|b|c"}})
     assert renamed.status_code == 200
     assert (renamed.json()["name"], renamed.json()["billingEmail"]) == ("Acme Ltd", "ap@example.com")
+    # every confirmed member's devices are told, the acting one named, and only on a new name
+    told = await events.exactly(3)
+    assert {(e.type, e.user_id, e.device_identifier) for e in told} == {
+        (PushType.SYNC_ORGANIZATIONS, await user_id_of(client), alice.device) for client in (alice, bob, carol)}
+    again = await alice.put(org.path, {"name": "Acme Ltd", "billingEmail": "billing@example.com"})
+    assert again.status_code == 200
+    await events.exactly(0)
     # an organization keeps its first key pair
     assert (await carol.get(f"{org.path}/keys")).json()["publicKey"] != "bmV3"
     assert [o["name"] for o in (await bob.sync())["profile"]["organizations"]] == ["Acme Ltd"]

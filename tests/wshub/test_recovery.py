@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from db import migrate
+from tests.wshub.orgs import USER, Org
 from tests.wshub.support import HubClient, RunningHub, TcpProxy, create_user, eventually, hub_config, issuer_for, start_hub
 
 RECONNECTS = "pgwarden_hub_listen_reconnects_total"
@@ -103,6 +104,34 @@ async def test_silent_link_is_detected_by_the_probe_and_the_gap_nudges_only_chan
         await untouched_client.nothing()
         assert ingress.connected.is_set()
         for client in (changed_client, second_device, untouched_client):
+            await client.close()
+    finally:
+        await hub.stop()
+        await proxy.close()
+
+
+async def test_gap_nudges_the_members_of_an_organization_changed_in_it(database_url, pg_server, db,
+                                                                       make_user) -> None:
+    proxy = await TcpProxy(pg_server.host, pg_server.port).start()
+    hub = await start_hub(proxy.url_for(database_url))
+    try:
+        member, outsider = await make_user(), await make_user()
+        org = await Org.create(db)
+        await org.member(member, USER, [await org.collection()])
+        member_client = await HubClient.connect(hub.ws_url(access_token=member.token()))
+        outsider_client = await HubClient.connect(hub.ws_url(access_token=outsider.token()))
+        await eventually(lambda: member.id in hub.app.ctx.memberships, "the member's grants loaded")
+        proxy.silence()
+        # an item of the organization, in a collection the member does not hold: its event is
+        # not the member's, but the member's revision date moves, and the nudge is a re-check
+        await org.item([await org.collection()])
+        revision = await db.fetchval("SELECT revision_date FROM pgwarden_user_revisions(ARRAY[$1::uuid])",
+                                     member.id)
+        await _reconnected(hub)
+        assert await _drain(member_client) == [
+            {"ContextId": None, "Type": 5, "Payload": {"UserId": member.id, "Date": revision}}]
+        await outsider_client.nothing()
+        for client in (member_client, outsider_client):
             await client.close()
     finally:
         await hub.stop()

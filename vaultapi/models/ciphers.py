@@ -62,6 +62,7 @@ __all__ = [
     "check_organization_room",
     "encoded_for_user",
     "find_visible",
+    "visible_in_organization",
     "import_organization",
     "import_vault",
     "mini_details_json",
@@ -565,6 +566,13 @@ async def require(conn: Conn, cipher_id: uuid.UUID, user_id: uuid.UUID, *, lock:
     if not found:
         raise NotFound("Cipher")
     return found[0]
+
+
+async def visible_in_organization(conn: Conn, user_id: uuid.UUID, organization_id: uuid.UUID) -> list[Visible]:
+    """The organization's items the user reaches (the view first, the rows by id after)."""
+    ids = [row["cipher_id"] for row in await conn.fetch("SELECT cipher_id FROM cipher_access WHERE user_id = $1",
+                                                        user_id)]
+    return [item for item in await find_visible(conn, ids, user_id) if item.row["organization_id"] == organization_id]
 
 
 async def of_organization(conn: Conn, organization_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -394,9 +394,11 @@ async def restore(conn: asyncpg.Connection, target: asyncpg.Record) -> None:
 
 
 async def remove(conn: asyncpg.Connection, target: asyncpg.Record) -> None:
-    """Out of the organization, with its collection grants. SyncOrgKeys."""
-    await conn.execute("DELETE FROM memberships WHERE id = $1", target["id"])
+    """Out of the organization, with its collection grants. SyncOrgKeys, published first: the
+    member's revision date then moves past the organization's while the membership still counts
+    (pgwarden_touch_users), so leaving never moves it back."""
     await _org_keys_changed(conn, target)
+    await conn.execute("DELETE FROM memberships WHERE id = $1", target["id"])
 
 
 async def _org_keys_changed(conn: asyncpg.Connection, target: asyncpg.Record) -> None:
@@ -447,6 +449,19 @@ def list_json(row: asyncpg.Record, grants: list[dict[str, Any]]) -> dict[str, An
         "revocationReason": None,
         "creationDate": iso(row["created_at"]),
         "object": "organizationUserUserDetails",
+    }
+
+
+def mini_details_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A member as the collection dialogs list it (OrganizationUserUserMiniDetailsResponseModel)."""
+    return {
+        "id": str(row["id"]),
+        "userId": str(row["user_id"]) if row["user_id"] else None,
+        "type": row["type"],
+        "status": row["status"],
+        "name": row["member_name"],
+        "email": row["member_email"],
+        "object": "organizationUserUserMiniDetails",
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from core import capabilities
+from vaultapi import publish
 from vaultapi.errors import ApiError, NotFound
 
 __all__ = [
@@ -79,10 +80,18 @@ async def create(conn: asyncpg.Connection, name: str, billing_email: str, public
 
 async def update(conn: asyncpg.Connection, organization_id: uuid.UUID, name: str,
                  billing_email: str) -> asyncpg.Record:
-    """Publishes nothing: the members read the name on their next sync."""
-    return await conn.fetchrow(
+    """A new name tells every confirmed member's devices (SyncOrganizations: they sync at once,
+    and show it); the billing email is the Owners' business alone."""
+    renamed = await conn.fetchval(
+        "SELECT name IS DISTINCT FROM $2 FROM organizations WHERE id = $1", organization_id, name)
+    row = await conn.fetchrow(
         "UPDATE organizations SET name = $2, billing_email = $3, updated_at = now() WHERE id = $1 RETURNING *",
         organization_id, name, billing_email)
+    if renamed:
+        members = await conn.fetch("SELECT user_id FROM memberships WHERE organization_id = $1 AND status = 2",
+                                   organization_id)
+        await publish.organization_changed(conn, [member["user_id"] for member in members])
+    return row
 
 
 async def set_keys(conn: asyncpg.Connection, organization_id: uuid.UUID, public_key: str,

@@ -283,6 +283,20 @@ async def import_into_organization(request: Request) -> HTTPResponse:
     return empty(status=200)
 
 
+@bp.get("/organization-details/assigned")
+@authorized
+async def assigned_organization_items(request: Request) -> HTTPResponse:
+    """The organization's items the caller reaches as a member (through its collections, or all
+    of them with full access), as the admin console lists a member's own share of them."""
+    organization_id = _organization_id(request)
+    user_id = request.ctx.caller.user_id
+    async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await memberships.require_member(conn, organization_id, user_id)
+        items = await ciphers.visible_in_organization(conn, user_id, organization_id)
+    return json({"data": [ciphers.cipher_json(item, user_id) for item in items], "object": "list",
+                 "continuationToken": None})
+
+
 @bp.get("/organization-details")
 @authorized
 async def organization_items(request: Request) -> HTTPResponse:

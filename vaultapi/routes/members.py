@@ -185,6 +185,21 @@ async def list_members(request: Request, organization_id: uuid.UUID) -> HTTPResp
     return json(_list([memberships.list_json(row, grants[row["id"]]) for row in rows]))
 
 
+@bp.get(USERS + "/mini-details")
+@authorized
+async def list_members_briefly(request: Request, organization_id: uuid.UUID) -> HTTPResponse:
+    """Who is in the organization, for those who give collections to members: name, email, type
+    and status (OrganizationUserUserMiniDetailsResponseModel)."""
+    user_id = request.ctx.caller.user_id
+    async with request.app.ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        actor = await memberships.require_member(conn, organization_id, user_id)
+        if not (actor.can_manage_users or actor.can_create_collections or actor.can_edit_any_collection
+                or any(row["manage"] for row in await collections.visible_to(conn, user_id, organization_id))):
+            raise NotFound("Organization")
+        rows = await memberships.of_organization(conn, organization_id)
+    return json(_list([memberships.mini_details_json(row) for row in rows]))
+
+
 @bp.get(ONE_USER)
 @authorized
 async def get_member(request: Request, organization_id: uuid.UUID, membership_id: uuid.UUID) -> HTTPResponse:

@@ -94,8 +94,12 @@ def downgrade() -> None:
         ALTER TABLE users
             ADD COLUMN revision_date timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now());
         UPDATE users u SET revision_date = r.revision_date FROM user_revisions r WHERE r.user_id = u.id;
-        DROP FUNCTION pgwarden_users_added(), pgwarden_user_revisions(uuid[]),
-            pgwarden_publish(uuid, uuid, bigint, integer, uuid, timestamptz, integer, text);
+        -- on a database migrated from scratch to here, these are the newest text's (0010's signatures)
+        DROP FUNCTION IF EXISTS pgwarden_users_added(), pgwarden_user_revisions(uuid[]),
+            pgwarden_publish(uuid, uuid, bigint, integer, uuid, timestamptz, integer, text),
+            pgwarden_publish(uuid, uuid, bigint, integer, uuid, timestamptz, integer, text, uuid[], uuid[]),
+            pgwarden_notify(integer, uuid, uuid, uuid, timestamptz, text, uuid[], uuid[]),
+            pgwarden_organizations_added(), pgwarden_event_collections_limit();
         CREATE TYPE pgwarden_change AS (
             user_id uuid, org_id uuid, item_id uuid, push_type smallint, date timestamptz);
         """
