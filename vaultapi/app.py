@@ -22,13 +22,14 @@ import logging
 from sanic import Request, Sanic
 from sanic.request import RequestParameters
 
+from core import access_log
 from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
 from core.tokens import VerifiedTokens
-from vaultapi import access_log, body_limits, cors, downloads, headers, housekeeping
+from vaultapi import body_limits, cors, downloads, headers, housekeeping
 from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.storage import open_store

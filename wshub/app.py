@@ -34,6 +34,7 @@ from sanic.handlers import ErrorHandler
 from sanic.models.server_types import ConnInfo
 from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 
+from core import access_log
 from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
 from core.headers import add_headers
@@ -120,6 +121,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     app.add_route(negotiate, NEGOTIATE_PATH, methods=["POST"])
     app.add_route(_alive, "/alive", methods=["GET", "HEAD"])
     app.add_route(_metrics, "/metrics", methods=["GET"])
+    access_log.install(app)
 
     @app.on_response
     async def _answered(request: Request, response: BaseHTTPResponse) -> None:

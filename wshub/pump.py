@@ -24,6 +24,7 @@ from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
+from core import access_log
 from core.access import Caller
 from wshub.admission import give_back, slot_of
 from wshub.connection import Connection
@@ -62,6 +63,7 @@ async def _run(request: Request, ws: WebsocketImplProtocol, hub: str, max_messag
     metrics: HubMetrics = app.ctx.metrics
     registry: Registry = app.ctx.registry
     ip = slot_of(request).ip
+    access_log.upgraded(request)
     session = Session(max_message_size)
     # a string, not the connection: a log record kept by a handler must not keep it alive
     who = ip

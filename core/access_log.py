@@ -1,6 +1,11 @@
-"""One line per request for operators: client address, method, path, status, duration.
+"""One line per request for operators, the API's and the hub's alike: client address, method,
+path, status, duration.
 
     203.0.113.7 "POST /identity/connect/token" 400 12.4ms
+    203.0.113.7 "GET /notifications/hub" 101 3.1ms
+
+A hub connection's line is written when its upgrade is answered (101, or the refusal); how the
+connection ended is the hub's own line, when it ends.
 
 The address is the client's as core.client_address resolves it (a trusted proxy's IP_HEADER).
 The path is without its query (where tokens may travel), with anything outside printable ASCII
@@ -15,9 +20,9 @@ import time
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
-from vaultapi.client import client_address
+from core.client_address import client_address
 
-__all__ = ["install"]
+__all__ = ["install", "upgraded"]
 
 log = logging.getLogger("pgwarden.access")
 
@@ -34,10 +39,19 @@ async def _started(request: Request) -> None:
 
 
 async def _answered(request: Request, response: HTTPResponse) -> None:
+    _line(request, response.status)
+
+
+def upgraded(request: Request) -> None:
+    """The line of a WebSocket upgrade that was accepted: no response passes the middleware then."""
+    _line(request, 101)
+
+
+def _line(request: Request, status: int) -> None:
     started = getattr(request.ctx, "started", None)
     duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-    log.info('%s "%s %s" %d %.1fms', client_address(request), request.method, _printable(request.path),
-             response.status, duration)
+    address = client_address(request.ip, request.headers, request.app.ctx.config)
+    log.info('%s "%s %s" %d %.1fms', address, request.method, _printable(request.path), status, duration)
 
 
 def _printable(path: str) -> str:
