@@ -167,7 +167,8 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         await memberships.close()
         await app.ctx.ingress.close()
         try:
-            await asyncio.wait_for(app.ctx.pool.close(), tuning.shutdown_grace)
+            async with asyncio.timeout(tuning.shutdown_grace):
+                await app.ctx.pool.close()
         except TimeoutError:  # a dead link would wait forever for a goodbye
             app.ctx.pool.terminate()
 

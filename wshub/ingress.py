@@ -143,15 +143,18 @@ class Ingress:
     async def _watch(self) -> None:
         """Returns when the link is lost."""
         assert self._conn is not None
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that comes as
+        # its awaitable completes, and the hub's shutdown would wait for this task for ever
         while not self._lost.is_set():
             try:
-                await asyncio.wait_for(self._lost.wait(), self.tuning.probe_interval)
+                async with asyncio.timeout(self.tuning.probe_interval):
+                    await self._lost.wait()
                 return
             except TimeoutError:
                 pass
             try:
-                now = await asyncio.wait_for(self._conn.fetchval("SELECT clock_timestamp()"),
-                                             self.tuning.probe_timeout)
+                async with asyncio.timeout(self.tuning.probe_timeout):
+                    now = await self._conn.fetchval("SELECT clock_timestamp()")
             except DATABASE_ERRORS as error:
                 log.warning("LISTEN probe failed: %r", error)
                 return
