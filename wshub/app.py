@@ -221,9 +221,21 @@ def serve(config: Config) -> int:
     with opened(config) as url:
         log.info("hub serving ws://%s:%d/notifications/hub", config.websocket_address, config.websocket_port)
         if workers > 1:
+            _refuse_transaction_pooler_first(url)
             return run_workers(config, url, workers)
         serve_socket(config, url, listening_socket(config.websocket_address, config.websocket_port, shared=False))
     return 0
+
+
+def _refuse_transaction_pooler_first(url: str) -> None:
+    """Before the workers start: a worker's refusal would reach the operator as an exit code only."""
+    from core.database import DATABASE_ERRORS
+    from wshub.ingress import refuse_transaction_pooler
+
+    try:
+        asyncio.run(refuse_transaction_pooler(url))
+    except DATABASE_ERRORS:
+        pass  # no database yet: the workers retry until it answers, and check again
 
 
 def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally | None = None) -> None:

@@ -27,7 +27,7 @@ import asyncpg
 from core.database import DATABASE_ERRORS, TransactionPooler, lends_per_transaction
 from db.events import CHANNEL, Event, EventError, PushType, decode_event
 
-__all__ = ["Ingress", "IngressTuning"]
+__all__ = ["Ingress", "IngressTuning", "refuse_transaction_pooler"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,15 @@ class IngressTuning:
     gap_margin: timedelta = timedelta(seconds=10)
     backoff_initial: float = 0.1
     backoff_max: float = 5.0
+
+
+async def refuse_transaction_pooler(database_url: str) -> None:
+    """Raise TransactionPooler when the URL leads to one: LISTEN needs a session of its own."""
+    if await lends_per_transaction(database_url):
+        raise TransactionPooler(
+            "DATABASE_URL leads to a transaction pooler: LISTEN needs a session of its own, which"
+            " such a pooler does not keep. Give the hub a URL to PostgreSQL itself or to a"
+            " session-mode pool (docs/scaling.md).")
 
 
 class Ingress:
@@ -105,11 +114,7 @@ class Ingress:
 
     async def _open(self) -> None:
         async with asyncio.timeout(self.tuning.open_timeout):
-            if await lends_per_transaction(self.database_url):
-                raise TransactionPooler(
-                    "DATABASE_URL leads to a transaction pooler: LISTEN needs a session of its own, which"
-                    " such a pooler does not keep. Give the hub a URL to PostgreSQL itself or to a"
-                    " session-mode pool (docs/scaling.md).")
+            await refuse_transaction_pooler(self.database_url)
             conn = await asyncpg.connect(self.database_url,
                                          server_settings={"application_name": "pgwarden-hub-listen"})
             try:
