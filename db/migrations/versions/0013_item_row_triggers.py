@@ -1,0 +1,143 @@
+"""A one-item write publishes from its row; the grouping query is left to statements of several items.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-04
+
+Measured in docs/performance.md ("Write path"): a single-item write paid for a statement
+trigger whose one query grouped the transition table by recipient before calling
+pgwarden_publish.
+
+- ciphers_inserted, ciphers_updated and ciphers_deleted fire for each row outside a bulk change
+  (pgwarden.bulk not on): the statement's one row publishes its item's event with no grouping
+  query, and of a statement of several rows the first row of the transition table publishes for
+  all of them, as the statement trigger did. The transition tables stay: they tell one row from
+  several, reading at most two rows.
+- ciphers_inserted_in_bulk, ciphers_updated_in_bulk and ciphers_deleted_in_bulk fire for each
+  statement in a bulk change, when the row triggers do not.
+"""
+
+from alembic import op
+
+from db import routines
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+#: The routines' text this migration was written for (db.routines.fingerprint()).
+ROUTINES = "7267c5c89fde"
+
+#: the row triggers' condition; the statement triggers fire on its contrary
+_OUTSIDE_BULK = "current_setting('pgwarden.bulk', true) IS DISTINCT FROM 'on'"
+
+#: (event, transition tables) of the ciphers triggers
+_EVENTS = {
+    "inserted": ("INSERT", "NEW TABLE AS new_rows"),
+    "updated": ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    "deleted": ("DELETE", "OLD TABLE AS old_rows"),
+}
+
+
+def upgrade() -> None:
+    routines.apply(op.execute)
+    for name, (event, tables) in _EVENTS.items():
+        op.execute(
+            f"""
+            DROP TRIGGER ciphers_{name} ON ciphers;
+            CREATE TRIGGER ciphers_{name} AFTER {event} ON ciphers
+                REFERENCING {tables}
+                FOR EACH ROW WHEN ({_OUTSIDE_BULK}) EXECUTE FUNCTION pgwarden_ciphers_changed();
+            CREATE TRIGGER ciphers_{name}_in_bulk AFTER {event} ON ciphers
+                REFERENCING {tables}
+                FOR EACH STATEMENT WHEN (NOT ({_OUTSIDE_BULK})) EXECUTE FUNCTION pgwarden_ciphers_changed();
+            """
+        )
+
+
+def downgrade() -> None:
+    for name, (event, tables) in _EVENTS.items():
+        op.execute(
+            f"""
+            DROP TRIGGER ciphers_{name}_in_bulk ON ciphers;
+            DROP TRIGGER ciphers_{name} ON ciphers;
+            CREATE TRIGGER ciphers_{name} AFTER {event} ON ciphers
+                REFERENCING {tables}
+                FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_ciphers_changed();
+            """
+        )
+    op.execute(PREVIOUS_CIPHERS_SQL)
+
+
+# pgwarden_ciphers_changed as migration 0012 applied it, verbatim: the definition the downgrade restores.
+PREVIOUS_CIPHERS_SQL = r"""
+-- Each branch groups the changed rows by recipient in one query and calls pgwarden_publish once
+-- per group, in recipient order (the UPDATE branch first reads a lone edited item without
+-- grouping). (array_agg(id))[1] is the item when the group has only one. An organization's group
+-- also passes the collections of its rows, after and before the statement: each is one subquery
+-- per organization group over one transition table, and none for a personal group (its filter
+-- on the group's organization is decided once, before any row is read).
+-- Trigger: ciphers_inserted, ciphers_updated, ciphers_deleted (AFTER, each statement).
+CREATE OR REPLACE FUNCTION pgwarden_ciphers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    device text := pgwarden_device_identifier();
+    edited record;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        -- several new items at once is an import: a full sync
+        PERFORM pgwarden_publish(g.user_id, g.organization_id, g.items, pgwarden_push_type('sync_cipher_create'),
+                                 g.id, g.date, pgwarden_push_type('sync_vault'), device,
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM new_rows n, unnest(n.collection_ids) c
+                                   WHERE g.organization_id IS NOT NULL AND n.organization_id = g.organization_id),
+                                 '{}')
+           FROM (SELECT user_id, organization_id, count(*) AS items, (array_agg(id))[1] AS id,
+                        max(revision_date) AS date
+                   FROM new_rows GROUP BY user_id, organization_id) g
+          ORDER BY g.user_id, g.organization_id;
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM pgwarden_publish(g.user_id, g.organization_id, g.items, pgwarden_push_type('sync_login_delete'),
+                                 g.id, now(), pgwarden_push_type('sync_ciphers'), device, '{}',
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM old_rows o, unnest(o.collection_ids) c
+                                   WHERE g.organization_id IS NOT NULL AND o.organization_id = g.organization_id))
+           FROM (SELECT user_id, organization_id, count(*) AS items, (array_agg(id))[1] AS id
+                   FROM old_rows GROUP BY user_id, organization_id) g
+          ORDER BY g.user_id, g.organization_id;
+    ELSE
+        -- The common case first: one item edited by its owner, read without grouping. The count
+        -- gates the join, which never runs over more than one row.
+        SELECT n.user_id, n.organization_id, n.id, n.revision_date,
+               n.collection_ids AS after, o.collection_ids AS before INTO edited
+          FROM new_rows n JOIN old_rows o USING (id)
+         WHERE (SELECT count(*) FROM new_rows) = 1
+           AND (n.user_id, n.organization_id) IS NOT DISTINCT FROM (o.user_id, o.organization_id);
+        IF FOUND THEN
+            PERFORM pgwarden_publish(edited.user_id, edited.organization_id, 1, pgwarden_push_type('sync_cipher_update'),
+                                     edited.id, edited.revision_date, pgwarden_push_type('sync_ciphers'), device,
+                                     edited.after, edited.before);
+            RETURN NULL;
+        END IF;
+        -- An item that changes owner is deleted for one and created for the other. Each row is
+        -- an (item, owner) side: a side found both before and after is an update (dated by the
+        -- row after), one found only after a create, one found only before a delete (now).
+        PERFORM pgwarden_publish(s.user_id, s.org_id, count(*), min(s.push_type),
+                                 (array_agg(s.id))[1], max(s.date), pgwarden_push_type('sync_ciphers'), device,
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM new_rows n, unnest(n.collection_ids) c
+                                   WHERE s.org_id IS NOT NULL AND n.organization_id = s.org_id),
+                                 (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM old_rows o, unnest(o.collection_ids) c
+                                   WHERE s.org_id IS NOT NULL AND o.organization_id = s.org_id))
+           FROM (SELECT user_id, org_id, id, coalesce(max(date), now()) AS date,
+                        CASE WHEN count(*) = 2 THEN pgwarden_push_type('sync_cipher_update')
+                             WHEN bool_or(after) THEN pgwarden_push_type('sync_cipher_create')
+                             ELSE pgwarden_push_type('sync_login_delete') END AS push_type
+                   FROM (SELECT user_id, organization_id, id, revision_date, true FROM new_rows
+                         UNION ALL
+                         SELECT user_id, organization_id, id, NULL, false FROM old_rows
+                        ) side (user_id, org_id, id, date, after)
+                  GROUP BY id, user_id, org_id) s
+          GROUP BY s.user_id, s.org_id ORDER BY s.user_id, s.org_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+"""
