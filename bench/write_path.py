@@ -499,18 +499,17 @@ def variants() -> dict[str, str | None]:
     """Timing variants of this tree's definitions: pgwarden_publish as db/sql has it, with steps
     left out (None: a variant made by switching triggers, not by a definition)."""
     publish = _found(r"CREATE OR REPLACE FUNCTION pgwarden_publish\(.*?\n\$\$;\n", routines.events_sql())
-    move = _found(r"\n    UPDATE user_revisions .*?;\n", publish)
-    notify = _found(r"\n    IF items = 1 .*?END IF;\n", publish)
-    in_users = move.replace("user_revisions r", "users r").replace("r.user_id =", "r.id =").replace(
-        "revision_date", "bench_revision_date")
+    move = _found(r"\n *UPDATE user_revisions .*?\n        END IF;\n", publish)
+    notify = _found(r"\n    IF single THEN\n.*?END IF;\n", publish)
+    probing = _found(r"\n *UPDATE user_revisions r\n.*?;\n", move)
     return {
         "triggers off": None,
         "item revision stamps only": None,
-        "statement trigger, publish empty": publish.replace(move, "\n").replace(notify, "\n"),
+        "trigger call, publish empty": publish.replace(move, "\n").replace(notify, "\n"),
         "+ pg_notify": publish.replace(move, "\n"),
         "+ revision move (no pg_notify)": publish.replace(notify, "\n"),
         "all: revision move + pg_notify": publish,
-        "all, revision in the users row": publish.replace(move, in_users),
+        "all, membership probe every time": publish.replace(move, probing),
     }
 
 
@@ -578,8 +577,6 @@ async def bulk_edit_after_single_edits(url: str, target: Target, items: int) -> 
 async def apply_variant(url: str, name: str, sql: str | None) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("ALTER TABLE users ADD COLUMN IF NOT EXISTS bench_revision_date timestamptz"
-                           " NOT NULL DEFAULT now()")
         if sql:
             await conn.execute(sql)
         for table in PUBLISHING_TABLES:

@@ -107,13 +107,20 @@ DECLARE
     moved_from uuid[];
 BEGIN
     IF user_id IS NOT NULL THEN
-        -- pgwarden_touch_users inline: one query fewer on every statement
-        UPDATE user_revisions r
-           SET revision_date = pgwarden_next_revision(GREATEST(r.revision_date,
-                   (SELECT max(o.revision_date) FROM memberships m
-                      JOIN organization_revisions o ON o.organization_id = m.organization_id
-                     WHERE m.user_id = r.user_id)))
-         WHERE r.user_id = pgwarden_publish.user_id;
+        -- pgwarden_touch_users inline: one query fewer on every statement. A user who never was
+        -- in an organization, most users, is moved past the own row without the membership
+        -- probe (which costs as much as the move): two plans, since a plan starts every subquery
+        -- it holds whether or not it runs it.
+        UPDATE user_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)
+         WHERE r.user_id = pgwarden_publish.user_id AND NOT r.in_organizations;
+        IF NOT FOUND THEN
+            UPDATE user_revisions r
+               SET revision_date = pgwarden_next_revision(GREATEST(r.revision_date,
+                       (SELECT max(o.revision_date) FROM memberships m
+                          JOIN organization_revisions o ON o.organization_id = m.organization_id
+                         WHERE m.user_id = r.user_id)))
+             WHERE r.user_id = pgwarden_publish.user_id;
+        END IF;
     ELSE
         -- one row whatever the organization's size: its members read it through pgwarden_user_revisions
         UPDATE organization_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)

@@ -24,3 +24,15 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+
+-- A user who joins an organization, however (the API, psql), is marked in user_revisions: from
+-- then on the user's own changes take their next revision date past the organization's too
+-- (pgwarden_publish). The mark stays when the membership goes; it only costs that lookup.
+-- Trigger: memberships_joined (AFTER INSERT OR UPDATE OF user_id, each row naming a user).
+CREATE OR REPLACE FUNCTION pgwarden_member_joined() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE user_revisions SET in_organizations = true WHERE user_id = NEW.user_id AND NOT in_organizations;
+    RETURN NULL;
+END
+$$;

@@ -484,3 +484,28 @@ async def test_org_item_change_moves_one_organization_row_and_no_member_row(db: 
     assert await db.fetch("SELECT * FROM user_revisions ORDER BY user_id") == own
     for member in members:
         assert await revision(db, member) == after
+
+
+@pytest.mark.parametrize("joins", ["as a member", "by taking an invitation"])
+async def test_own_change_moves_past_an_organization_joined_by_any_writer(
+        db: asyncpg.Connection, events: EventListener, joins: str) -> None:
+    """A membership written in SQL counts too: the user's next own change moves past the organization's date."""
+    user = await new_user(db)
+    org, _ = await new_org(db, 0)
+    await insert_cipher(db, user)  # the user's date moved while in no organization
+    await events.exactly(1)
+    if joins == "as a member":
+        await db.execute("INSERT INTO memberships (organization_id, user_id, type, status, key)"
+                         " VALUES ($1, $2, 2, 2, 'k')", uuid.UUID(org), uuid.UUID(user))
+    else:
+        invited = await db.fetchval("INSERT INTO memberships (organization_id, email, type, status)"
+                                    " VALUES ($1, 'invited@example.com', 2, 0) RETURNING id", uuid.UUID(org))
+        await db.execute("UPDATE memberships SET user_id = $2, email = NULL, status = 2, key = 'k' WHERE id = $1",
+                         invited, uuid.UUID(user))
+    # an organization's date ahead of the clock, as a burst of changes in one millisecond leaves it
+    ahead = await db.fetchval("UPDATE organization_revisions SET revision_date = now() + interval '1 hour'"
+                              " WHERE organization_id = $1 RETURNING revision_date", uuid.UUID(org))
+    await insert_cipher(db, user)
+    await events.exactly(1)
+    assert await db.fetchval("SELECT revision_date FROM user_revisions WHERE user_id = $1", uuid.UUID(user)) > ahead
+    assert await revision(db, user) > ahead

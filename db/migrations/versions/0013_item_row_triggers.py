@@ -1,4 +1,4 @@
-"""A one-item write publishes from its row; the grouping query is left to statements of several items.
+"""A one-item write publishes from its row, and a user in no organization skips the membership probe.
 
 Revision ID: 0013
 Revises: 0012
@@ -15,6 +15,9 @@ pgwarden_publish.
   several, reading at most two rows.
 - ciphers_inserted_in_bulk, ciphers_updated_in_bulk and ciphers_deleted_in_bulk fire for each
   statement in a bulk change, when the row triggers do not.
+- user_revisions.in_organizations marks a user who has joined an organization (set by the
+  memberships_joined trigger, whoever writes the membership): pgwarden_publish moves an unmarked
+  user's revision date without probing the memberships, a probe that cost as much as the move.
 """
 
 from alembic import op
@@ -27,7 +30,7 @@ branch_labels = None
 depends_on = None
 
 #: The routines' text this migration was written for (db.routines.fingerprint()).
-ROUTINES = "7267c5c89fde"
+ROUTINES = "185a99d686de"
 
 #: the row triggers' condition; the statement triggers fire on its contrary
 _OUTSIDE_BULK = "current_setting('pgwarden.bulk', true) IS DISTINCT FROM 'on'"
@@ -41,7 +44,24 @@ _EVENTS = {
 
 
 def upgrade() -> None:
+    op.execute(
+        """
+        -- no membership is added between the marking and the trigger that keeps it
+        LOCK TABLE memberships IN SHARE ROW EXCLUSIVE MODE;
+        ALTER TABLE user_revisions
+            -- once the user has joined an organization: its revision date counts (pgwarden_publish)
+            ADD COLUMN in_organizations boolean NOT NULL DEFAULT false;
+        UPDATE user_revisions r SET in_organizations = true
+         WHERE EXISTS (SELECT FROM memberships m WHERE m.user_id = r.user_id);
+        """
+    )
     routines.apply(op.execute)
+    op.execute(
+        """
+        CREATE TRIGGER memberships_joined AFTER INSERT OR UPDATE OF user_id ON memberships
+            FOR EACH ROW WHEN (NEW.user_id IS NOT NULL) EXECUTE FUNCTION pgwarden_member_joined();
+        """
+    )
     for name, (event, tables) in _EVENTS.items():
         op.execute(
             f"""
@@ -68,10 +88,75 @@ def downgrade() -> None:
             """
         )
     op.execute(PREVIOUS_CIPHERS_SQL)
+    op.execute(
+        """
+        DROP TRIGGER memberships_joined ON memberships;
+        DROP FUNCTION pgwarden_member_joined();
+        ALTER TABLE user_revisions DROP COLUMN in_organizations;
+        """
+    )
 
 
-# pgwarden_ciphers_changed as migration 0012 applied it, verbatim: the definition the downgrade restores.
+# pgwarden_publish and pgwarden_ciphers_changed as migration 0012 applied them, verbatim: the
+# definitions the downgrade restores.
 PREVIOUS_CIPHERS_SQL = r"""
+-- Publishes what one statement changed for one recipient, a user or an organization: moves the
+-- recipient's revision date forward, then notifies. One changed item gives that item's event
+-- (push_type, item_id, date); several, or a transaction that set pgwarden.bulk to 'on' (an import,
+-- even of one item), give one bulk_type event.
+--
+-- An organization's event names collections (see pgwarden_notify): after and before are the
+-- collections of the changed items after and before the statement. An item event names the
+-- item only with all its collections; past pgwarden_event_collections_limit() it becomes the
+-- bulk event, naming no item and no collection, which the hub sends to every member: the
+-- payload stays far under NOTIFY's 8000 bytes, and no one hears of an item it cannot see.
+CREATE OR REPLACE FUNCTION pgwarden_publish(
+    user_id uuid, org_id uuid, items bigint, push_type integer, item_id uuid, date timestamptz,
+    bulk_type integer, device_identifier text, after uuid[], before uuid[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    single boolean := items = 1 AND current_setting('pgwarden.bulk', true) IS DISTINCT FROM 'on';
+    collections uuid[];
+    moved_from uuid[];
+BEGIN
+    IF user_id IS NOT NULL THEN
+        -- pgwarden_touch_users inline: one query fewer on every statement
+        UPDATE user_revisions r
+           SET revision_date = pgwarden_next_revision(GREATEST(r.revision_date,
+                   (SELECT max(o.revision_date) FROM memberships m
+                      JOIN organization_revisions o ON o.organization_id = m.organization_id
+                     WHERE m.user_id = r.user_id)))
+         WHERE r.user_id = pgwarden_publish.user_id;
+    ELSE
+        -- one row whatever the organization's size: its members read it through pgwarden_user_revisions
+        UPDATE organization_revisions r SET revision_date = pgwarden_next_revision(r.revision_date)
+         WHERE r.organization_id = org_id;
+        IF NOT single THEN
+            collections := ARRAY(SELECT DISTINCT c FROM unnest(after || before) c);
+        ELSIF push_type = pgwarden_push_type('sync_login_delete') THEN
+            collections := before;
+        ELSE
+            collections := after;
+            IF push_type = pgwarden_push_type('sync_cipher_update') AND NOT (after @> before AND before @> after) THEN
+                moved_from := before;
+            END IF;
+        END IF;
+        IF cardinality(collections) > pgwarden_event_collections_limit()
+           OR cardinality(moved_from) > pgwarden_event_collections_limit() THEN
+            single := false;
+            collections := NULL;
+            moved_from := NULL;
+        END IF;
+    END IF;
+    IF single THEN
+        PERFORM pgwarden_notify(push_type, user_id, org_id, item_id, date, device_identifier,
+                                collections, moved_from);
+    ELSE
+        PERFORM pgwarden_notify(bulk_type, user_id, org_id, NULL, now(), device_identifier, collections, NULL);
+    END IF;
+END
+$$;
+
 -- Each branch groups the changed rows by recipient in one query and calls pgwarden_publish once
 -- per group, in recipient order (the UPDATE branch first reads a lone edited item without
 -- grouping). (array_agg(id))[1] is the item when the group has only one. An organization's group
