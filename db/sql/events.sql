@@ -167,57 +167,29 @@ BEGIN
 END
 $$;
 
--- One item changed outside a bulk change, the common case, is published from its row: no
--- grouping query. A row trigger fires for every row of a statement, so the one-item case is
--- told by the statement's transition table, read no further than its second row (a row costs
--- the same however many the statement has). Of a statement that changed several items, the
--- row first in the transition table publishes for all of them; in a bulk change the statement
--- trigger does, and the row triggers do not fire.
---
--- The grouping path groups the changed rows by recipient in one query per branch and calls
--- pgwarden_publish once per group, in recipient order. (array_agg(id))[1] is the item when the
--- group has only one. An organization's group also passes the collections of its rows, after
--- and before the statement: each is one subquery per organization group over one transition
--- table, and none for a personal group (its filter on the group's organization is decided
--- once, before any row is read).
--- Trigger: ciphers_inserted, ciphers_updated, ciphers_deleted (AFTER, each row, unless
--- pgwarden.bulk is on) and ciphers_inserted_in_bulk, ciphers_updated_in_bulk,
--- ciphers_deleted_in_bulk (AFTER, each statement, when it is on).
+-- Each branch reads a statement of one item first, without grouping: the count gates the read,
+-- which never goes past one row, and the item goes to pgwarden_publish as it is. Otherwise it
+-- groups the changed rows by recipient in one query and calls pgwarden_publish once per group,
+-- in recipient order. (array_agg(id))[1] is the item when the group has only one. An
+-- organization's group also passes the collections of its rows, after and before the
+-- statement: each is one subquery per organization group over one transition table, and none
+-- for a personal group (its filter on the group's organization is decided once, before any row
+-- is read).
+-- Trigger: ciphers_inserted, ciphers_updated, ciphers_deleted (AFTER, each statement).
 CREATE OR REPLACE FUNCTION pgwarden_ciphers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     device text := pgwarden_device_identifier();
-    statement_items uuid[];
+    one record;
 BEGIN
-    IF TG_LEVEL = 'ROW' THEN
-        IF TG_OP = 'DELETE' THEN
-            statement_items := ARRAY(SELECT id FROM old_rows LIMIT 2);
-        ELSE
-            statement_items := ARRAY(SELECT id FROM new_rows LIMIT 2);
-        END IF;
-        IF statement_items[1] <> coalesce(NEW.id, OLD.id) THEN
-            RETURN NULL;  -- the statement's first row publishes
-        END IF;
-        IF cardinality(statement_items) = 1 THEN
-            IF TG_OP = 'INSERT' THEN
-                PERFORM pgwarden_publish(NEW.user_id, NEW.organization_id, 1, pgwarden_push_type('sync_cipher_create'),
-                                         NEW.id, NEW.revision_date, pgwarden_push_type('sync_vault'), device,
-                                         NEW.collection_ids, '{}');
-                RETURN NULL;
-            ELSIF TG_OP = 'DELETE' THEN
-                PERFORM pgwarden_publish(OLD.user_id, OLD.organization_id, 1, pgwarden_push_type('sync_login_delete'),
-                                         OLD.id, now(), pgwarden_push_type('sync_ciphers'), device,
-                                         '{}', OLD.collection_ids);
-                RETURN NULL;
-            ELSIF (NEW.user_id, NEW.organization_id) IS NOT DISTINCT FROM (OLD.user_id, OLD.organization_id) THEN
-                PERFORM pgwarden_publish(NEW.user_id, NEW.organization_id, 1, pgwarden_push_type('sync_cipher_update'),
-                                         NEW.id, NEW.revision_date, pgwarden_push_type('sync_ciphers'), device,
-                                         NEW.collection_ids, OLD.collection_ids);
-                RETURN NULL;
-            END IF;
-            -- an item that changed owner: both sides, below
-        END IF;
-    END IF;
     IF TG_OP = 'INSERT' THEN
+        SELECT n.user_id, n.organization_id, n.id, n.revision_date, n.collection_ids INTO one
+          FROM new_rows n WHERE (SELECT count(*) FROM new_rows) = 1;
+        IF FOUND THEN
+            PERFORM pgwarden_publish(one.user_id, one.organization_id, 1, pgwarden_push_type('sync_cipher_create'),
+                                     one.id, one.revision_date, pgwarden_push_type('sync_vault'), device,
+                                     one.collection_ids, '{}');
+            RETURN NULL;
+        END IF;
         -- several new items at once is an import: a full sync
         PERFORM pgwarden_publish(g.user_id, g.organization_id, g.items, pgwarden_push_type('sync_cipher_create'),
                                  g.id, g.date, pgwarden_push_type('sync_vault'), device,
@@ -229,6 +201,14 @@ BEGIN
                    FROM new_rows GROUP BY user_id, organization_id) g
           ORDER BY g.user_id, g.organization_id;
     ELSIF TG_OP = 'DELETE' THEN
+        SELECT o.user_id, o.organization_id, o.id, o.collection_ids INTO one
+          FROM old_rows o WHERE (SELECT count(*) FROM old_rows) = 1;
+        IF FOUND THEN
+            PERFORM pgwarden_publish(one.user_id, one.organization_id, 1, pgwarden_push_type('sync_login_delete'),
+                                     one.id, now(), pgwarden_push_type('sync_ciphers'), device,
+                                     '{}', one.collection_ids);
+            RETURN NULL;
+        END IF;
         PERFORM pgwarden_publish(g.user_id, g.organization_id, g.items, pgwarden_push_type('sync_login_delete'),
                                  g.id, now(), pgwarden_push_type('sync_ciphers'), device, '{}',
                                  (SELECT coalesce(array_agg(DISTINCT c), '{}') FROM old_rows o, unnest(o.collection_ids) c
@@ -237,6 +217,18 @@ BEGIN
                    FROM old_rows GROUP BY user_id, organization_id) g
           ORDER BY g.user_id, g.organization_id;
     ELSE
+        -- an item that stays with its owner (one that changes owner is grouped below)
+        SELECT n.user_id, n.organization_id, n.id, n.revision_date,
+               n.collection_ids AS after, o.collection_ids AS before INTO one
+          FROM new_rows n JOIN old_rows o USING (id)
+         WHERE (SELECT count(*) FROM new_rows) = 1
+           AND (n.user_id, n.organization_id) IS NOT DISTINCT FROM (o.user_id, o.organization_id);
+        IF FOUND THEN
+            PERFORM pgwarden_publish(one.user_id, one.organization_id, 1, pgwarden_push_type('sync_cipher_update'),
+                                     one.id, one.revision_date, pgwarden_push_type('sync_ciphers'), device,
+                                     one.after, one.before);
+            RETURN NULL;
+        END IF;
         -- An item that changes owner is deleted for one and created for the other. Each row is
         -- an (item, owner) side: a side found both before and after is an update (dated by the
         -- row after), one found only after a create, one found only before a delete (now).

@@ -1,23 +1,19 @@
-"""A one-item write publishes from its row, and a user in no organization skips the membership probe.
+"""A one-item write skips the grouping query, and a user in no organization the membership probe.
 
 Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-04
 
-Measured in docs/performance.md ("Write path"): a single-item write paid for a statement
-trigger whose one query grouped the transition table by recipient before calling
-pgwarden_publish.
+Measured in docs/performance.md ("Write path"): since migration 0012 a single-item write paid
+for a query grouping the transition table by recipient (INSERT), and for a probe of the user's
+memberships as costly as the revision move itself.
 
-- ciphers_inserted, ciphers_updated and ciphers_deleted fire for each row outside a bulk change
-  (pgwarden.bulk not on): the statement's one row publishes its item's event with no grouping
-  query, and of a statement of several rows the first row of the transition table publishes for
-  all of them, as the statement trigger did. The transition tables stay: they tell one row from
-  several, reading at most two rows.
-- ciphers_inserted_in_bulk, ciphers_updated_in_bulk and ciphers_deleted_in_bulk fire for each
-  statement in a bulk change, when the row triggers do not.
+- pgwarden_ciphers_changed reads a statement of one item (INSERT, UPDATE keeping its owner,
+  DELETE) without grouping, gated by the transition table's count, and hands it to
+  pgwarden_publish as it is; only a statement of several items is grouped.
 - user_revisions.in_organizations marks a user who has joined an organization (set by the
   memberships_joined trigger, whoever writes the membership): pgwarden_publish moves an unmarked
-  user's revision date without probing the memberships, a probe that cost as much as the move.
+  user's revision date without probing the memberships.
 """
 
 from alembic import op
@@ -30,17 +26,7 @@ branch_labels = None
 depends_on = None
 
 #: The routines' text this migration was written for (db.routines.fingerprint()).
-ROUTINES = "185a99d686de"
-
-#: the row triggers' condition; the statement triggers fire on its contrary
-_OUTSIDE_BULK = "current_setting('pgwarden.bulk', true) IS DISTINCT FROM 'on'"
-
-#: (event, transition tables) of the ciphers triggers
-_EVENTS = {
-    "inserted": ("INSERT", "NEW TABLE AS new_rows"),
-    "updated": ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-    "deleted": ("DELETE", "OLD TABLE AS old_rows"),
-}
+ROUTINES = "0df8b8303703"
 
 
 def upgrade() -> None:
@@ -62,31 +48,9 @@ def upgrade() -> None:
             FOR EACH ROW WHEN (NEW.user_id IS NOT NULL) EXECUTE FUNCTION pgwarden_member_joined();
         """
     )
-    for name, (event, tables) in _EVENTS.items():
-        op.execute(
-            f"""
-            DROP TRIGGER ciphers_{name} ON ciphers;
-            CREATE TRIGGER ciphers_{name} AFTER {event} ON ciphers
-                REFERENCING {tables}
-                FOR EACH ROW WHEN ({_OUTSIDE_BULK}) EXECUTE FUNCTION pgwarden_ciphers_changed();
-            CREATE TRIGGER ciphers_{name}_in_bulk AFTER {event} ON ciphers
-                REFERENCING {tables}
-                FOR EACH STATEMENT WHEN (NOT ({_OUTSIDE_BULK})) EXECUTE FUNCTION pgwarden_ciphers_changed();
-            """
-        )
 
 
 def downgrade() -> None:
-    for name, (event, tables) in _EVENTS.items():
-        op.execute(
-            f"""
-            DROP TRIGGER ciphers_{name}_in_bulk ON ciphers;
-            DROP TRIGGER ciphers_{name} ON ciphers;
-            CREATE TRIGGER ciphers_{name} AFTER {event} ON ciphers
-                REFERENCING {tables}
-                FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_ciphers_changed();
-            """
-        )
     op.execute(PREVIOUS_CIPHERS_SQL)
     op.execute(
         """
