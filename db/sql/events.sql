@@ -75,7 +75,8 @@ $$;
 -- A user's own row moves past the user's combined date, so that what clients read moves strictly
 -- forward. The organizations counted here are all the user's memberships, whatever their status:
 -- a membership being revoked still counts, and the API publishes a removal before it deletes
--- the row, so leaving an organization never moves the date back. (Inlined in pgwarden_publish.)
+-- the row, so leaving an organization never moves the date back. (Inlined in pgwarden_publish,
+-- which skips the memberships for a user never in an organization: user_revisions.in_organizations.)
 CREATE OR REPLACE FUNCTION pgwarden_touch_users(user_ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE user_revisions r
