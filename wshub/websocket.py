@@ -15,6 +15,9 @@ The protocol's own duties are here:
   closed; a close from the hub (``end``) waits for the client's answer, at most ``close_timeout``;
 - input that breaks the protocol (incoming.Violation: unmasked, oversized, not UTF-8...) fails
   the connection with the violation's code;
+- a link that died without a word (no FIN, no RST) shows only as silence: on each keepalive
+  tick the hub sends a Ping (``WEBSOCKET_PING``), and ``keep_alive`` fails a socket that
+  answered none of the last ``UNANSWERED_PINGS`` with anything;
 - the transport's flow control: ``writable`` is False while its buffer is past its high-water mark,
   and ``on_writable`` is called when it drains (and once when the connection is lost).
 
@@ -34,12 +37,17 @@ from websockets.protocol import State
 
 from wshub.incoming import CloseFrame, FrameReader, Ping, Pong, Violation
 
-__all__ = ["Listener", "WebSocket", "close_frame"]
+__all__ = ["WEBSOCKET_PING", "UNANSWERED_PINGS", "Listener", "WebSocket", "close_frame"]
 
 log = logging.getLogger(__name__)
 
 _OPEN, _CLOSING, _CLOSED = State.OPEN, State.CLOSING, State.CLOSED
 _CLOSE_CODE = struct.Struct("!H")
+#: A server's Ping, empty: what the keepalive tick sends beside the SignalR one.
+WEBSOCKET_PING = bytes((0x89, 0))
+
+#: Keepalive ticks a client may let pass without a word (with 15-s ticks, 30 to 45 s of silence).
+UNANSWERED_PINGS = 2
 
 
 class Listener(Protocol):
@@ -61,8 +69,8 @@ def close_frame(code: int | None, reason: str = "") -> bytes:
 class WebSocket(asyncio.Protocol):
     """One upgraded connection; see the module docstring."""
 
-    __slots__ = ("transport", "state", "writable", "on_writable", "listener", "close_timeout", "_reader",
-                 "_unread", "_closed", "_abort_timer")
+    __slots__ = ("transport", "state", "writable", "on_writable", "listener", "close_timeout", "unheard",
+                 "_reader", "_unread", "_closed", "_abort_timer")
 
     def __init__(self, transport: asyncio.Transport, unread: bytes, *, max_size: int, close_timeout: float) -> None:
         self.transport = transport
@@ -73,6 +81,8 @@ class WebSocket(asyncio.Protocol):
         self.on_writable: Callable[[], None] | None = None
         self.listener: Listener | None = None
         self.close_timeout = close_timeout
+        #: Keepalive ticks since the client last sent anything.
+        self.unheard = 0
         self._reader = FrameReader(max_size)
         # what came in before a listener was set: read then
         self._unread = unread
@@ -126,6 +136,18 @@ class WebSocket(asyncio.Protocol):
             self.transport.close()
             self._abort_later()
 
+    def keep_alive(self) -> bool:
+        """One keepalive tick: False, and the socket failed, when the client answered none of the
+        last ones; True when it gets the tick's Ping."""
+        if self.state is not _OPEN:
+            return False
+        self.unheard += 1
+        if self.unheard > UNANSWERED_PINGS:
+            log.debug("client answered no ping: its link is taken as dead")
+            self.fail(1011, "keepalive ping timeout")
+            return False
+        return True
+
     def wait_closed(self) -> asyncio.Future[None]:
         if self._closed is None:
             self._closed = asyncio.get_running_loop().create_future()
@@ -148,6 +170,7 @@ class WebSocket(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.unheard = 0
         if self.listener is None:  # before serve: a read that was under way when reading paused
             self._unread += data
             return

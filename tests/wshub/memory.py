@@ -54,6 +54,8 @@ class MemorySocket:
         self.writable = not stalled
         self.on_writable: Callable[[], None] | None = None
         self.state = SocketState.OPEN
+        #: Keepalive ticks seen.
+        self.ticks = 0
 
     @property
     def frames(self) -> list[Frame]:
@@ -61,7 +63,8 @@ class MemorySocket:
         client.receive_data(b"".join(self.writes))
         events = client.events_received()
         assert client.state is SocketState.OPEN, "what was written is not WebSocket frames"
-        return [bytes(e.data) if e.opcode is Opcode.BINARY else e.data.decode() for e in events]
+        return [bytes(e.data) if e.opcode is Opcode.BINARY else e.data.decode() for e in events
+                if e.opcode in (Opcode.BINARY, Opcode.TEXT)]
 
     def resume(self) -> None:
         """The client reads again: the transport drains below its low-water mark."""
@@ -69,6 +72,10 @@ class MemorySocket:
         self.writable = True
         if self.on_writable is not None:
             self.on_writable()
+
+    def keep_alive(self) -> bool:
+        self.ticks += 1
+        return True
 
     async def end(self, code: int = 1000, reason: str = "") -> None:
         if self.stalled:  # the close waits for the client's answer, which never comes

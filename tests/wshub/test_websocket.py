@@ -13,7 +13,8 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from tests.wshub.support import eventually
+from tests.wshub.support import FAST, HubClient, eventually
+from wshub.app import HubTuning
 from wshub.wire import accept_key
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -128,3 +129,24 @@ async def test_a_client_that_never_answers_the_hub_s_close_is_cut_off(start) -> 
     assert Close.parse(close.data).code == 1008
     assert await raw.at_eof(within=15)  # within the close timeout (10 s), not never
     await eventually(lambda: hub.app.ctx.registry.slots == 0, "the slot came back")
+
+
+async def test_a_client_that_answers_no_ping_is_taken_as_gone(start) -> None:
+    # a link that died without a FIN or RST: only silence tells
+    hub = await start(tuning=HubTuning(ping_interval=0.2, ingress=FAST.ingress, shutdown_grace=1.0))
+    raw, _ = await RawClient.upgrade(hub)
+    raw.send(_frame(raw.protocol, Opcode.TEXT, HANDSHAKE))
+    events = await raw.events(1)
+    while not any(e.opcode is Opcode.CLOSE for e in events):  # the raw client answers nothing
+        events += await raw.events(1)
+    assert [e.opcode for e in events if e.opcode is not Opcode.TEXT][:2] == [Opcode.PING, Opcode.PING]
+    assert Close.parse(events[-1].data).code == 1011
+    await eventually(lambda: hub.app.ctx.registry.slots == 0, "the slot came back")
+
+
+async def test_a_client_that_answers_pings_stays(start) -> None:
+    hub = await start(tuning=HubTuning(ping_interval=0.2, ingress=FAST.ingress, shutdown_grace=1.0))
+    client = await HubClient.connect(hub.ws_url("/notifications/anonymous-hub", Token=str(uuid.uuid4())), "json")
+    await asyncio.sleep(1.5)  # seven ticks: the websockets library answers each Ping with a Pong
+    assert len(hub.app.ctx.registry) == 1
+    await client.close()
