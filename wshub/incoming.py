@@ -81,8 +81,9 @@ class FrameReader:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        # bytes of a frame not yet complete; empty between frames, as an idle connection is
-        self._buffer = b""
+        # bytes of a frame not yet complete, appended to in place (a frame that comes a byte at
+        # a time costs no copy per byte); None between frames, as an idle connection is
+        self._buffer: bytearray | None = None
         # the fragments of a message not yet complete, else None
         self._fragments: list[bytes] | None = None
         self._fragments_opcode = 0
@@ -93,7 +94,11 @@ class FrameReader:
         """What ``data`` completed, in order. Raises Violation; after a close frame, returns nothing."""
         if self._closed:
             return []
-        buffer = self._buffer + data if self._buffer else data
+        pending = self._buffer
+        buffer: bytes | bytearray = data
+        if pending is not None:
+            pending += data
+            buffer = pending
         received: list[str | bytes | Ping | Pong | CloseFrame] = []
         start, end = 0, len(buffer)
         while not self._closed:
@@ -103,10 +108,15 @@ class FrameReader:
             start, item = parsed
             if item is not None:
                 received.append(item)
-        self._buffer = bytes(buffer[start:]) if start < end and not self._closed else b""
+        if self._closed or start == end:
+            self._buffer = None
+        elif pending is not None:
+            del pending[:start]
+        else:
+            self._buffer = bytearray(memoryview(data)[start:])
         return received
 
-    def _frame(self, buffer: bytes, start: int, end: int) -> tuple[int, str | bytes | Ping | Pong | CloseFrame | None] | None:
+    def _frame(self, buffer: bytes | bytearray, start: int, end: int) -> tuple[int, str | bytes | Ping | Pong | CloseFrame | None] | None:
         """The frame at ``start``: where the next begins and what it completed; None while incomplete."""
         if end - start < 2:
             return None

@@ -184,3 +184,13 @@ def test_every_code_a_client_may_send_is_read(code: int) -> None:
     [data] = client.data_to_send()
     assert FrameReader(100).feed(data) == [CloseFrame(code, "r")]
 
+
+
+def test_a_large_frame_that_comes_a_byte_at_a_time_is_read_whole() -> None:
+    # a client may send one byte per packet: what waits is appended to in place, not copied per byte
+    frame = _masked(0x82, b"z" * 65536)
+    reader = FrameReader(65536)
+    received = []
+    for at in range(len(frame)):
+        received += reader.feed(frame[at:at + 1])
+    assert received == [b"z" * 65536]
