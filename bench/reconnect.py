@@ -5,9 +5,10 @@ For each server: ``--rounds`` rounds of ``--connections`` clients (each its own 
 device of one user; the token in the query, as browsers send it), ``--in-flight`` connecting at a
 time, all through the SignalR handshake; then all closed. The first round finds the hub fresh
 (after a restart: nothing cached), later ones are the same clients coming back. Then one storm:
-all of them at once, while ``RESIDENT`` other clients stay connected and hear events published
-at ``EVENTS_PER_SECOND`` (before the storm, quiet, then all through it): their latency, from an
-event's publication to its arrival, during the storm against the quiet one. Clients are C
+all of them at once, while ``RESIDENT`` clients of another user stay connected and hear that
+user's events, published at ``EVENTS_PER_SECOND`` (before the storm, quiet, then all through it):
+their latency, from an event's publication to its arrival, during the storm against the quiet
+one. (Hubs only: the websockets server sends every event to every client, whoever it is for.) Clients are C
 (bench/wsclients.c) in processes of their own.
 
 Printed per server, median and spread of ``--runs`` runs: accepted connections per second and
@@ -49,9 +50,12 @@ from bench.scratch import (  # noqa: E402
     free_port, percentile, print_row, print_table_head, run_on_scratch_database,
     spread, until_alive)
 from bench.wsclients import ClientProcess  # noqa: E402
+from core.keystore import load_signing_key  # noqa: E402
+from core.tokens import TokenIssuer  # noqa: E402
 from db.events import CHANNEL, PushType  # noqa: E402
 
-#: Clients connected through the storm, whose latency is measured (one in 20 is a probe).
+#: Clients of another user connected through the storm, whose latency is measured (one in 20 is
+#: a probe).
 RESIDENT = 200
 #: Events published for the user while they listen; each goes to every connected client.
 EVENTS_PER_SECOND = 20
@@ -119,6 +123,19 @@ async def _round(server: subprocess.Popen[bytes], port: int, paths: list[str], i
     return Round(seconds, cpu, client.failed)
 
 
+async def _resident_user(url: str, count: int) -> tuple[str, list[str]]:
+    """A second user with ``count`` devices' tokens, signed as bench/fanout.py's seed signs them."""
+    conn = await asyncpg.connect(url)
+    try:
+        issuer = TokenIssuer(await load_signing_key(conn, None), f"{DOMAIN}|login", 3600 * 6)
+        row = await conn.fetchrow("INSERT INTO users (email, password_hash, key) VALUES ('resident@bench', 'h', 'k')"
+                                  " RETURNING id::text, security_stamp::text")
+        return row["id"], [issuer.issue({"sub": row["id"], "sstamp": row["security_stamp"],
+                                         "device": str(uuid.uuid4())}) for _ in range(count)]
+    finally:
+        await conn.close()
+
+
 async def _storm(server: subprocess.Popen[bytes], port: int, paths: list[str], resident_paths: list[str],
                  url: str, user: str) -> tuple[Round, Latency]:
     """All clients at once, timed as a round, while the resident clients hear events."""
@@ -178,7 +195,9 @@ async def run_server(kind: str, url: str, user: str, tokens: list[str], resident
         await asyncio.sleep(1.0)
         for _ in range(args.rounds):
             outcome.rounds.append(await _round(server, port, paths, args.in_flight))
-        if args.storm:
+        if args.storm and kind == "websockets":
+            outcome.storm = await _round(server, port, paths, len(paths))
+        elif args.storm:
             outcome.storm, outcome.latency = await _storm(server, port, paths, resident_paths, url, user)
     finally:
         server.send_signal(signal.SIGINT)
@@ -191,8 +210,8 @@ async def run_server(kind: str, url: str, user: str, tokens: list[str], resident
 
 
 async def bench(url: str, args: argparse.Namespace) -> None:
-    user, tokens = await seed(url, args.connections + RESIDENT)
-    tokens, resident = tokens[:args.connections], tokens[args.connections:]
+    _, tokens = await seed(url, args.connections)
+    user, resident = await _resident_user(url, RESIDENT)
     if args.profile:
         await run_server("hub-1", url, user, tokens, resident, args)
         print(f"profile written to {args.profile}")
