@@ -48,7 +48,7 @@ from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
 from wshub.memberships import Memberships, load_from
 from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
-from wshub.pump import anonymous_socket, hub_socket
+from wshub.pump import Clients, anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
 from wshub.tally import Tally
@@ -102,8 +102,10 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
                         on_user_arrived=memberships.connected, on_user_left=memberships.disconnected)
     delivery = Delivery(registry, metrics, memberships)
     app.ctx.config = config
-    #: the server protocol to run it with (wire.py): the socket handlers write to its transport
+    #: the server protocol to run it with (wire.py): its upgrade hands the socket to websocket.py
     app.ctx.protocol = WireProtocol
+    app.ctx.clients = Clients(registry, metrics, handshake_timeout=config.hub_handshake_timeout,
+                              send_buffer=config.hub_send_buffer)
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     app.ctx.memberships = memberships
@@ -160,6 +162,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     @app.before_server_stop
     async def _stop(app: Sanic) -> None:
         registry.draining = True  # first: a socket admitted now would miss the goodbye
+        app.ctx.clients.close_handshaking(CloseReason.SHUTDOWN)
         await close_all(list(registry), CloseReason.SHUTDOWN, tuning.shutdown_grace)
         for task in app.ctx.tasks:
             task.cancel()

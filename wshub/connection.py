@@ -30,7 +30,7 @@ import itertools
 import logging
 import weakref
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from websockets.protocol import State as SocketState
@@ -51,13 +51,14 @@ class Connection:
     ``device_id`` is the account's devices row of the token's device (what a one-device LogOut
     names). ``expires_at`` (seconds since the epoch) is when its token, or its wait, runs out.
 
-    ``ws`` is Sanic's WebSocket over a :class:`wshub.wire.WireProtocol`: its ``io_proto`` has the
-    transport, and its ``ws_proto`` (the websockets library's state machine) says whether data
-    frames may still go (not once a close frame was sent or received)."""
+    ``ws`` is the client's :class:`wshub.websocket.WebSocket`: its ``transport`` takes the frames,
+    its ``writable`` says whether the transport takes more now, and its ``state`` whether data
+    frames may still go (not once a close frame was sent or received). ``on_ending`` is called
+    once, when the session leaves OPEN."""
 
     # Slots: attribute reads on the fan-out path stay as cheap as they go, and memory small.
     __slots__ = ("id", "ws", "session", "protocol", "ip", "user_id", "device_identifier", "device_id",
-                 "auth_request_id", "expires_at", "buffered", "_open", "_io", "_transport", "_socket", "_turn",
+                 "auth_request_id", "expires_at", "buffered", "on_ending", "_open", "_transport", "_turn",
                  "_this_turn", "_overflow", "_send_buffer", "_close_timeout", "_drained", "_ending", "_closed")
 
     def __init__(
@@ -76,8 +77,6 @@ class Connection:
     ) -> None:
         if session.state is not State.OPEN or session.protocol is None:
             raise ValueError("a connection starts once its handshake reply is written")
-        if ws.ws_proto.extensions:
-            raise ValueError("frames are shared between sockets: no extension may be negotiated")
         self.id = next(_ids)
         self.ws = ws
         self.session = session
@@ -90,24 +89,24 @@ class Connection:
         self.expires_at = expires_at
         #: Bytes held back in the overflow, waiting for the transport to drain.
         self.buffered = 0
+        self.on_ending: Callable[[], None] | None = None
         # ``session.state is OPEN`` as one attribute, for ``send``, which runs per message per
         # recipient; it changes only in _left_open.
         self._open = True
-        self._io = ws.io_proto
-        self._transport = self._io.transport
-        self._socket = ws.ws_proto
-        self._io.on_writable = self._flush
+        self._transport = ws.transport
+        ws.on_writable = self._flush
         self._turn: _TurnWrites | None = None  # the event loop's, on the first send
         # frames sent in this turn of the loop, written at its end; None when there are none
         self._this_turn: list[bytes] | None = None
-        self._overflow: deque[bytes] = deque()
+        # Made when first needed, as are the two events: an idle connection holds none of them.
+        self._overflow: deque[bytes] | None = None
         self._send_buffer = send_buffer
         self._close_timeout = close_timeout
         # the goodbye's wait for the overflow to drain; None while nothing waits
         self._drained: asyncio.Future[None] | None = None
         # The session left OPEN, and reached CLOSED, as something to wait for.
-        self._ending = asyncio.Event()
-        self._closed = asyncio.Event()
+        self._ending: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         who = f"user={self.user_id} device={self.device_identifier}" if self.user_id else f"auth_request={self.auth_request_id}"
@@ -127,7 +126,8 @@ class Connection:
         if this_turn is not None:
             this_turn.append(wire)
             return True
-        if not self.buffered and self._io.writable and self._socket.state is _SOCKET_OPEN:
+        ws = self.ws
+        if not self.buffered and ws.writable and ws.state is _SOCKET_OPEN:
             self._this_turn = [wire]
             turn = self._turn
             if turn is None:
@@ -157,7 +157,10 @@ class Connection:
 
     async def ending(self) -> None:
         """Returns once the session has left OPEN, from either side."""
-        await self._ending.wait()
+        if self._open:
+            if self._ending is None:
+                self._ending = asyncio.Event()
+            await self._ending.wait()
 
     async def finish(self) -> None:
         """Let the goodbye go out (at most ``close_timeout``): what is held back, then the close."""
@@ -179,10 +182,14 @@ class Connection:
                     log.debug("goodbye to %r ended: %s", self, error)
         finally:
             self._gone()
+            if self._closed is None:
+                self._closed = asyncio.Event()
             self._closed.set()
 
     async def wait_closed(self) -> None:
         """Returns once ``finish`` is done: the socket closed or failed."""
+        if self._closed is None:
+            self._closed = asyncio.Event()
         await self._closed.wait()
 
     # -- private ------------------------------------------------------------------------------
@@ -209,15 +216,17 @@ class Connection:
     def _write_now(self, wire: bytes) -> bool:
         if self.session.state is State.CLOSED:
             return False
-        if self._overflow or not self._io.writable:
+        if self._overflow or not self.ws.writable:
             buffered = self.buffered + len(wire)
             if buffered > self._send_buffer:
                 self._abort()  # a goodbye would only wait behind what it does not read
                 return False
             self.buffered = buffered
+            if self._overflow is None:
+                self._overflow = deque()
             self._overflow.append(wire)
             return True
-        if self._socket.state is not _SOCKET_OPEN:
+        if self.ws.state is not _SOCKET_OPEN:
             return False  # a close frame went or came: the handler sees the end
         try:
             self._transport.write(wire)
@@ -229,8 +238,9 @@ class Connection:
     def _flush(self) -> None:
         """The transport drained: write what was held back, as far as it takes it."""
         overflow = self._overflow
-        while overflow and self._io.writable:
-            if self._socket.state is not _SOCKET_OPEN or self._transport.is_closing():
+        ws = self.ws
+        while overflow and ws.writable:
+            if ws.state is not _SOCKET_OPEN or self._transport.is_closing():
                 self._gone()
                 return
             wire = overflow.popleft()
@@ -250,7 +260,7 @@ class Connection:
         if self.session.state is State.CLOSING:  # not lost meanwhile
             closing = self.session.closing
             assert closing is not None
-            await self.ws.close(closing.code, closing.text)
+            await self.ws.end(closing.code, closing.text)
 
     def _wake_goodbye(self) -> None:
         drained, self._drained = self._drained, None
@@ -258,8 +268,14 @@ class Connection:
             drained.set_result(None)
 
     def _left_open(self) -> None:
+        if not self._open:
+            return
         self._open = False
-        self._ending.set()
+        if self._ending is not None:
+            self._ending.set()
+        on_ending, self.on_ending = self.on_ending, None
+        if on_ending is not None:
+            on_ending()
 
     def _gone(self) -> None:
         if self.session.state is not State.CLOSED:
@@ -267,9 +283,9 @@ class Connection:
         self._left_open()
         # nothing more will be written: what waited is let go now, not with the connection
         self._this_turn = None
-        self._overflow.clear()
+        self._overflow = None
         self.buffered = 0
-        self._io.on_writable = None
+        self.ws.on_writable = None
         self._wake_goodbye()
 
     def _abort(self) -> None:
@@ -277,7 +293,7 @@ class Connection:
         self.session.close(CloseReason.TOO_SLOW)  # kept if another reason came first
         closing = self.session.closing
         assert closing is not None
-        self.ws.fail_connection(closing.code, closing.text)
+        self.ws.fail(closing.code, closing.text)
         self._gone()  # the socket is failed: nothing held back will ever be written
 
 

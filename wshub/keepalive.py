@@ -5,6 +5,9 @@ Clients give up on a server after 30 s of silence, and WebSocket control-frame p
 invisible to browser JavaScript, so the ping is a data frame: MessagePack ``[6]`` or JSON
 ``{"type":6}``, each encoded once per tick.
 
+The same tick has each socket send a WebSocket Ping and drop a client that answered none of the
+last ones (websocket.py): a link that died silently is found within a few ticks.
+
 Expiry rides on the same tick rather than a timer per connection: the registry hands out the
 connections whose second has passed, so a token is honoured at most one tick past its ``exp``.
 """
@@ -19,6 +22,7 @@ from wshub.codec import Ping
 from wshub.delivery import EncodedOnce
 from wshub.registry import Registry
 from wshub.session import CloseReason
+from wshub.websocket import WEBSOCKET_PING
 
 __all__ = ["DEFAULT_PING_INTERVAL", "keep_alive"]
 
@@ -34,4 +38,9 @@ async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL
         for connection in registry.expired(clock()):
             connection.close(CloseReason.EXPIRED)
         ping = EncodedOnce(Ping())
-        sent(sum(connection.send(ping.for_connection(connection)) for connection in registry))
+        count = 0
+        for connection in registry:
+            if connection.ws.keep_alive():
+                count += connection.send(ping.for_connection(connection))
+                connection.send(WEBSOCKET_PING)  # written with the SignalR Ping, in one system call
+        sent(count)

@@ -1,41 +1,58 @@
-"""Sanic's HTTP and WebSocket protocol, plus what writing frames to its transport directly needs.
+"""Sanic's HTTP protocol for the hub's port, whose WebSocket upgrade hands the connection over.
 
-The hub writes each message's ready-made frame (framing.py) straight to the socket's transport
-instead of awaiting ``ws.send`` per socket. The transport says when its buffer passed its
-high-water mark (``pause_writing``) and when it drained below the low one (``resume_writing``);
-Sanic keeps that as an ``asyncio.Event`` for its own sends, this class also as a plain flag to
-read per message, and passes the resume on to the connection that holds frames back meanwhile.
+Sanic reads the upgrade request, routes it and runs admission as for any request. Its upgrade
+answer is written here, and from then on the transport belongs to a lean
+:class:`wshub.websocket.WebSocket`: this protocol leaves Sanic's set of open connections and never
+hears of the transport again, so none of Sanic's per-request objects (this protocol, the request,
+its HTTP state) outlive the upgrade, and the websockets library's state machine, Sanic's
+WebSocket with its tasks and futures, are never made.
 
-Sanic's own writes (the handshake, pongs, pings, close frames) and these are whole frames, each
-one ``transport.write``: the two can take turns, never cut into one another.
+The upgrade was checked by admission (admission.py, ``_upgrade_refusal``): the request is one the
+websockets library accepts, with no extension or subprotocol negotiated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
-__all__ = ["WireProtocol"]
+from wshub.websocket import WebSocket
+
+__all__ = ["WireProtocol", "accept_key"]
+
+#: RFC 6455 §1.3: what the client's key is hashed with.
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_key(key: str) -> str:
+    """The Sec-WebSocket-Accept answering a Sec-WebSocket-Key."""
+    return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
 
 
 class WireProtocol(WebSocketProtocol):
-    __slots__ = ("writable", "on_writable")
+    __slots__ = ()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: False while the transport's buffer is past its high-water mark.
-        self.writable = True
-        #: Called when the transport takes more again (and once when the connection is lost).
-        self.on_writable: Callable[[], None] | None = None
+    async def websocket_handshake(self, request: Any, subprotocols: Sequence[str] | None = None) -> WebSocket:
+        transport = self.transport
+        assert transport is not None
+        transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(request.headers["sec-websocket-key"]).encode())
+        # Sanic no longer holds the connection: its shutdown leaves it to the hub's goodbye
+        self.connections.discard(self)
+        unread = bytes(self.recv_buffer)
+        self.recv_buffer.clear()
+        return WebSocket.take_over(transport, unread, max_size=self.websocket_max_size or 2**20,
+                                   close_timeout=self.websocket_timeout)
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self.writable = False
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self.writable = True
-        if self.on_writable is not None:
-            self.on_writable()
+    def close(self, timeout: float | None = None) -> None:
+        # Sanic closes the connection when its request task ends: an upgraded one lives on
+        transport = self.transport
+        if transport is not None and transport.get_protocol() is not self:
+            if self._callback_check_timeouts:
+                self._callback_check_timeouts.cancel()
+            return
+        super().close(timeout)

@@ -1,4 +1,4 @@
-"""Hub connections without sockets: a stand-in for Sanic's WebSocket whose transport keeps what
+"""Hub connections without sockets: a stand-in for the hub's WebSocket whose transport keeps what
 is written, and real Sessions and Connections around it."""
 
 from __future__ import annotations
@@ -33,23 +33,6 @@ class _Transport:
         return self.closing
 
 
-class _IO:
-    """What the connection uses of wshub.wire.WireProtocol."""
-
-    def __init__(self, socket: MemorySocket, writable: bool) -> None:
-        self.transport = _Transport(socket)
-        self.writable = writable
-        self.on_writable: Callable[[], None] | None = None
-
-
-class _SocketState:
-    """The websockets library's state machine, as far as the connection reads it."""
-
-    def __init__(self) -> None:
-        self.state = SocketState.OPEN
-        self.extensions: list[Any] = []
-
-
 class MemorySocket:
     """What the connection writes, in order: frames, then at most one close or failure.
 
@@ -66,8 +49,13 @@ class MemorySocket:
         self.stalled = stalled
         #: A socket that went away: every write raises this.
         self.broken = broken
-        self.io_proto = _IO(self, writable=not stalled)
-        self.ws_proto = _SocketState()
+        # what the connection uses of wshub.websocket.WebSocket
+        self.transport = _Transport(self)
+        self.writable = not stalled
+        self.on_writable: Callable[[], None] | None = None
+        self.state = SocketState.OPEN
+        #: Keepalive ticks seen.
+        self.ticks = 0
 
     @property
     def frames(self) -> list[Frame]:
@@ -75,26 +63,30 @@ class MemorySocket:
         client.receive_data(b"".join(self.writes))
         events = client.events_received()
         assert client.state is SocketState.OPEN, "what was written is not WebSocket frames"
-        return [bytes(e.data) if e.opcode is Opcode.BINARY else e.data.decode() for e in events]
+        return [bytes(e.data) if e.opcode is Opcode.BINARY else e.data.decode() for e in events
+                if e.opcode in (Opcode.BINARY, Opcode.TEXT)]
 
     def resume(self) -> None:
         """The client reads again: the transport drains below its low-water mark."""
         self.stalled = False
-        self.io_proto.writable = True
-        if self.io_proto.on_writable is not None:
-            self.io_proto.on_writable()
+        self.writable = True
+        if self.on_writable is not None:
+            self.on_writable()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self.stalled:  # Sanic's close waits for the transport to take the close frame
+    def keep_alive(self) -> bool:
+        self.ticks += 1
+        return True
+
+    async def end(self, code: int = 1000, reason: str = "") -> None:
+        if self.stalled:  # the close waits for the client's answer, which never comes
             await asyncio.Event().wait()
-        self.ws_proto.state = SocketState.CLOSING
+        self.state = SocketState.CLOSING
         self.closed = (code, reason)
 
-    def fail_connection(self, code: int = 1006, reason: str = "") -> bool:
-        self.ws_proto.state = SocketState.CLOSING
-        self.io_proto.transport.closing = True
+    def fail(self, code: int = 1006, reason: str = "") -> None:
+        self.state = SocketState.CLOSING
+        self.transport.closing = True
         self.failed = (code, reason)
-        return True
 
     def messages(self, protocol: str = "messagepack") -> list[Any]:
         """The frames written, decoded without wshub's codec."""

@@ -11,10 +11,10 @@ import uuid
 import httpx
 import pytest
 import websockets
-from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
 from tests.vaultapi.test_headers import assert_not_stored, assert_secure
 from tests.wshub.support import HubClient, eventually
+from wshub.wire import WireProtocol
 
 UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
@@ -91,7 +91,7 @@ async def test_a_request_that_never_reaches_its_socket_handler_gives_its_slot_ba
             raise RuntimeError("the upgrade failed after admission")
         await asyncio.Event().wait()  # until the client leaves
 
-    monkeypatch.setattr(WebSocketProtocol, "websocket_handshake", handshake)
+    monkeypatch.setattr(WireProtocol, "websocket_handshake", handshake)
     registry = hub.app.ctx.registry
     host, port = hub.base.split(":")
     reader, writer = await asyncio.open_connection(host, int(port))

@@ -224,7 +224,7 @@ async def test_a_transport_that_breaks_under_a_write_ends_the_connection() -> No
 async def test_nothing_is_written_once_a_close_frame_went_or_came() -> None:
     ws = MemorySocket()
     connection = make_connection("u", ws=ws)
-    ws.ws_proto.state = ws.ws_proto.state.CLOSING  # the library answered the client's close
+    ws.state = ws.state.CLOSING  # the socket answered the client's close
     assert not connection.send(PING_FRAME)
     assert ws.writes == []
     connection.lost()

@@ -46,5 +46,6 @@ async def test_each_tick_pings_everyone_and_closes_who_expired() -> None:
         assert ws.closed == (1008, "session expired")
     assert lasting.session.state is State.OPEN
     assert [6] in sockets[1].messages()
+    assert sockets[1].ticks > 0  # each tick also asked its socket for a WebSocket Ping
     lasting.lost()
     await served[1]
