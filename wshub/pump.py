@@ -204,6 +204,9 @@ class _Client:
         if slot is None:
             return
         self._stop_waiting()
+        # the socket and this listener refer to each other: let go, so no collection is needed
+        self.ws.release()
+        self.connection = None
         self.clients.registry.release(slot)
         closing = self.session.connection_closed()
         self.clients.metrics.session_ended(closing.reason)

@@ -60,6 +60,19 @@ class Listener(Protocol):
         """The socket is gone (or closing, from the client's side): nothing more will be read."""
 
 
+class _Nobody:
+    """The listener of a socket the hub is done with."""
+
+    def received(self, data: str | bytes) -> None:
+        pass
+
+    def lost(self) -> None:
+        pass
+
+
+_NOBODY = _Nobody()
+
+
 def close_frame(code: int | None, reason: str = "") -> bytes:
     """A server's close frame (never masked); None: one with no code, as an answer to one."""
     payload = b"" if code is None else _CLOSE_CODE.pack(code) + reason.encode()[:123]
@@ -147,6 +160,11 @@ class WebSocket(asyncio.Protocol):
             self.fail(1011, "keepalive ping timeout")
             return False
         return True
+
+    def release(self) -> None:
+        """The hub is done with this socket: its listener, which refers back to it, is dropped
+        (so that reference counting frees both), and whatever still arrives is read and ignored."""
+        self.listener = _NOBODY
 
     def wait_closed(self) -> asyncio.Future[None]:
         if self._closed is None:
