@@ -256,6 +256,12 @@ class Config:
         "HUB_MAX_CONNECTIONS_PER_USER", 64, _positive, "Hub connections one user may hold.")
     hub_max_connections_per_ip: int = _setting(
         "HUB_MAX_CONNECTIONS_PER_IP", 256, _positive, "Hub connections one client address may hold.")
+    hub_ratelimit_max_burst: int = _setting(
+        "HUB_RATELIMIT_MAX_BURST", 64, _positive,
+        "New hub connections one client address may open at once, before HUB_RATELIMIT_PER_MINUTE paces it.")
+    hub_ratelimit_per_minute: int = _setting(
+        "HUB_RATELIMIT_PER_MINUTE", 120, _positive,
+        "New hub connections one client address may open per minute once its burst is spent.")
     hub_max_message_size: int = _setting(
         "HUB_MAX_MESSAGE_SIZE", 65536, _positive,
         "Largest WebSocket message the hub accepts from a signed-in client, in bytes.")

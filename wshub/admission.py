@@ -1,7 +1,9 @@
 """Checks made before the WebSocket upgrade, so that a refusal is a plain HTTP response.
 
-In order: the hub is enabled and not stopping, the request is a WebSocket upgrade the library can accept, the
-caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
+In order: the hub is enabled and not stopping, the client's address opens connections no faster
+than its pace (the cheapest refusal, before any other work: a flood of connections from one
+address costs little more than their accepts), the request is a WebSocket upgrade the library can
+accept, the caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
 connection stays within the caps: then its slot is taken in the registry, before the upgrade, so
 a socket counts from its first byte, handshake or not. The slot is given back when the request
 ends, whichever way (``give_back``). Each refusal is logged and counted by a label.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -28,6 +31,7 @@ from core.database import DATABASE_ERRORS
 from core.errors import error_json
 from wshub.metrics import HubMetrics
 from wshub.registry import LimitReached, Registry, Slot
+from wshub.tally import Tally
 
 __all__ = ["StampLookups", "admit", "give_back", "slot_of"]
 
@@ -43,10 +47,13 @@ async def admit(request: Request) -> HTTPResponse | None:
     if app.ctx.registry.draining:
         # a rolling restart: the client's reconnect goes to another replica, or to this one restarted
         return _refuse(metrics, 503, "stopping", "the hub is stopping; connect again")
+    ip = client_address(request.ip, request.headers, config)
+    tally: Tally = app.ctx.tally
+    if not tally.pace(ip, time.monotonic(), config.hub_ratelimit_max_burst, 60 / config.hub_ratelimit_per_minute):
+        return _refuse(metrics, 429, "rate", "too many new connections from this address; try again later")
     refused_upgrade = _upgrade_refusal(request)
     if refused_upgrade is not None:
         return _refuse(metrics, *refused_upgrade)
-    ip = client_address(request.ip, request.headers, config)
     user_id = None
     if request.path.endswith("/anonymous-hub"):
         try:

@@ -51,7 +51,7 @@ from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
-from wshub.tally import Tally
+from wshub.tally import LocalTally, Tally
 from wshub.wire import WireProtocol
 
 __all__ = ["HubTuning", "create_app", "serve"]
@@ -94,6 +94,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     # its lines name the URL, and a hub URL carries the client's token
     app.config.ACCESS_LOG = False
     metrics = HubMetrics()
+    tally = tally or LocalTally()
     memberships = Memberships(load_from(lambda: app.ctx.pool), lambda user_id, event: delivery.replay(user_id, event))
     registry = Registry(max_connections=config.hub_max_connections,
                         max_anonymous=config.hub_max_anonymous_connections,
@@ -106,6 +107,8 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     app.ctx.protocol = WireProtocol
     app.ctx.metrics = metrics
     app.ctx.registry = registry
+    #: the counts and paces of client addresses (tally.py), read by admission
+    app.ctx.tally = tally
     app.ctx.memberships = memberships
     app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
     app.ctx.stamps = StampLookups()

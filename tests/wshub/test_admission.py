@@ -122,6 +122,30 @@ async def test_the_hub_has_a_cap_for_all_connections_and_a_smaller_one_for_anony
         await client.close()
 
 
+async def test_an_address_that_opens_connections_too_fast_is_refused_before_anything_else(start, make_user) -> None:
+    hub = await start(hub_ratelimit_max_burst=3, hub_ratelimit_per_minute=1)
+    user = await make_user()
+    burst = [await HubClient.connect(hub.ws_url(access_token=user.token()),
+                                     additional_headers={"X-Real-IP": "203.0.113.7"}) for _ in range(3)]
+    for client in burst:  # closed: the pace counts new connections, not open ones
+        await client.close()
+    assert await _refused_status(hub.ws_url(access_token=user.token()),
+                                 additional_headers={"X-Real-IP": "203.0.113.7"}) == 429
+    # refused before its token is read (a bad one would be a 401) and before the upgrade is checked
+    assert await _refused_status(hub.ws_url(access_token="not-a-token"),
+                                 additional_headers={"X-Real-IP": "203.0.113.7"}) == 429
+    assert await _refused_status(_anonymous(hub), additional_headers={"X-Real-IP": "203.0.113.7"}) == 429
+    async with httpx.AsyncClient() as http:
+        not_an_upgrade = await http.get(f"http://{hub.base}/notifications/anonymous-hub",
+                                        headers={"X-Real-IP": "203.0.113.7"})
+    assert not_an_upgrade.status_code == 429
+    # another address has its own pace
+    other = await HubClient.connect(hub.ws_url(access_token=user.token()),
+                                    additional_headers={"X-Real-IP": "198.51.100.1"})
+    await other.close()
+    assert hub.metric("pgwarden_hub_refused_connections_total", reason="rate") == 4
+
+
 # -- the client's address -------------------------------------------------------------------------
 
 
