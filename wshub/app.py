@@ -41,7 +41,7 @@ from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
 from core.tokens import VerifiedTokens
-from wshub.admission import StampLookups, admit, give_back
+from wshub.admission import PacedProtocol, StampLookups, admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
@@ -52,7 +52,6 @@ from wshub.pump import anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
 from wshub.tally import LocalTally, Tally
-from wshub.wire import WireProtocol
 
 __all__ = ["HubTuning", "create_app", "serve"]
 
@@ -103,8 +102,9 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
                         on_user_arrived=memberships.connected, on_user_left=memberships.disconnected)
     delivery = Delivery(registry, metrics, memberships)
     app.ctx.config = config
-    #: the server protocol to run it with (wire.py): the socket handlers write to its transport
-    app.ctx.protocol = WireProtocol
+    #: the server protocol to run it with (wire.py, pacing connections as they are accepted): the
+    #: socket handlers write to its transport
+    app.ctx.protocol = PacedProtocol
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     #: the counts and paces of client addresses (tally.py), read by admission
@@ -250,4 +250,4 @@ def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally 
     # clients in (bench/reconnect.py). Cycles are rare here; reference counting frees the rest.
     gc.set_threshold(*GC_THRESHOLDS)
     # a backlog for a reconnect storm: clients past a full one wait seconds for their SYN's retry
-    app.run(sock=sock, single_process=True, protocol=WireProtocol, backlog=BACKLOG, access_log=False, motd=False)
+    app.run(sock=sock, single_process=True, protocol=app.ctx.protocol, backlog=BACKLOG, access_log=False, motd=False)
