@@ -239,6 +239,10 @@ class Config:
     user_send_limit: int | None = _setting(
         "USER_SEND_LIMIT", None, _at_least(0),
         "KiB of file Sends one user may hold in all; unset: no limit but MAX_FILE_SIZE.")
+    request_header_timeout: int = _setting(
+        "REQUEST_HEADER_TIMEOUT", 10, _positive,
+        "Seconds a new API or hub connection may wait before its first byte, and between bytes of a"
+        " request's headers, before it is closed.")
     hub_workers: int | None = _setting(
         "HUB_WORKERS", None, _positive,
         "Hub worker processes sharing its port, each with its own LISTEN connection; unset: one per CPU"

@@ -30,6 +30,7 @@ from core.access import AccessDenied, authenticate, bearer_token
 from core.client_address import client_address, from_proxy
 from core.database import DATABASE_ERRORS
 from core.errors import error_json
+from core.first_byte import FirstByteDeadline
 from core.headers import NO_STORE, SECURITY_HEADERS
 from wshub.metrics import HubMetrics
 from wshub.registry import LimitReached, Registry, Slot
@@ -88,11 +89,12 @@ async def admit(request: Request) -> HTTPResponse | None:
     return None
 
 
-class PacedProtocol(WireProtocol):
+class PacedProtocol(FirstByteDeadline, WireProtocol):
     """The hub's protocol (wire.py), pacing connections from the moment they are accepted: when
     the peer is the client itself (no trusted proxy between), a connection past its address's pace
     gets a ready-made 429 and is closed before Sanic reads a byte of it, the cheapest refusal there
-    is. A proxied connection is paced at its request, by the address the proxy names (admit)."""
+    is. A proxied connection is paced at its request, by the address the proxy names (admit). A
+    connection that sends nothing is closed soon (core/first_byte.py)."""
 
     __slots__ = ("paced_out",)
 

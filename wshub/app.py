@@ -37,6 +37,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 from core import access_log
 from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
+from core.first_byte import wait_for_requests
 from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
@@ -90,6 +91,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     app = Sanic(f"pgwarden_hub_{next(_app_numbers)}", configure_logging=False, error_handler=_ErrorHandler())
     app.config.WEBSOCKET_MAX_SIZE = config.hub_max_message_size
     app.config.KEEP_ALIVE_TIMEOUT = 30
+    wait_for_requests(app, config.request_header_timeout)
     # its lines name the URL, and a hub URL carries the client's token
     app.config.ACCESS_LOG = False
     metrics = HubMetrics()
