@@ -6,7 +6,8 @@ address costs little more than their accepts), the request is a WebSocket upgrad
 accept, the caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
 connection stays within the caps: then its slot is taken in the registry, before the upgrade, so
 a socket counts from its first byte, handshake or not. The slot is given back when the request
-ends, whichever way (``give_back``). Each refusal is logged and counted by a label.
+ends, whichever way (``give_back``). Each refusal is logged and counted by a label, but the
+one at a connection's accept (``PacedProtocol``), which is only counted: a flood would fill the log.
 """
 
 from __future__ import annotations
