@@ -2,12 +2,13 @@
 
 In order: the hub is enabled and not stopping, the client's address opens connections no faster
 than its pace (the cheapest refusal, before any other work: a flood of connections from one
-address costs little more than their accepts), the request is a WebSocket upgrade the library can
-accept, the caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
-connection stays within the caps: then its slot is taken in the registry, before the upgrade, so
-a socket counts from its first byte, handshake or not. The slot is given back when the request
-ends, whichever way (``give_back``). Each refusal is logged and counted by a label, but the
-one at a connection's accept (``PacedProtocol``), which is only counted: a flood would fill the log.
+address costs little more than their accepts), the request is a WebSocket upgrade the library
+can accept, the caller is who it says (a token on the hub, an auth request id on the anonymous
+hub), and one more connection stays within the caps: then its slot is taken in the registry,
+before the upgrade, so a socket counts from its first byte, handshake or not. The slot is given
+back when the request ends, whichever way (``give_back``). Each refusal is logged and counted by
+a label, except the one at a connection's accept (``PacedProtocol``), which is only counted: in
+a flood, a line per refusal would fill the log.
 """
 
 from __future__ import annotations
