@@ -200,7 +200,8 @@ async def run_server(kind: str, url: str, user: str, tokens: list[str], rates: l
                     now = datetime.now(timezone.utc)
                     await publisher.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps({
                         "type": int(PushType.SYNC_FOLDER_UPDATE), "user": user, "org": None,
-                        "item": str(uuid.uuid4()), "date": now.isoformat(), "device": None}))
+                        "item": str(uuid.uuid4()), "date": now.isoformat(), "device": None, "collections": None,
+                        "moved_from": None}))
                 end = time.time()
                 await asyncio.sleep(drain)
                 windows.append((rate, start - 0.001, end + 0.001, count, _cpu(server.pid) - cpu_before))
