@@ -10,11 +10,11 @@ hostile or not (docs/security.md, "Memory"):
 - Free pages inside a heap, and in the arena of every thread that ever allocated, stay mapped
   until ``malloc_trim`` hands them back. A burst leaves many; a server at rest trims now and then.
 
-Python's small-object allocator (pymalloc) has one too: it carves objects from 1 MiB arenas
-and hands an arena back only when every object in it is gone, so the objects of thousands of
-connections that came and went leave arenas held by the few that stay. A process that serves
-bursts of short connections (the hub) runs with the system's allocator instead
-(``exec_with_system_allocator``), whose free pages the trim below hands back one by one.
+Python's small-object allocator (pymalloc) has one too, which nothing here changes: it carves
+objects from 1 MiB arenas and hands an arena back only when every object in it is gone, so the
+objects of thousands of connections that came and went leave arenas held by the few that stay.
+Run with ``PYTHONMALLOC=malloc``, a process leaves those objects to glibc, whose free pages the
+trim below hands back, for more CPU per object (docs/performance.md, "Under attack").
 
 And Python's collector: a closed connection's objects (Sanic's protocol, transport, request and
 the buffers they hold) form reference cycles that only a full garbage collection frees, which
@@ -30,9 +30,8 @@ import ctypes.util
 import gc
 import logging
 import os
-import sys
 
-__all__ = ["exec_with_system_allocator", "keep_large_blocks_returnable", "trim", "trim_periodically"]
+__all__ = ["keep_large_blocks_returnable", "trim", "trim_periodically"]
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +63,6 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _libc = _glibc()
-
-
-def exec_with_system_allocator() -> None:
-    """Start this program again in this process with PYTHONMALLOC=malloc, before it has done
-    anything; not when the environment names an allocator already (then the operator's choice
-    stands) or where the allocator is not glibc's (nothing would trim it)."""
-    if _libc is None or "PYTHONMALLOC" in os.environ:
-        return
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, "PYTHONMALLOC": "malloc"})
 
 
 def keep_large_blocks_returnable() -> bool:

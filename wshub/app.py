@@ -35,7 +35,7 @@ from sanic.models.server_types import ConnInfo
 from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 
 from core import access_log
-from core.allocator import exec_with_system_allocator, keep_large_blocks_returnable, trim_periodically
+from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
 from core.first_byte import wait_for_requests
 from core.headers import add_headers
@@ -220,9 +220,6 @@ def serve(config: Config) -> int:
     from core.database import opened
     from wshub.workers import listening_socket, run_workers
 
-    # the hub's objects come and go with its connections: pymalloc would keep their arenas
-    # (core/allocator.py); the workers inherit the setting
-    exec_with_system_allocator()
     if not config.websocket_enabled:
         log.warning("WEBSOCKET_ENABLED=false: the hub will refuse connections")
     workers = config.hub_worker_count

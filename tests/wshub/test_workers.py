@@ -140,16 +140,6 @@ async def test_the_per_address_cap_counts_the_connections_of_every_worker(start_
         await asyncio.gather(*(client.close() for client in clients))
 
 
-async def test_the_workers_run_with_the_system_allocator_unless_the_operator_chose(start_workers,
-                                                                                 monkeypatch) -> None:
-    monkeypatch.delenv("PYTHONMALLOC", raising=False)
-    default, chosen = await start_workers(), await start_workers(PYTHONMALLOC="pymalloc")
-    for hub, allocator in ((default, "malloc"), (chosen, "pymalloc")):
-        for process in (psutil.Process(hub.process.pid), *hub.workers()):
-            assert process.environ().get("PYTHONMALLOC") == allocator
-    assert default.process.returncode is None  # the same process, started again
-
-
 async def test_the_pace_of_new_connections_counts_every_worker(start_workers, make_user) -> None:
     hub = await start_workers(HUB_RATELIMIT_MAX_BURST="3", HUB_RATELIMIT_PER_MINUTE="1")
     user = await make_user()
