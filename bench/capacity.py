@@ -135,7 +135,8 @@ async def measure_hub(url: str, connections: int, events: int) -> dict[str, floa
     events = (events // connections) * connections
     port = free_port()
     limit = str(connections + 100)
-    hub = _start("hub", url, port, HUB_MAX_CONNECTIONS=limit, HUB_MAX_CONNECTIONS_PER_IP=limit)
+    hub = _start("hub", url, port, HUB_MAX_CONNECTIONS=limit, HUB_MAX_CONNECTIONS_PER_IP=limit,
+                 HUB_RATELIMIT_MAX_BURST=limit)
     listeners = Listeners()
     try:
         await until_alive(port, "hub")

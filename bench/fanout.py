@@ -139,7 +139,8 @@ def _start_server(kind: str, url: str, port: int, connections: int, old_hub: str
     env = {**source,**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_WORKERS": workers,
            "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
-           "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10)}
+           "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
+           "HUB_RATELIMIT_MAX_BURST": str(connections + 10)}
     return subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env,
                             cwd=old_hub if kind == "old-hub" else None)
 

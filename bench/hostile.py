@@ -27,13 +27,15 @@ takes little of the cores from the servers), from other loopback addresses:
 
 Every loop is bounded in count and in time; the run stops by itself. Prints, for each run: the
 real client's p50/p99 (token refresh, sync, write, commit -> notification) under attack and after
-it, divided by the same figures of the quiet phase; the API's and hub's RSS before, at the peak
-of, at the end of and after the attack; what each attacker got; the hub's own refusal and drop
+it, divided by the same figures of the quiet phase; the API's and hub's RSS (the hub's with its
+workers) before, at the peak of, at the end of and after the attack; what each attacker got; the hub's own refusal and drop
 counts; CPU use. Then the median and spread (min-max) of the headline figures over the runs, and
 whether the aims were met: p99 under attack within 2x of quiet, RSS after the attack within 10%
 of before. Asserts nothing.
 
-    python bench/hostile.py [--runs 3] [--quiet 20] [--attack 30] [--after 20]
+    python bench/hostile.py [--runs 3] [--quiet 20] [--attack 30] [--after 20] [--attacks flood,silent]
+
+``--attacks`` narrows the mix to some of its parts, to see which one costs the real client what.
 
 Uses DATABASE_URL (a scratch database is created and dropped) or an embedded PostgreSQL.
 """
@@ -687,12 +689,25 @@ def start_server(kind: str, url: str, port: int, log: Path, extra: dict[str, str
                                 stderr=subprocess.STDOUT)
 
 
+def tree(process: psutil.Process) -> list[psutil.Process]:
+    """The process and its children: the hub's work is done by its workers (HUB_WORKERS), not by
+    the process that started them."""
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
+
+
 def cpu_seconds(process: psutil.Process) -> float:
     try:
-        times = process.cpu_times()
-        return times.user + times.system
+        return sum(times.user + times.system for times in (each.cpu_times() for each in tree(process)))
     except psutil.Error:
         return float("nan")
+
+
+def resident(process: psutil.Process) -> int:
+    """Resident memory of the process and its children."""
+    return sum(each.memory_info().rss for each in tree(process))
 
 
 def busy_seconds() -> float:
@@ -800,7 +815,7 @@ async def _acquire(semaphore: Any, timeout: float) -> None:
 
 async def _sample_rss(api: psutil.Process, hub: psutil.Process, into: list[tuple[float, int, int]]) -> None:
     while True:
-        into.append((time.time(), api.memory_info().rss, hub.memory_info().rss))
+        into.append((time.time(), resident(api), resident(hub)))
         await asyncio.sleep(0.25)
 
 

@@ -159,6 +159,7 @@ async def run(url: str, connections: int, events: int, fanout_events: int) -> No
     env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
            "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
+           "HUB_RATELIMIT_MAX_BURST": str(connections + 10),
            # room for every fan-out event in flight, at well over a notification's ~250 bytes each
            "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512)),
            # one process: its RSS is what the table shows (HUB_WORKERS defaults to one per core)

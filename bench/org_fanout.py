@@ -163,7 +163,7 @@ async def run(url: str, members: int, connected: int, events: int) -> None:
     limit = str(len(tokens) + 10)
     env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_MAX_CONNECTIONS_PER_USER": limit,
-           "HUB_MAX_CONNECTIONS_PER_IP": limit, "HUB_MAX_CONNECTIONS": limit}
+           "HUB_MAX_CONNECTIONS_PER_IP": limit, "HUB_MAX_CONNECTIONS": limit, "HUB_RATELIMIT_MAX_BURST": limit}
     hub = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env, preexec_fn=lambda: os.nice(NICE))
     ctx = mp.get_context("spawn")
     stop, results, ready = ctx.Event(), ctx.Queue(), ctx.Semaphore(0)

@@ -10,9 +10,15 @@ hostile or not (docs/security.md, "Memory"):
 - Free pages inside a heap, and in the arena of every thread that ever allocated, stay mapped
   until ``malloc_trim`` hands them back. A burst leaves many; a server at rest trims now and then.
 
-And one of Python's: a closed connection's objects (Sanic's protocol, transport, request and the
-buffers they hold) form reference cycles that only a full garbage collection frees, which runs
-when enough new objects have been made, and a server at rest after a burst makes few. So a
+Python's small-object allocator (pymalloc) has one too, which nothing here changes: it carves
+objects from 1 MiB arenas and hands an arena back only when every object in it is gone, so the
+objects of thousands of connections that came and went leave arenas held by the few that stay.
+Run with ``PYTHONMALLOC=malloc``, a process leaves those objects to glibc, whose free pages the
+trim below hands back, for more CPU per object (docs/performance.md, "Under attack").
+
+And Python's collector: a closed connection's objects (Sanic's protocol, transport, request and
+the buffers they hold) form reference cycles that only a full garbage collection frees, which
+runs when enough new objects have been made, and a server at rest after a burst makes few. So a
 server that grew by ``COLLECT_AFTER`` collects, then trims (``trim_periodically``).
 """
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.config import Config
 
-__all__ = ["client_address"]
+__all__ = ["client_address", "from_proxy"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -37,6 +37,13 @@ def client_address(peer: str | None, headers: Mapping[str, str] | Any, config: C
         if not _trusted(claimed, config.trusted_proxies):
             break
     return str(address)
+
+
+def from_proxy(peer: str | None, config: Config) -> bool:
+    """Whether the connection's other end is one of our proxies, so that only its request can name
+    the client; otherwise the peer is the client."""
+    address = _address(peer)
+    return address is not None and config.ip_header is not None and _trusted(address, config.trusted_proxies)
 
 
 def _address(text: str | None) -> IPAddress | None:

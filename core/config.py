@@ -239,6 +239,10 @@ class Config:
     user_send_limit: int | None = _setting(
         "USER_SEND_LIMIT", None, _at_least(0),
         "KiB of file Sends one user may hold in all; unset: no limit but MAX_FILE_SIZE.")
+    request_header_timeout: int = _setting(
+        "REQUEST_HEADER_TIMEOUT", 10, _positive,
+        "Seconds a new API or hub connection may wait before its first byte, and between bytes of a"
+        " request's headers, before it is closed.")
     hub_workers: int | None = _setting(
         "HUB_WORKERS", None, _positive,
         "Hub worker processes sharing its port, each with its own LISTEN connection; unset: one per CPU"
@@ -256,6 +260,12 @@ class Config:
         "HUB_MAX_CONNECTIONS_PER_USER", 64, _positive, "Hub connections one user may hold.")
     hub_max_connections_per_ip: int = _setting(
         "HUB_MAX_CONNECTIONS_PER_IP", 256, _positive, "Hub connections one client address may hold.")
+    hub_ratelimit_max_burst: int = _setting(
+        "HUB_RATELIMIT_MAX_BURST", 64, _positive,
+        "New hub connections one client address may open at once, before HUB_RATELIMIT_PER_MINUTE paces it.")
+    hub_ratelimit_per_minute: int = _setting(
+        "HUB_RATELIMIT_PER_MINUTE", 120, _positive,
+        "New hub connections one client address may open per minute once its burst is spent.")
     hub_max_message_size: int = _setting(
         "HUB_MAX_MESSAGE_SIZE", 65536, _positive,
         "Largest WebSocket message the hub accepts from a signed-in client, in bytes.")

@@ -21,10 +21,12 @@ import logging
 
 from sanic import Request, Sanic
 from sanic.request import RequestParameters
+from sanic.server.protocols.http_protocol import HttpProtocol
 
 from core import access_log
 from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
+from core.first_byte import FirstByteDeadline, wait_for_requests
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
@@ -70,6 +72,12 @@ SEND_ACCESS_TOKEN_LIFETIME = 300
 _app_numbers = itertools.count(1)
 
 
+class ApiProtocol(FirstByteDeadline, HttpProtocol):
+    """Sanic's HTTP protocol; a connection that sends nothing is closed soon (core/first_byte.py)."""
+
+    __slots__ = ()
+
+
 class LimitedRequest(Request):
     """A request whose body is read only from a known caller and up to its route's limit, and
     whose form is bounded."""
@@ -103,6 +111,8 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     # what Sanic still reads of a refused request's body to keep the connection; past it, it closes
     app.config.REQUEST_MAX_SIZE = min(max_body_size, body_limits.SMALL_BODY)
     app.config.FALLBACK_ERROR_FORMAT = "json"
+    wait_for_requests(app, config.request_header_timeout)
+    app.ctx.protocol = ApiProtocol
     app.config.MOTD = False
     # touchup rewrites Sanic's own methods per app, which breaks a second app in one process
     app.config.TOUCHUP = False
@@ -196,6 +206,6 @@ def serve(config: Config) -> int:
         app = create_app(config, database_url)
         log.info("API listening on http://%s:%d, database %s",
                  config.api_address, config.api_port, redact_dsn(database_url))
-        app.run(host=config.api_address, port=config.api_port, single_process=True,
+        app.run(host=config.api_address, port=config.api_port, single_process=True, protocol=app.ctx.protocol,
                 access_log=False, motd=False)
     return 0

@@ -6,8 +6,10 @@ already the output of 600000 client-side PBKDF2 rounds, and a login must stay ch
 a burst of them cannot starve the server. Stored hashes carry their parameters, so raising them
 later needs no migration.
 
-At most HASHING_SLOTS hashes run at once (one per core: more would only share the same cores),
-in threads of their own: each thread that hashes keeps a malloc arena sized for argon2's
+At most HASHING_SLOTS hashes run at once: one per core but one, so that a burst of logins (or
+of guesses, until the login limits stop them) leaves a core to the event loops of the API and the
+hub and to PostgreSQL, and every other request keeps its pace; more would only share the same
+cores. They run in threads of their own: each thread that hashes keeps a malloc arena sized for argon2's
 19 MiB, so the number of such threads is what bounds that memory. A hash that finds no free slot within
 HASHING_WAIT seconds is refused with a 429 rather than queued behind a burst.
 """
@@ -31,7 +33,7 @@ from vaultapi.errors import TooManyRequests
 
 __all__ = ["HASHING_SLOTS", "HASHING_WAIT", "hash_password", "hashing_slot", "verify_password"]
 
-HASHING_SLOTS = os.cpu_count() or 1
+HASHING_SLOTS = max(1, len(os.sched_getaffinity(0)) - 1)
 #: seconds a hash may wait for a slot; a login takes a few tens of milliseconds
 HASHING_WAIT = 2.0
 

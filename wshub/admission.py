@@ -1,17 +1,23 @@
 """Checks made before the WebSocket upgrade, so that a refusal is a plain HTTP response.
 
-In order: the hub is enabled and not stopping, the request is a WebSocket upgrade the library can accept, the
-caller is who it says (a token on the hub, an auth request id on the anonymous hub), and one more
-connection stays within the caps: then its slot is taken in the registry, before the upgrade, so
-a socket counts from its first byte, handshake or not. The slot is given back when the request
-ends, whichever way (``give_back``). Each refusal is logged and counted by a label.
+In order: the hub is enabled and not stopping, the client's address opens connections no faster
+than its pace (the cheapest refusal, before any other work: a flood of connections from one
+address costs little more than their accepts), the request is a WebSocket upgrade the library
+can accept, the caller is who it says (a token on the hub, an auth request id on the anonymous
+hub), and one more connection stays within the caps: then its slot is taken in the registry,
+before the upgrade, so a socket counts from its first byte, handshake or not. The slot is given
+back when the request ends, whichever way (``give_back``). Each refusal is logged and counted by
+a label, except the one at a connection's accept (``PacedProtocol``), which is only counted: in
+a flood, a line per refusal would fill the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json as jsonlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -23,13 +29,17 @@ from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from websockets.server import ServerProtocol
 
 from core.access import AccessDenied, authenticate, bearer_token
-from core.client_address import client_address
+from core.client_address import client_address, from_proxy
 from core.database import DATABASE_ERRORS
 from core.errors import error_json
+from core.first_byte import FirstByteDeadline
+from core.headers import NO_STORE, SECURITY_HEADERS
 from wshub.metrics import HubMetrics
 from wshub.registry import LimitReached, Registry, Slot
+from wshub.tally import Tally
+from wshub.wire import WireProtocol
 
-__all__ = ["StampLookups", "admit", "give_back", "slot_of"]
+__all__ = ["PacedProtocol", "StampLookups", "admit", "give_back", "slot_of"]
 
 log = logging.getLogger("wshub")
 
@@ -43,10 +53,12 @@ async def admit(request: Request) -> HTTPResponse | None:
     if app.ctx.registry.draining:
         # a rolling restart: the client's reconnect goes to another replica, or to this one restarted
         return _refuse(metrics, 503, "stopping", "the hub is stopping; connect again")
+    ip = client_address(request.ip, request.headers, config)
+    if not _paced_at_accept(request.conn_info) and not _pace(app, ip):
+        return _refuse(metrics, 429, "rate", PACED_OUT)
     refused_upgrade = _upgrade_refusal(request)
     if refused_upgrade is not None:
         return _refuse(metrics, *refused_upgrade)
-    ip = client_address(request.ip, request.headers, config)
     user_id = None
     if request.path.endswith("/anonymous-hub"):
         try:
@@ -77,6 +89,64 @@ async def admit(request: Request) -> HTTPResponse | None:
     # on the TCP connection, not the request: the one place its end can always be seen (app.py)
     request.conn_info.ctx.hub_slot = slot
     return None
+
+
+class PacedProtocol(FirstByteDeadline, WireProtocol):
+    """The hub's protocol (wire.py), pacing connections from the moment they are accepted: when
+    the peer is the client itself (no trusted proxy between), a connection past its address's pace
+    gets a ready-made 429 and is closed before Sanic reads a byte of it, the cheapest refusal there
+    is. A proxied connection is paced at its request, by the address the proxy names (admit). A
+    connection that sends nothing is closed soon (core/first_byte.py)."""
+
+    __slots__ = ("paced_out",)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.paced_out = False
+        app = self.app
+        peer = transport.get_extra_info("peername")
+        peer = peer[0] if isinstance(peer, tuple) else None
+        if from_proxy(peer, app.ctx.config):
+            super().connection_made(transport)
+            return
+        if not _pace(app, client_address(peer, {}, app.ctx.config)):
+            self.paced_out = True
+            app.ctx.metrics.refused.labels("rate").inc()
+            transport.write(_PACED_OUT_ANSWER)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        super().connection_made(transport)
+        self.conn_info.ctx.paced = True
+
+    def data_received(self, data: bytes) -> None:
+        if not self.paced_out:
+            super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.paced_out:  # Sanic never saw it
+            super().connection_lost(exc)
+
+
+def _pace(app: Any, ip: str) -> bool:
+    config = app.ctx.config
+    tally: Tally = app.ctx.tally
+    return tally.pace(ip, time.monotonic(), config.hub_ratelimit_max_burst, 60 / config.hub_ratelimit_per_minute)
+
+
+def _paced_at_accept(conn_info: ConnInfo) -> bool:
+    """True for the first request of a connection paced when it was accepted; a client that sends
+    another request on the same connection is paced again."""
+    paced: bool = getattr(conn_info.ctx, "paced", False)
+    conn_info.ctx.paced = False
+    return paced
+
+
+PACED_OUT = "too many new connections from this address; try again later"
+_PACED_OUT_BODY = jsonlib.dumps(error_json(PACED_OUT)).encode()
+_PACED_OUT_ANSWER = (
+    "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+    f"Content-Length: {len(_PACED_OUT_BODY)}\r\nConnection: close\r\n"
+    + "".join(f"{name}: {value}\r\n" for name, value in {**SECURITY_HEADERS, **NO_STORE}.items())
+    + "\r\n").encode() + _PACED_OUT_BODY
 
 
 class StampLookups:

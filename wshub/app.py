@@ -37,11 +37,12 @@ from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 from core import access_log
 from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
+from core.first_byte import wait_for_requests
 from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
 from core.tokens import VerifiedTokens
-from wshub.admission import StampLookups, admit, give_back
+from wshub.admission import PacedProtocol, StampLookups, admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
 from wshub.ingress import Ingress, IngressTuning
@@ -51,8 +52,7 @@ from wshub.metrics import CONTENT_TYPE, HubMetrics, scrape_allowed
 from wshub.pump import Clients, anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
-from wshub.tally import Tally
-from wshub.wire import WireProtocol
+from wshub.tally import LocalTally, Tally
 
 __all__ = ["HubTuning", "create_app", "serve"]
 
@@ -91,9 +91,11 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     app = Sanic(f"pgwarden_hub_{next(_app_numbers)}", configure_logging=False, error_handler=_ErrorHandler())
     app.config.WEBSOCKET_MAX_SIZE = config.hub_max_message_size
     app.config.KEEP_ALIVE_TIMEOUT = 30
+    wait_for_requests(app, config.request_header_timeout)
     # its lines name the URL, and a hub URL carries the client's token
     app.config.ACCESS_LOG = False
     metrics = HubMetrics()
+    tally = tally or LocalTally()
     memberships = Memberships(load_from(lambda: app.ctx.pool), lambda user_id, event: delivery.replay(user_id, event))
     registry = Registry(max_connections=config.hub_max_connections,
                         max_anonymous=config.hub_max_anonymous_connections,
@@ -102,12 +104,15 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
                         on_user_arrived=memberships.connected, on_user_left=memberships.disconnected)
     delivery = Delivery(registry, metrics, memberships)
     app.ctx.config = config
-    #: the server protocol to run it with (wire.py): its upgrade hands the socket to websocket.py
-    app.ctx.protocol = WireProtocol
+    #: the server protocol to run it with (wire.py, pacing connections as they are accepted by
+    #: admission.PacedProtocol): its upgrade hands the socket to websocket.py
+    app.ctx.protocol = PacedProtocol
     app.ctx.clients = Clients(registry, metrics, handshake_timeout=config.hub_handshake_timeout,
                               send_buffer=config.hub_send_buffer)
     app.ctx.metrics = metrics
     app.ctx.registry = registry
+    #: the counts and paces of client addresses (tally.py), read by admission
+    app.ctx.tally = tally
     app.ctx.memberships = memberships
     app.ctx.anonymous_lifetime = tuning.anonymous_lifetime
     app.ctx.stamps = StampLookups()
@@ -250,4 +255,4 @@ def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally 
     # clients in (bench/reconnect.py). Cycles are rare here; reference counting frees the rest.
     gc.set_threshold(*GC_THRESHOLDS)
     # a backlog for a reconnect storm: clients past a full one wait seconds for their SYN's retry
-    app.run(sock=sock, single_process=True, protocol=WireProtocol, backlog=BACKLOG, access_log=False, motd=False)
+    app.run(sock=sock, single_process=True, protocol=app.ctx.protocol, backlog=BACKLOG, access_log=False, motd=False)

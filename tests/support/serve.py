@@ -35,7 +35,7 @@ async def serve(app: Sanic) -> ServedApp:
     app.config.TOUCHUP = False  # Sanic's code rewriting works once per process; tests start many apps
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    # the hub names the protocol its sockets need (wshub/wire.py)
+    # the protocol its sockets need (a connection's first-byte deadline; the hub's pacing and frames)
     server = await app.create_server(sock=sock, access_log=False, protocol=getattr(app.ctx, "protocol", None))
     await server.startup()
     await server.before_start()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
+
 from vaultapi.passwords import hash_password, verify_password
 
 
@@ -16,3 +20,11 @@ async def test_unknown_account_never_verifies() -> None:
     assert not await verify_password(None, "client-hash")
     assert not await verify_password("", "client-hash")
     assert not await verify_password("not an argon2 hash", "client-hash")
+
+
+
+async def test_a_burst_of_hashes_leaves_a_core_to_everything_else() -> None:
+    cores = len(os.sched_getaffinity(0))
+    await asyncio.gather(*(hash_password(f"client-hash-{n}") for n in range(4 * cores)))
+    hashing = [thread for thread in threading.enumerate() if thread.name.startswith("argon2")]
+    assert 1 <= len(hashing) <= max(1, cores - 1)

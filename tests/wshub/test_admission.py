@@ -122,6 +122,71 @@ async def test_the_hub_has_a_cap_for_all_connections_and_a_smaller_one_for_anony
         await client.close()
 
 
+async def test_an_address_that_opens_connections_too_fast_is_refused_before_anything_else(start, make_user) -> None:
+    hub = await start(hub_ratelimit_max_burst=3, hub_ratelimit_per_minute=1)
+    user = await make_user()
+    burst = [await HubClient.connect(hub.ws_url(access_token=user.token()),
+                                     additional_headers={"X-Real-IP": "203.0.113.7"}) for _ in range(3)]
+    for client in burst:  # closed: the pace counts new connections, not open ones
+        await client.close()
+    assert await _refused_status(hub.ws_url(access_token=user.token()),
+                                 additional_headers={"X-Real-IP": "203.0.113.7"}) == 429
+    # refused before its token is read (a bad one would be a 401) and before the upgrade is checked
+    assert await _refused_status(hub.ws_url(access_token="not-a-token"),
+                                 additional_headers={"X-Real-IP": "203.0.113.7"}) == 429
+    assert await _refused_status(_anonymous(hub), additional_headers={"X-Real-IP": "203.0.113.7"}) == 429
+    async with httpx.AsyncClient() as http:
+        not_an_upgrade = await http.get(f"http://{hub.base}/notifications/anonymous-hub",
+                                        headers={"X-Real-IP": "203.0.113.7"})
+    assert not_an_upgrade.status_code == 429
+    # another address has its own pace
+    other = await HubClient.connect(hub.ws_url(access_token=user.token()),
+                                    additional_headers={"X-Real-IP": "198.51.100.1"})
+    await other.close()
+    assert hub.metric("pgwarden_hub_refused_connections_total", reason="rate") == 4
+
+
+async def test_a_client_without_a_proxy_is_paced_when_its_connection_is_accepted(start, make_user, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="pgwarden.access")
+    hub = await start(hub_ratelimit_max_burst=2, hub_ratelimit_per_minute=1, trusted_proxies=())
+    user = await make_user()
+    for _ in range(2):
+        client = await HubClient.connect(hub.ws_url(access_token=user.token()))
+        await client.close()
+    answered = len(caplog.records)
+    host, port = hub.base.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    # answered and closed before a byte of the request was sent, let alone read
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, body = answer.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 429 Too Many Requests"
+    refused = httpx.Response(429, headers=[line.split(": ", 1) for line in lines[1:]], content=body,
+                             request=httpx.Request("GET", f"http://{hub.base}/notifications/hub"))
+    assert_secure(refused)
+    assert_not_stored(refused)
+    assert refused.json()["message"] == "too many new connections from this address; try again later"
+    assert len(caplog.records) == answered, "Sanic never handled it: no request, no access log line"
+    assert hub.metric("pgwarden_hub_refused_connections_total", reason="rate") == 1
+
+
+async def test_a_second_request_on_a_paced_connection_is_paced_again(start) -> None:
+    hub = await start(hub_ratelimit_max_burst=1, hub_ratelimit_per_minute=1, trusted_proxies=())
+    host, port = hub.base.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    statuses = []
+    for _ in range(2):  # not upgrades: answered with the connection kept alive
+        writer.write(f"GET /notifications/anonymous-hub HTTP/1.1\r\nHost: {hub.base}\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        await reader.readexactly(length)
+        statuses.append(int(head.split()[1]))
+    writer.close()
+    assert statuses == [426, 429]
+
+
 # -- the client's address -------------------------------------------------------------------------
 
 

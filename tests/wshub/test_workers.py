@@ -140,6 +140,21 @@ async def test_the_per_address_cap_counts_the_connections_of_every_worker(start_
         await asyncio.gather(*(client.close() for client in clients))
 
 
+async def test_the_pace_of_new_connections_counts_every_worker(start_workers, make_user) -> None:
+    hub = await start_workers(HUB_RATELIMIT_MAX_BURST="3", HUB_RATELIMIT_PER_MINUTE="1")
+    user = await make_user()
+    statuses = []
+    for _ in range(10):
+        try:
+            client = await HubClient.connect(hub.url(user.token()))
+        except InvalidStatus as refused:
+            statuses.append(refused.response.status_code)
+        else:
+            statuses.append(101)
+            await client.close()
+    assert statuses == [101] * 3 + [429] * 7
+
+
 def _take_many(tally: SharedTally, user: str, attempts: int, taken: Any) -> None:
     for _ in range(attempts):
         if tally.take("192.0.2.1", user, 10_000, 50) is None:
