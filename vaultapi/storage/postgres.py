@@ -24,7 +24,7 @@ class PostgresStore(FileStore):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes], max_size: int) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | memoryview], max_size: int) -> int:
         await self.pool.execute("INSERT INTO stored_files (key) VALUES ($1)", key)
         writing: asyncio.Task[None] | None = None
         try:
