@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 INTERVAL = 60.0
 #: the advisory lock of the sweep, one number for every replica ('pgwsweep' in ASCII)
 LOCK = 0x7067777377656570
-#: seconds after which an announced upload that never came, or a half-written file of a process
-#: that died, is removed
+#: seconds after which an announced upload that never came, a file held for a share that never
+#: came, or a half-written file of a process that died, is removed
 ABANDONED_AFTER = 24 * 3600
 #: released files removed per sweep (the rest wait for the next)
 BATCH = 1000
@@ -63,6 +63,8 @@ async def sweep(pool: asyncpg.Pool, store: FileStore) -> Swept | None:
             attachments = await conn.fetch(
                 "DELETE FROM attachments WHERE NOT uploaded AND created_at < now() - make_interval(secs => $1)"
                 " RETURNING id", ABANDONED_AFTER)
+            await conn.execute("DELETE FROM attachment_shares WHERE created_at < now() - make_interval(secs => $1)",
+                               ABANDONED_AFTER)
             keys = [row["key"] for row in await conn.fetch(
                 "SELECT key FROM released_files ORDER BY released_at LIMIT $1", BATCH)]
             if keys:

@@ -58,7 +58,8 @@ class StreamedForm:
             "on_header_field": lambda data, start, end: self._header_piece(data[start:end], True),
             "on_header_value": lambda data, start, end: self._header_piece(data[start:end], False),
             "on_headers_finished": self._headers_done,
-            "on_part_data": lambda data, start, end: self._events.append(("data", bytes(data[start:end]))),
+            # a view of the piece read: the bytes are copied once, into the store's chunk
+            "on_part_data": lambda data, start, end: self._events.append(("data", memoryview(data)[start:end])),
             "on_part_end": lambda: self._events.append(("end", None)),
             "on_end": self._end,
         })
@@ -124,13 +125,13 @@ class StreamedForm:
         while await self._request.stream.read() is not None:
             pass
 
-    async def data(self) -> AsyncIterator[bytes]:
+    async def data(self) -> AsyncIterator[memoryview]:
         """The current part's bytes, in the pieces they arrived in."""
         while (event := await self._next()) is not None:
             if event[0] == "end":
                 return
             if event[0] == "data":
-                assert isinstance(event[1], bytes)
+                assert isinstance(event[1], memoryview)
                 yield event[1]
         raise ApiError("The upload ended before the form did.")
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support.bwclient import BitwardenClient
-from tests.support.organizations import Organization, grant
+from tests.support.organizations import ADMIN, Organization, grant
 from tests.vaultapi.conftest import assert_event, running_api, s3_settings, user_id_of
 from tests.vaultapi.test_ciphers import create
 from vaultapi import housekeeping
@@ -248,3 +248,145 @@ async def test_sharing_an_item_brings_its_attachments_keys(alice: BitwardenClien
     assert (attachment["key"], attachment["fileName"]) == (org_key, name)
     await bob.sync()
     assert await download(bob, personal["id"], attachment_id) == b"scan bytes"
+
+
+async def test_renew_gives_a_pending_uploads_url_again(alice: BitwardenClient, bob: BitwardenClient) -> None:
+    item = await create(alice, "Pending")
+    announced = (await alice.post(f"/api/ciphers/{item['id']}/attachment/v2", announcement(alice, 5))).json()
+    renew = f"/api/ciphers/{item['id']}/attachment/{announced['attachmentId']}/renew"
+    renewed = await alice.get(renew)
+    assert renewed.status_code == 200, renewed.text
+    body = renewed.json()
+    assert (body["url"], body["fileUploadType"], body["object"]) == (announced["url"], 0, "attachment-fileUpload")
+    assert body["cipherResponse"] is None
+    assert (await bob.get(renew)).status_code == 404
+    assert (await upload(alice, item["id"], announced["attachmentId"], b"12345")).status_code == 200
+    # uploaded: nothing left to renew
+    assert (await alice.get(renew)).status_code == 404
+    assert (await alice.get(f"/api/ciphers/{item['id']}/attachment/{'0' * 32}/renew")).status_code == 404
+
+
+async def test_the_admin_consoles_upload_is_for_those_who_edit_any_collection(
+        alice: BitwardenClient, bob: BitwardenClient, carol: BitwardenClient) -> None:
+    organization = await Organization.create(alice)
+    await organization.add(bob, collections=[grant(organization.default_collection)])  # edits, not an admin
+    await organization.add(carol, member_type=ADMIN)
+    cipher_id = (await organization.item("Shared", [organization.default_collection]))["id"]
+
+    async def admin_upload(client: BitwardenClient, target: str, data: bytes) -> httpx.Response:
+        return await client.post(f"/api/ciphers/{target}/attachment-admin",
+                                 data={"key": client.org_encrypt(organization.id, "attachment key")},
+                                 files={"data": (client.org_encrypt(organization.id, "plan.pdf"), data, "x/y")})
+
+    await carol.sync()
+    added = await admin_upload(carol, cipher_id, b"the plan")
+    assert added.status_code == 200, added.text
+    assert added.json()["object"] == "cipherMini"
+    [attachment] = added.json()["attachments"]
+    await bob.sync()
+    assert await download(bob, cipher_id, attachment["id"]) == b"the plan"
+    # a member who is no admin, and a personal item, are as unknown as a missing item
+    assert (await admin_upload(bob, cipher_id, b"x")).status_code == 404
+    personal = await create(alice, "Mine")
+    assert (await admin_upload(alice, personal["id"], b"x")).status_code == 404
+    not_a_form = await carol.post(f"/api/ciphers/{cipher_id}/attachment-admin", {"data": "x"})
+    assert not_a_form.status_code == 415
+    assert len((await alice.get(f"/api/ciphers/{cipher_id}")).json()["attachments"]) == 1
+    # and the admin console removes it
+    removed = await carol.delete(f"/api/ciphers/{cipher_id}/attachment/{attachment['id']}/admin")
+    assert removed.status_code == 200 and removed.json()["cipher"]["attachments"] is None
+
+
+async def test_an_old_attachment_is_re_encrypted_for_the_organization_then_shared(
+        alice: BitwardenClient, bob: BitwardenClient, carol: BitwardenClient, db) -> None:
+    organization = await Organization.create(alice)
+    await organization.add(bob, collections=[grant(organization.default_collection)])
+    personal = await create(alice, "Old scan")
+    # an old attachment: no key of its own, encrypted with the user's key
+    old = await alice.post(f"/api/ciphers/{personal['id']}/attachment",
+                           files={"data": (alice.encrypt("scan.png"), b"under the user's key", "x/y")})
+    assert old.status_code == 200, old.text
+    [attachment] = old.json()["attachments"]
+    assert attachment["key"] is None
+    path = f"/api/ciphers/{personal['id']}/attachment/{attachment['id']}/share"
+    org_key = alice.org_encrypt(organization.id, "the attachment's new key")
+    new_name = alice.org_encrypt(organization.id, "scan.png")
+
+    async def reupload(client: BitwardenClient, data: bytes, organization_id: str = organization.id,
+                       target: str = path, key: str | None = org_key) -> httpx.Response:
+        return await client.post(f"{target}?organizationId={organization_id}", data={"key": key} if key else {},
+                                 files={"data": (new_name, data, "application/octet-stream")})
+
+    # the item's owner only, a member of the organization only, an attachment of the item only
+    assert (await reupload(bob, b"x")).status_code == 404
+    other = await carol.create_organization("Elsewhere")
+    assert (await reupload(alice, b"x", organization_id=other["id"])).status_code == 404
+    assert (await reupload(alice, b"x", target=path.replace(attachment["id"], "0" * 32))).status_code == 404
+    assert (await reupload(alice, b"x", organization_id="not-an-id")).status_code == 400
+    assert (await reupload(alice, b"x", key=None)).status_code == 400
+    assert await db.fetchval("SELECT count(*) FROM attachment_shares") == 0
+
+    # held, twice (the second replaces the first, whose file is released); the item is unchanged
+    assert (await reupload(alice, b"first try")).status_code == 200
+    held = await db.fetchval("SELECT file_key FROM attachment_shares")
+    assert (await reupload(alice, b"under the attachment's new key")).status_code == 200
+    assert await db.fetchval("SELECT count(*) FROM released_files WHERE key = $1", held) == 1
+    assert await download(alice, personal["id"], attachment["id"]) == b"under the user's key"
+    assert (await alice.get(f"/api/ciphers/{personal['id']}")).json()["attachments"][0]["key"] is None
+
+    shared = {**alice.org_item(organization.id, "Old scan"), "id": personal["id"],
+              "attachments2": {attachment["id"]: {"fileName": new_name, "key": None}}}
+    moved = await alice.put(f"/api/ciphers/{personal['id']}/share",
+                            {"cipher": shared, "collectionIds": [organization.default_collection]})
+    assert moved.status_code == 200, moved.text
+    [now] = moved.json()["attachments"]
+    assert (now["id"], now["key"], now["fileName"], now["size"]) == (
+        attachment["id"], org_key, new_name, str(len(b"under the attachment's new key")))
+    await bob.sync()
+    assert await download(bob, personal["id"], attachment["id"]) == b"under the attachment's new key"
+    # the old file is released, the held one is the attachment's now
+    assert await db.fetchval("SELECT count(*) FROM attachment_shares") == 0
+    assert await db.fetchval("SELECT count(*) FROM released_files WHERE key = $1",
+                             f"attachments/{personal['id']}/{attachment['id']}") == 1
+    # shared already: nothing more to hold for it
+    assert (await reupload(alice, b"x")).status_code == 404
+
+
+async def test_an_old_attachment_without_its_file_for_the_organization_keeps_the_item_personal(
+        alice: BitwardenClient) -> None:
+    organization = await Organization.create(alice)
+    personal = await create(alice, "Old scan")
+    old = await alice.post(f"/api/ciphers/{personal['id']}/attachment",
+                           files={"data": (alice.encrypt("scan.png"), b"old", "x/y")})
+    [attachment] = old.json()["attachments"]
+    shared = {**alice.org_item(organization.id, "Old scan"), "id": personal["id"],
+              "attachments2": {attachment["id"]: {"fileName": alice.org_encrypt(organization.id, "n"), "key": None}}}
+    refused = await alice.put(f"/api/ciphers/{personal['id']}/share",
+                              {"cipher": shared, "collectionIds": [organization.default_collection]})
+    assert refused.status_code == 400 and "attachments2" in refused.text
+    assert (await alice.get(f"/api/ciphers/{personal['id']}")).json()["organizationId"] is None
+
+
+async def test_a_file_held_for_a_share_that_never_came_is_swept(alice: BitwardenClient, database_url: str,
+                                                                db) -> None:
+    organization = await Organization.create(alice)
+    personal = await create(alice, "Old scan")
+    old = await alice.post(f"/api/ciphers/{personal['id']}/attachment",
+                           files={"data": (alice.encrypt("scan.png"), b"old", "x/y")})
+    [attachment] = old.json()["attachments"]
+    held = await alice.post(f"/api/ciphers/{personal['id']}/attachment/{attachment['id']}/share"
+                            f"?organizationId={organization.id}",
+                            data={"key": alice.org_encrypt(organization.id, "k")},
+                            files={"data": (alice.org_encrypt(organization.id, "n"), b"new", "x/y")})
+    assert held.status_code == 200, held.text
+    file_key = await db.fetchval("SELECT file_key FROM attachment_shares")
+    await db.execute("UPDATE attachment_shares SET created_at = now() - interval '2 days'")
+    pool = await open_pool(database_url)
+    try:
+        await housekeeping.sweep(pool, PostgresStore(pool))
+    finally:
+        await pool.close()
+    assert await db.fetchval("SELECT count(*) FROM attachment_shares") == 0
+    assert await db.fetchval("SELECT count(*) FROM stored_files WHERE key = $1", file_key) == 0
+    # the attachment itself is untouched
+    assert await download(alice, personal["id"], attachment["id"]) == b"old"

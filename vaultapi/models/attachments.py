@@ -26,7 +26,7 @@ import asyncpg
 from core.config import Config
 from vaultapi.body import Body
 from vaultapi.errors import ApiError, NotFound
-from vaultapi.models import ciphers
+from vaultapi.models import ciphers, memberships
 from vaultapi.models.ciphers import Visible
 from vaultapi.models.file_shapes import attachment_json, size_name
 
@@ -82,15 +82,18 @@ async def room(conn: asyncpg.Connection, config: Config, item: Visible) -> int:
     """Bytes the item's owner (user or organization) may still add; locks the owner's row."""
     organization_id = item.row["organization_id"]
     if organization_id is not None:
-        limit = config.org_attachment_limit
-        await conn.execute("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE", organization_id)
-        owner = "c.organization_id = $1"
-        owner_id = organization_id
-    else:
-        limit = config.user_attachment_limit
-        await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", item.row["user_id"])
-        owner = "c.user_id = $1"
-        owner_id = item.row["user_id"]
+        return await organization_room(conn, config, organization_id)
+    await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", item.row["user_id"])
+    return await _room(conn, config, config.user_attachment_limit, "c.user_id = $1", item.row["user_id"])
+
+
+async def organization_room(conn: asyncpg.Connection, config: Config, organization_id: uuid.UUID) -> int:
+    """Bytes the organization's items may still add; locks the organization's row."""
+    await conn.execute("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE", organization_id)
+    return await _room(conn, config, config.org_attachment_limit, "c.organization_id = $1", organization_id)
+
+
+async def _room(conn: asyncpg.Connection, config: Config, limit: int | None, owner: str, owner_id: uuid.UUID) -> int:
     per_file = config.max_file_size * 1024
     if limit is None:
         return per_file
@@ -168,3 +171,32 @@ async def remove(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.U
 async def touch(conn: asyncpg.Connection, cipher_id: uuid.UUID) -> None:
     """Move the item's revision date (the stamp trigger does): SyncCipherUpdate."""
     await conn.execute("UPDATE ciphers SET revision_date = revision_date WHERE id = $1", cipher_id)
+
+
+# ---- an old attachment re-encrypted for an organization, before its item is shared ----------
+
+async def shareable(conn: asyncpg.Connection | asyncpg.Pool, cipher_id: uuid.UUID, user_id: uuid.UUID,
+                    attachment_id: str, organization_id: uuid.UUID) -> None:
+    """The caller's own item, the caller a member of the organization it is to go to, and the
+    attachment one of the item's files: else as unknown as a missing one."""
+    item = await ciphers.require(conn, cipher_id, user_id)
+    if item.row["user_id"] != user_id:
+        raise NotFound("Cipher")
+    await memberships.require_member(conn, organization_id, user_id)
+    row = await find(conn, cipher_id, attachment_id)
+    if row is None or not row["uploaded"]:
+        raise NotFound("Attachment")
+
+
+async def hold_share(conn: asyncpg.Connection, config: Config, cipher_id: uuid.UUID, user_id: uuid.UUID,
+                     attachment_id: str, organization_id: uuid.UUID, file_name: str, key: str, size: int,
+                     stored: str) -> None:
+    """The uploaded file (under stored) waits for the item's share; one held before for the
+    attachment is replaced, its file released. The item does not change, so no one is told."""
+    await shareable(conn, cipher_id, user_id, attachment_id, organization_id)
+    check_room(size, await organization_room(conn, config, organization_id), config)
+    await conn.execute("DELETE FROM attachment_shares WHERE attachment_id = $1", attachment_id)
+    await conn.execute(
+        "INSERT INTO attachment_shares (attachment_id, organization_id, file_name, key, size, file_key)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        attachment_id, organization_id, file_name, key, size, stored)

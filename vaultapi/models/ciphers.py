@@ -44,7 +44,7 @@ from vaultapi.body import Body, check_enc_string
 from vaultapi.database import encode_in_batches
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
-from vaultapi.models import collections, folders, memberships
+from vaultapi.models import attachment_shares, collections, folders, memberships
 from vaultapi.models.file_shapes import attachment_json
 from vaultapi.models.memberships import Member
 
@@ -702,7 +702,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
     await _require_own(conn, cipher_id, user_id)
     member = await _sharing_member(conn, cipher, user_id, collection_ids, 1, max_items)
     item = await _require_own(conn, cipher_id, user_id, lock=True)
-    _check_attachments_follow(item, cipher)
+    _check_attachments_follow(item, cipher, await attachment_shares.held_for(conn, cipher_id, member.organization_id))
     cipher.check_not_stale(item.row)
     await check_folder(conn, cipher.folder_id, user_id)
     await conn.execute(
@@ -716,6 +716,7 @@ async def share(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_id: uuid.UU
         cipher.reprompt, str(user_id), _folder_placement(user_id, cipher.folder_id),
         _favorite_placement(user_id, cipher.favorite))
     await _rekey_attachments(conn, cipher_id, cipher)
+    await attachment_shares.take_shares(conn, cipher_id, member.organization_id)
     return await require(conn, cipher_id, user_id)
 
 
@@ -736,9 +737,11 @@ async def share_many(conn: asyncpg.Connection, user_id: uuid.UUID, items: dict[u
     if any(item.row["user_id"] != user_id for item in owned):
         raise ApiError("Trying to share ciphers that you do not own.")
     for item in owned:
-        _check_attachments_follow(item, items[item.id])
+        _check_attachments_follow(item, items[item.id],
+                                  await attachment_shares.held_for(conn, item.id, member.organization_id))
         items[item.id].check_not_stale(item.row)
         await _rekey_attachments(conn, item.id, items[item.id])
+        await attachment_shares.take_shares(conn, item.id, member.organization_id)
     return await conn.fetch(
         """
         UPDATE ciphers c SET user_id = NULL, organization_id = $2, collection_ids = $3, type = s.type,
@@ -852,10 +855,12 @@ def _unique(ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
 
 
-def _check_attachments_follow(item: Visible, cipher: CipherInput) -> None:
+def _check_attachments_follow(item: Visible, cipher: CipherInput, held: set[str]) -> None:
     """An item moving to an organization brings every attachment's key, encrypted anew
-    (attachments2): a key left under the user's would open for no member."""
-    if any(attachment["id"] not in cipher.attachment_keys or cipher.attachment_keys[attachment["id"]][1] is None
+    (attachments2): a key left under the user's would open for no member. An old attachment
+    without a key of its own comes re-encrypted instead, its file held for the organization."""
+    if any(attachment["id"] not in held and (attachment["id"] not in cipher.attachment_keys
+                                             or cipher.attachment_keys[attachment["id"]][1] is None)
            for attachment in item.row["attachments"]):
         raise ApiError("Every attachment's key must be shared with the item (attachments2).", field="attachments2")
 

@@ -41,7 +41,7 @@ class FileStore(abc.ABC):
     """Files by key, written once, read as chunks, deleted."""
 
     @abc.abstractmethod
-    async def put(self, key: str, chunks: AsyncIterable[bytes], max_size: int) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | memoryview], max_size: int) -> int:
         """Store the stream under key and return its size. Past max_size bytes it raises
         FileTooLarge; on that or any other failure (the client went away) nothing is kept.
         A key is written once: a second put of a stored key fails."""
@@ -78,18 +78,31 @@ async def open_store(config: Config, pool: asyncpg.Pool) -> FileStore:
     return PostgresStore(pool)
 
 
-async def rechunked(chunks: AsyncIterable[bytes], size: int, max_size: int) -> AsyncIterator[bytes]:
-    """The stream in pieces of at least size bytes (the last one may be shorter), refused past
-    max_size bytes in all: what a backend writes at a time, and never more than that in memory."""
-    buffer = bytearray()
-    total = 0
+async def rechunked(chunks: AsyncIterable[bytes | memoryview], size: int, max_size: int) -> AsyncIterator[bytearray]:
+    """The stream in pieces of size bytes (the last one may be shorter), refused past max_size
+    bytes in all: what a backend writes at a time, and never more than that in memory. Each
+    piece is filled in place in a buffer of its own, allocated once at its final size (no
+    regrowing, no copy on the way out), and no larger than max_size."""
+    capacity = min(size, max_size)
+    buffer: bytearray | None = None
+    filled = total = 0
     async for chunk in chunks:
         total += len(chunk)
         if total > max_size:
             raise FileTooLarge(max_size)
-        buffer += chunk
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer or total == 0:
-        yield bytes(buffer)
+        view = memoryview(chunk)
+        while view:
+            if buffer is None:
+                buffer, filled = bytearray(capacity), 0
+            taken = min(len(view), capacity - filled)
+            buffer[filled:filled + taken] = view[:taken]
+            filled += taken
+            view = view[taken:]
+            if filled == capacity:
+                yield buffer
+                buffer = None
+    if buffer is not None:
+        del buffer[filled:]
+        yield buffer
+    elif total == 0:
+        yield bytearray()

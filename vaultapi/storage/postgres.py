@@ -1,11 +1,12 @@
 """Files in PostgreSQL: one row per file (stored_files) and its bytes in rows of CHUNK bytes
 (stored_file_chunks, stored without compression: the clients' files are encrypted).
 
-Each chunk is written, and read, with a connection taken from the pool for that statement only,
-so a slow client never holds a connection between chunks; the database's work on one chunk
-overlaps the client's on the next. A file counts once its last chunk is
-in (complete); a write that fails removes what it wrote, and one cut short by a dying process
-is removed by remove_abandoned.
+Each chunk is written, and read, with a connection taken from the pool for that chunk only, so
+a slow client never holds a connection between chunks; the database's work on one chunk
+overlaps the client's on the next. A file counts once its last chunk is in (complete); that
+commit waits for the disk, so the chunks' own commits need not (synchronous_commit off for
+them: a crash before it leaves an incomplete file, which remove_abandoned removes, as it does
+what a dying process cut short); a write that fails removes what it wrote.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class PostgresStore(FileStore):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes], max_size: int) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | memoryview], max_size: int) -> int:
         await self.pool.execute("INSERT INTO stored_files (key) VALUES ($1)", key)
         writing: asyncio.Task[None] | None = None
         try:
@@ -34,8 +35,7 @@ class PostgresStore(FileStore):
                 # one chunk is written while the next one arrives: two in memory at most
                 if writing is not None:
                     await writing
-                writing = asyncio.create_task(self.pool.execute(
-                    "INSERT INTO stored_file_chunks (key, seq, data) VALUES ($1, $2, $3)", key, seq, chunk))
+                writing = asyncio.create_task(self._write_chunk(key, seq, chunk))
                 size += len(chunk)
                 seq += 1
             if writing is not None:
@@ -50,6 +50,13 @@ class PostgresStore(FileStore):
             # shielded: a cancelled request still takes its half-written file with it
             await asyncio.shield(self.delete([key]))
             raise
+
+    async def _write_chunk(self, key: str, seq: int, chunk: bytearray) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # a chunk's commit does not wait for its WAL to reach the disk: the file counts only
+            # once marked complete, by a commit that does wait, and so for every chunk before it
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+            await conn.execute("INSERT INTO stored_file_chunks (key, seq, data) VALUES ($1, $2, $3)", key, seq, chunk)
 
     async def size(self, key: str) -> int:
         size = await self.pool.fetchval("SELECT size FROM stored_files WHERE key = $1 AND complete", key)

@@ -54,7 +54,7 @@ class S3Store(FileStore):
     async def close(self) -> None:
         await self._exit_stack.aclose()
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes], max_size: int) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | memoryview], max_size: int) -> int:
         if await self._exists(key):
             raise FileExistsError(key)
         parts = rechunked(chunks, PART, max_size)
@@ -62,7 +62,7 @@ class S3Store(FileStore):
         try:
             second = await anext(parts)
         except StopAsyncIteration:
-            await self.client.put_object(Bucket=self.bucket, Key=key, Body=first)
+            await self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(first))
             return len(first)
         upload = await self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
         upload_id = upload["UploadId"]
@@ -83,9 +83,9 @@ class S3Store(FileStore):
             await asyncio.shield(self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id))
             raise
 
-    async def _part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+    async def _part(self, key: str, upload_id: str, number: int, data: bytearray) -> dict[str, Any]:
         reply = await self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                              PartNumber=number, Body=data)
+                                              PartNumber=number, Body=bytes(data))
         return {"PartNumber": number, "ETag": reply["ETag"]}
 
     async def _exists(self, key: str) -> bool:
