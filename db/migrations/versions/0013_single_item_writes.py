@@ -2,7 +2,7 @@
 
 Revision ID: 0013
 Revises: 0012
-Create Date: 2026-12-04
+Create Date: 2026-11-29
 
 Measured in docs/performance.md ("Write path"): since migration 0012 a single-item write paid
 for a query grouping the transition table by recipient (INSERT), and for a probe of the user's

@@ -1,8 +1,8 @@
 """An old attachment's file re-encrypted for an organization, held until its item is shared.
 
-Revision ID: 0013
-Revises: 0012
-Create Date: 2026-12-04
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-11-29
 
 - attachment_shares: an attachment without a key of its own (an old one) must be re-encrypted
   before its item moves to an organization, whose members could not open it otherwise. The
@@ -15,8 +15,8 @@ Create Date: 2026-12-04
 
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
