@@ -210,6 +210,13 @@ class Config:
     login_ratelimit_max_burst: int = _setting(
         "LOGIN_RATELIMIT_MAX_BURST", 10, _positive,
         "Master password attempts one address or account may make in a burst, before it must wait.")
+    import_ratelimit_seconds: int = _setting(
+        "IMPORT_RATELIMIT_SECONDS", 60, _positive,
+        "Seconds, on average, between imports (personal or into an organization) by one user, once the"
+        " burst is spent.")
+    import_ratelimit_max_burst: int = _setting(
+        "IMPORT_RATELIMIT_MAX_BURST", 10, _positive,
+        "Imports one user may make in a burst, before they are paced by IMPORT_RATELIMIT_SECONDS.")
     max_items_per_user: int = _setting(
         "MAX_ITEMS_PER_USER", 50_000, _positive,
         "Items (ciphers) one user's vault may hold, deleted ones in the trash included; an organization"

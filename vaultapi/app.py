@@ -36,6 +36,7 @@ from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.storage import open_store
 from vaultapi.errors import ApiError, handle_error
+from vaultapi.limits import import_attempt, paces_imports
 from vaultapi.mail.sender import MailSender
 from vaultapi.purpose_tokens import PurposeTokens
 from vaultapi.routes import (
@@ -87,6 +88,9 @@ class LimitedRequest(Request):
             if needs_caller(self.route.handler) and getattr(self.ctx, "caller", None) is None:
                 # as ASP.NET authenticates before it binds a body: a stranger's body is never read
                 self.ctx.caller = await caller_of(self)
+            if paces_imports(self.route.handler):
+                # refused before the megabytes are read
+                await import_attempt(self)
             # checked by Sanic against Content-Length before a byte is read, and per chunk
             self.stream.request_max_size = min(body_limits.body_limit(self.route.path), self.app.ctx.max_body_size)
         await super().receive_body()

@@ -18,6 +18,7 @@ from vaultapi.auth import authorized, check_master_password
 from vaultapi.body import Body, parse_uuid
 from vaultapi.dates import iso
 from vaultapi.errors import ApiError, NotFound
+from vaultapi.limits import paced_import
 from vaultapi.models import ciphers, memberships, users
 from vaultapi.models.ciphers import CipherInput, OrganizationImport, VaultImport, Visible
 from vaultapi.replies import send_json_with_items
@@ -182,6 +183,7 @@ async def purge(request: Request) -> HTTPResponse:
 
 @bp.post("/import")
 @authorized
+@paced_import
 async def import_ciphers(request: Request) -> HTTPResponse:
     # the one body of megabytes: read and checked in slices, so other requests keep their turns
     max_items = request.app.ctx.config.max_items_per_user
@@ -269,6 +271,7 @@ async def _set_collections(request: Request, cipher_id: uuid.UUID) -> Visible | 
 
 @bp.post("/import-organization")
 @authorized
+@paced_import
 async def import_into_organization(request: Request) -> HTTPResponse:
     organization_id = _organization_id(request)
     # the personal import's way: read and checked in slices, so other requests keep their turns
