@@ -144,6 +144,30 @@ async def test_a_database_copy_holds_the_files(database_url: str, pg_server: Pos
         await admin.close()
 
 
+async def test_a_chunk_the_database_refuses_mid_upload_leaves_nothing(database_url: str) -> None:
+    """FILE_STORAGE=postgresql writes several chunks at once: one failing stops the others and
+    the upload, and nothing of the file stays."""
+    pool = await open_pool(database_url)
+    store = PostgresStore(pool)
+    key = f"attachments/{uuid.uuid4()}/refused"
+
+    async def file_row_gone_after_two_chunks() -> AsyncIterator[bytes]:
+        sent = 0
+        async for piece in pieces(os.urandom(LARGE)):
+            yield piece
+            sent += len(piece)
+            if sent - len(piece) < 2 * CHUNK <= sent:
+                await pool.execute("DELETE FROM stored_files WHERE key = $1", key)
+
+    try:
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await store.put(key, file_row_gone_after_two_chunks(), max_size=LARGE)
+        await assert_absent(store, key)
+        await _nothing_half_written(store)
+    finally:
+        await pool.close()
+
+
 async def _nothing_half_written(store: FileStore) -> None:
     if isinstance(store, PostgresStore):
         assert await store.pool.fetchval("SELECT count(*) FROM stored_file_chunks") == 0

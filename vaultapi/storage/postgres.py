@@ -2,11 +2,12 @@
 (stored_file_chunks, stored without compression: the clients' files are encrypted).
 
 Each chunk is written, and read, with a connection taken from the pool for that chunk only, so
-a slow client never holds a connection between chunks; the database's work on one chunk
-overlaps the client's on the next. A file counts once its last chunk is in (complete); that
-commit waits for the disk, so the chunks' own commits need not (synchronous_commit off for
-them: a crash before it leaves an incomplete file, which remove_abandoned removes, as it does
-what a dying process cut short); a write that fails removes what it wrote.
+a slow client never holds a connection between chunks; the database's work on a few chunks
+at once (WRITERS) overlaps the client's on the next. A file counts once its last chunk is in
+(complete); that commit waits for the disk, so the chunks' own commits need not
+(synchronous_commit off for them: a crash before it leaves an incomplete file, which
+remove_abandoned removes, as it does what a dying process cut short); a write that fails
+removes what it wrote.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from vaultapi.storage import CHUNK, FileMissing, FileStore, rechunked
 
 __all__ = ["PostgresStore"]
 
+#: chunk writes of one upload at once, each on a pool connection of its own: PostgreSQL spends
+#: most of an upload's time on a chunk's rows and WAL, and several backends share that work
+WRITERS = 3
+
 
 class PostgresStore(FileStore):
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -27,26 +32,27 @@ class PostgresStore(FileStore):
 
     async def put(self, key: str, chunks: AsyncIterable[bytes | memoryview], max_size: int) -> int:
         await self.pool.execute("INSERT INTO stored_files (key) VALUES ($1)", key)
-        writing: asyncio.Task[None] | None = None
+        writing: set[asyncio.Task[None]] = set()
         try:
             size = 0
             seq = 0
             async for chunk in rechunked(chunks, CHUNK, max_size):
-                # one chunk is written while the next one arrives: two in memory at most
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(self._write_chunk(key, seq, chunk))
+                # WRITERS chunks are written while the next one arrives: WRITERS + 1 in memory at most
+                if len(writing) == WRITERS:
+                    done, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                writing.add(asyncio.create_task(self._write_chunk(key, seq, chunk)))
                 size += len(chunk)
                 seq += 1
-            if writing is not None:
-                await writing
+            await asyncio.gather(*writing)
             await self.pool.execute("UPDATE stored_files SET (complete, size) = (true, $2) WHERE key = $1",
                                     key, size)
             return size
         except BaseException:
-            if writing is not None:
-                writing.cancel()
-                await asyncio.gather(writing, return_exceptions=True)
+            for task in writing:
+                task.cancel()
+            await asyncio.gather(*writing, return_exceptions=True)
             # shielded: a cancelled request still takes its half-written file with it
             await asyncio.shield(self.delete([key]))
             raise
