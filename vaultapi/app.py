@@ -131,6 +131,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     access_log.install(app)
     app.on_response(_let_go_of_body)
     app.on_response(_close_when_stopping)
+    app.on_response(_close_when_body_unread)
     app.ctx.stopping = False
 
     @app.before_server_start
@@ -198,6 +199,16 @@ async def _close_when_stopping(request: Request, response: object) -> None:
     soon as the last one is answered rather than when keep-alive or the grace period runs out."""
     if request.app.ctx.stopping and request.stream is not None:
         request.stream.keep_alive = False
+
+
+async def _close_when_body_unread(request: Request, response: object) -> None:
+    """A request refused before its body was read to the end (an upload past its limit, say):
+    Sanic would read the rest to keep the connection, or drop it if the rest is too large, after
+    an answer that promised keep-alive, and a client that sends its next request on it would
+    meet a closed socket. Answered with Connection: close, the client opens a new one."""
+    stream = request.stream
+    if stream is not None and getattr(stream, "request_body", None):
+        stream.keep_alive = False
 
 
 def serve(config: Config) -> int:
