@@ -5,8 +5,9 @@ than its pace (the cheapest refusal, before any other work: a flood of connectio
 address costs little more than their accepts), the request is a WebSocket upgrade the library
 can accept, the caller is who it says (a token on the hub, an auth request id on the anonymous
 hub), and one more connection stays within the caps: then its slot is taken in the registry,
-before the upgrade, so a socket counts from its first byte, handshake or not. The slot is given
-back when the request ends, whichever way (``give_back``). Each refusal is logged and counted by
+before the upgrade, so a socket counts from its first byte, handshake or not. An upgraded socket
+takes the slot with it and gives it back at its end (pump.py); a request that ends without an
+upgrade gives it back then, whichever way (``give_back``). Each refusal is logged and counted by
 a label, except the one at a connection's accept (``PacedProtocol``), which is only counted: in
 a flood, a line per refusal would fill the log.
 """
