@@ -9,7 +9,7 @@ transfer (sampled every 20 ms). The baseline, on the same database: the same byt
 one asyncpg connection into a table shaped like stored_file_chunks (logged, as it is), one
 CHUNK per INSERT (each its own commit), and read back one SELECT per chunk; the ratios are API/baseline. For s3, the same bytes put into and
 read from the S3 server by the store itself, in this process (no API), show what the server
-itself allows. Figures are the median of --runs.
+itself allows. Figures are the median [min-max] of --runs, each ratio taken within its run.
 
     python bench/files.py [--runs 3] [--size-mib 100]
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, scratch_database, until_alive  # noqa: E402
+from bench.scratch import free_port, scratch_database, spread, until_alive  # noqa: E402
 from tests.support.bwclient import BitwardenClient  # noqa: E402
 from core.config import Config, Secret  # noqa: E402
 from vaultapi.storage import CHUNK  # noqa: E402
@@ -127,15 +126,17 @@ async def transfer(client: BitwardenClient, api_url: str, process: psutil.Proces
     url = (await client.get(f"/api/ciphers/{item['id']}/attachment/{attachment_id}")).json()["url"]
     url = api_url + url[url.index("/attachments/"):]
 
-    async def download() -> None:
+    async def download(http: httpx.AsyncClient) -> None:
         received = 0
-        async with httpx.AsyncClient(timeout=600) as http, http.stream("GET", url) as reply:
+        async with http.stream("GET", url) as reply:
             reply.raise_for_status()
             async for piece in reply.aiter_raw():
                 received += len(piece)
         assert received == size, (received, size)
 
-    down_seconds, down_rss = await measured(process, download())
+    # made before the clock starts: a new client builds a TLS context (20-40 ms), the client's cost
+    async with httpx.AsyncClient(timeout=600) as http:
+        down_seconds, down_rss = await measured(process, download(http))
     return Transfer(size / up_seconds / 1e6, size / down_seconds / 1e6, up_rss, down_rss)
 
 
@@ -234,24 +235,23 @@ async def run(url: str, runs: int, size: int, logs: Path) -> None:
         moto.terminate()
         moto.wait(10)
 
-    base_up = statistics.median(b[0] for b in baseline)
-    base_down = statistics.median(b[1] for b in baseline)
-    print(f"{size / MiB:.0f} MiB, median of {runs} run(s); baseline: asyncpg straight into PostgreSQL,"
-          f" one {CHUNK // 1024} KiB chunk per statement")
-    print(f"{'':28} {'MB/s':>8} {'x baseline':>11} {'peak RSS growth':>16}")
-    print(f"{'PostgreSQL directly: write':28} {base_up:8.1f} {1.0:11.2f} {'':>16}")
-    print(f"{'PostgreSQL directly: read':28} {base_down:8.1f} {1.0:11.2f} {'':>16}")
-    s3_up = statistics.median(b[0] for b in s3_baseline)
-    s3_down = statistics.median(b[1] for b in s3_baseline)
-    print(f"{'S3 store, no API: write':28} {s3_up:8.1f} {s3_up / base_up:11.2f} {'':>16}")
-    print(f"{'S3 store, no API: read':28} {s3_down:8.1f} {s3_down / base_down:11.2f} {'':>16}")
+    print(f"{size / MiB:.0f} MiB, {runs} run(s); baseline: asyncpg straight into PostgreSQL,"
+          f" one {CHUNK // 1024} KiB chunk per statement; median [min-max], ratios taken within each run")
+    print(f"{'':28} {'MB/s':>24} {'x baseline':>18} {'peak RSS growth':>16}")
+
+    def row(label: str, rates: list[float], bases: list[float], rss: float | None = None) -> None:
+        ratios = [rate / base for rate, base in zip(rates, bases)]
+        grown = f"{rss:13.1f} MiB" if rss is not None else ""
+        print(f"{label:28} {spread(rates, '.1f'):>24} {spread(ratios, '.2f'):>18} {grown:>16}")
+
+    base_up, base_down = [b[0] for b in baseline], [b[1] for b in baseline]
+    row("PostgreSQL directly: write", base_up, base_up)
+    row("PostgreSQL directly: read", base_down, base_down)
+    row("S3 store, no API: write", [b[0] for b in s3_baseline], base_up)
+    row("S3 store, no API: read", [b[1] for b in s3_baseline], base_down)
     for name, transfers in results.items():
-        up = statistics.median(t.up for t in transfers)
-        down = statistics.median(t.down for t in transfers)
-        up_rss = max(t.up_rss for t in transfers)
-        down_rss = max(t.down_rss for t in transfers)
-        print(f"{'API, ' + name + ': upload':28} {up:8.1f} {up / base_up:11.2f} {up_rss:13.1f} MiB")
-        print(f"{'API, ' + name + ': download':28} {down:8.1f} {down / base_down:11.2f} {down_rss:13.1f} MiB")
+        row(f"API, {name}: upload", [t.up for t in transfers], base_up, max(t.up_rss for t in transfers))
+        row(f"API, {name}: download", [t.down for t in transfers], base_down, max(t.down_rss for t in transfers))
 
 
 def main() -> None:

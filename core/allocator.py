@@ -38,9 +38,15 @@ log = logging.getLogger(__name__)
 #: mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-#: glibc's own starting values, kept instead of letting them grow with the largest block freed
-MMAP_THRESHOLD = 128 * 1024
-TRIM_THRESHOLD = 256 * 1024
+#: fixed instead of growing with the largest block freed. Above a streamed file's blocks (1 MiB
+#: chunks, asyncpg's message buffers for them, 256 KB socket reads): at glibc's starting 128 KiB
+#: each of those was mapped, faulted in page by page and unmapped again: 8 page faults per 4 KiB
+#: transferred, most of the API's CPU for it (docs/performance.md, "Files"). Freed, they
+#: stay in the heap, whose free pages the periodic trim hands back; bodies and argon2's 19 MiB
+#: are still mapped on their own
+MMAP_THRESHOLD = 4 * 1024 * 1024
+#: free bytes at the heap's top kept for the next blocks instead of being handed back at once
+TRIM_THRESHOLD = 8 * 1024 * 1024
 #: seconds between trims of a running server
 TRIM_INTERVAL = 10.0
 #: growth of the resident set, since the last settled reading, that is worth a full collection

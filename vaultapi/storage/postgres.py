@@ -25,6 +25,9 @@ __all__ = ["PostgresStore"]
 #: most of an upload's time on a chunk's rows and WAL, and several backends share that work
 WRITERS = 3
 
+_WRITE_CHUNK = ("INSERT INTO stored_file_chunks (key, seq, data)"
+                " SELECT $1, $2, $3 FROM set_config('synchronous_commit', 'off', true)")
+
 
 class PostgresStore(FileStore):
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -58,11 +61,10 @@ class PostgresStore(FileStore):
             raise
 
     async def _write_chunk(self, key: str, seq: int, chunk: bytearray) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            # a chunk's commit does not wait for its WAL to reach the disk: the file counts only
-            # once marked complete, by a commit that does wait, and so for every chunk before it
-            await conn.execute("SET LOCAL synchronous_commit TO off")
-            await conn.execute("INSERT INTO stored_file_chunks (key, seq, data) VALUES ($1, $2, $3)", key, seq, chunk)
+        # a chunk's commit does not wait for its WAL to reach the disk: the file counts only once
+        # marked complete, by a commit that does wait, and so for every chunk before it. One
+        # statement in its own transaction, the setting local to it: one round trip, not four
+        await self.pool.execute(_WRITE_CHUNK, key, seq, chunk)
 
     async def size(self, key: str) -> int:
         size = await self.pool.fetchval("SELECT size FROM stored_files WHERE key = $1 AND complete", key)
