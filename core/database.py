@@ -21,7 +21,8 @@ import asyncpg
 
 from core.config import Config
 
-__all__ = ["DATABASE_ERRORS", "NO_PRIMARY", "TransactionPooler", "lends_per_transaction", "opened", "prepare"]
+__all__ = ["DATABASE_ERRORS", "NO_PRIMARY", "TransactionPooler", "lends_per_transaction", "nothing_to_reset", "opened",
+           "prepare"]
 
 #: What a database that cannot take the request right now raises: unreachable, shutting down or
 #: restarting (class 57), read-only (a standby, a demoted primary), no host of a multi-host URL
@@ -126,3 +127,11 @@ async def _make_keys_and_secrets(url: str, passphrase: str | None, unlock: bool,
             await load_signing_key(conn, passphrase)
     finally:
         await conn.close()
+
+
+async def nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """A pool's ``reset`` for connections that keep no session state between uses (no SET, LISTEN,
+    cursor or advisory lock outlives its use, or the user releases it itself): asyncpg's own reset
+    sends a query, a round trip, each time a connection goes back to the pool. An open transaction
+    is still rolled back by the pool before this is called."""
+

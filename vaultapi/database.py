@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from core.database import lends_per_transaction
+from core.database import lends_per_transaction, nothing_to_reset
 from vaultapi import body_limits
 
 __all__ = ["BATCH", "EncodedJson", "encode_in_batches", "open_pool"]
@@ -75,4 +75,4 @@ async def open_pool(database_url: str) -> asyncpg.Pool:
         log.info("the database URL leads to a transaction pooler: no named prepared statements")
         cache = 0
     return await asyncpg.create_pool(database_url, min_size=1, max_size=10, init=_init,
-                                     statement_cache_size=cache)
+                                     statement_cache_size=cache, reset=nothing_to_reset)

@@ -72,7 +72,13 @@ async def sweep(pool: asyncpg.Pool, store: FileStore) -> Swept | None:
                 await conn.execute("DELETE FROM released_files WHERE key = ANY($1::text[])", keys)
             await store.remove_abandoned(ABANDONED_AFTER)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
+            except BaseException:
+                # the pool does not reset a connection it takes back (database.py): the lock must
+                # not stay with one, or no replica would sweep again
+                conn.terminate()
+                raise
     swept = Swept(len(sends), len(attachments), len(keys))
     if any((swept.sends, swept.attachments, swept.files)):
         log.info("housekeeping: %d Sends past their deletion date, %d abandoned attachments, %d files removed",

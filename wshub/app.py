@@ -37,6 +37,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 from core import access_log
 from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
+from core.database import nothing_to_reset
 from core.first_byte import wait_for_requests
 from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
@@ -148,7 +149,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     async def _start(app: Sanic) -> None:
         # Plain SELECTs that leave no session state behind: a connection needs no reset query (a
         # round trip) each time it goes back to the pool.
-        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4, reset=_nothing_to_reset)
+        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4, reset=nothing_to_reset)
         # public keys only: the hub never signs, and its role cannot read a private key
         app.ctx.keys = KeyRing(app.ctx.pool)
         await app.ctx.keys.load()
@@ -181,10 +182,6 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             app.ctx.pool.terminate()
 
     return app
-
-
-async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
-    pass
 
 
 # -- plain HTTP --------------------------------------------------------------------------------
