@@ -36,6 +36,7 @@ from vaultapi.auth import caller_of, needs_caller
 from vaultapi.database import open_pool
 from vaultapi.storage import open_store
 from vaultapi.errors import ApiError, handle_error
+from vaultapi.limiter import Limiter
 from vaultapi.limits import import_attempt, paces_imports
 from vaultapi.mail.sender import MailSender
 from vaultapi.purpose_tokens import PurposeTokens
@@ -137,6 +138,7 @@ def create_app(config: Config, database_url: str | None = None, *, max_body_size
     @app.before_server_start
     async def open_database(app: Sanic) -> None:
         app.ctx.pool = await open_pool(database_url)
+        app.ctx.limiter = Limiter(app.ctx.pool)
         keys = KeyRing(app.ctx.pool, passphrase=config.signing_key_secret(), signs=True,
                        refresh_interval=key_refresh_interval)
         await keys.load()
