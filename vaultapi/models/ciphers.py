@@ -25,9 +25,7 @@ organization's sync and admin listing within what a large personal vault costs.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -828,7 +826,6 @@ async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, folders_sen
     # one statement per batch; the events of one transaction all carry its now(), so the
     # statements still publish one SyncVault
     for rows in batches:
-        started = time.monotonic()
         await conn.execute(
             """
             INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
@@ -839,7 +836,6 @@ async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, folders_sen
                 AS c(type smallint, data jsonb, key text, reprompt smallint, folder integer, favorite boolean)
             """,
             user_id, EncodedJson(rows), folder_ids)
-        await _rest(time.monotonic() - started)
     # the inserts publish this same SyncVault (identical notifications in one transaction are
     # delivered once); this one publishes it when the import was empty
     await publish.user_event(conn, user_id, PushType.SYNC_VAULT)
@@ -857,7 +853,6 @@ async def import_organization(conn: asyncpg.Connection, member: Member, collecti
     collection_ids = await _import_collections(
         conn, member, [ImportedCollection(given, name, external_id) for given, name, external_id in collections_sent])
     for rows in batches:
-        started = time.monotonic()
         await conn.execute(
             """
             INSERT INTO ciphers (organization_id, type, data, key, reprompt, collection_ids)
@@ -871,14 +866,7 @@ async def import_organization(conn: asyncpg.Connection, member: Member, collecti
                 AS c(type smallint, data jsonb, key text, reprompt smallint, collections jsonb)
             """,
             member.organization_id, EncodedJson(rows), collection_ids)
-        await _rest(time.monotonic() - started)
     await publish.user_event(conn, member.user_id, PushType.SYNC_VAULT)
-
-
-async def _rest(held: float) -> None:
-    """An import is bulk work: after each statement, its connection and the database rest as
-    long as the statement took, so that the import takes at most half of a core there."""
-    await asyncio.sleep(held)
 
 
 # ---- private -------------------------------------------------------------------------------
