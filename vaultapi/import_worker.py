@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import struct
 import sys
@@ -33,6 +34,10 @@ __all__ = ["IMPORTS_AT_ONCE", "NICENESS", "prepare"]
 NICENESS = 10
 #: children of one API process at once; the next import waits for its turn
 IMPORTS_AT_ONCE = 1
+#: seconds a child may take to read an import (32 MiB take a few at most, on a busy core)
+READ_TIMEOUT = 120.0
+
+log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!cI")
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
@@ -50,14 +55,21 @@ async def prepare(kind: str, body: bytes, **limits: Any) -> tuple[list[Any], int
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "vaultapi.import_worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            # a traceback could quote what the client sent: the child's failure is logged here
+            stderr=asyncio.subprocess.DEVNULL,
             # the modules where this process found them, whatever its working folder
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         try:
-            return await _exchange(child, kind, body, limits)
+            async with asyncio.timeout(READ_TIMEOUT):
+                return await _exchange(child, kind, body, limits)
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError, KeyError, ConnectionError):
+            pass
         finally:
             if child.returncode is None:
                 child.kill()
             await child.wait()
+    log.warning("an import's reader ended without an answer (exit status %s)", child.returncode)
+    raise ApiError("The import could not be read. Try again.", status=503)
 
 
 async def _exchange(child: asyncio.subprocess.Process, kind: str, body: bytes,
@@ -67,18 +79,15 @@ async def _exchange(child: asyncio.subprocess.Process, kind: str, body: bytes,
     child.stdin.write(body)
     await child.stdin.drain()
     child.stdin.close()
-    try:
-        kind_of, head = await _frame(child.stdout)
-        if kind_of == b"E":
-            error = json.loads(head)
-            raise ApiError(error["message"], status=error["status"], field=error["field"])
-        shape = json.loads(head)
-        batches = []
-        for _ in range(shape["batches"]):
-            _, batch = await _frame(child.stdout)
-            batches.append(batch.decode())
-    except (asyncio.IncompleteReadError, ValueError, KeyError):
-        raise ApiError("The import could not be read. Try again.", status=503) from None
+    kind_of, head = await _frame(child.stdout)
+    if kind_of == b"E":
+        error = json.loads(head)
+        raise ApiError(error["message"], status=error["status"], field=error["field"])
+    shape = json.loads(head)
+    batches = []
+    for _ in range(shape["batches"]):
+        _, batch = await _frame(child.stdout)
+        batches.append(batch.decode())
     return shape["groups"], shape["count"], batches
 
 

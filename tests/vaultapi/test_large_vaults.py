@@ -172,3 +172,16 @@ async def test_large_import_is_read_in_a_process_of_its_own_with_others_served_m
     # about 3 MB of rows in 1 MiB statements, one SyncVault
     [event] = await events.exactly(1)
     assert event.type == PushType.SYNC_VAULT
+
+
+async def test_an_import_whose_reader_does_not_answer_in_time_is_503_and_writes_nothing(
+    alice: BitwardenClient, db, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(import_worker, "READ_TIMEOUT", 0.01)
+    secret_name = "a name nobody may log"
+    reply = await alice.post("/api/ciphers/import", {"ciphers": [alice.login_item(secret_name)], "folders": [],
+                                                    "folderRelationships": []})
+    assert reply.status_code == 503 and reply.json()["object"] == "error"
+    assert await db.fetchval("SELECT count(*) FROM ciphers") == 0
+    assert not [child for child in psutil.Process().children() if "vaultapi.import_worker" in child.cmdline()]
+    assert "import's reader ended without an answer" in caplog.text and secret_name not in caplog.text
