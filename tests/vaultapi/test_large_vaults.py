@@ -10,6 +10,7 @@ other requests wait in practice is measured by bench/api_stalls.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,10 +19,13 @@ import psutil
 import pytest
 from sanic.response import json_dumps
 
+from core.config import Config
 from db.events import PushType
 from tests.support.bwclient import BitwardenClient
+from tests.support.serve import serve
 from tests.vaultapi.conftest import user_id_of
 from vaultapi import body_limits, import_worker
+from vaultapi.app import create_app
 
 ITEMS = 2000
 NOTES = "2.QUFB|" + "Q" * 1000 + "|QUFB"
@@ -185,3 +189,16 @@ async def test_an_import_whose_reader_does_not_answer_in_time_is_503_and_writes_
     assert await db.fetchval("SELECT count(*) FROM ciphers") == 0
     assert not [child for child in psutil.Process().children() if "vaultapi.import_worker" in child.cmdline()]
     assert "import's reader ended without an answer" in caplog.text and secret_name not in caplog.text
+
+
+async def test_the_api_served_alone_keeps_its_startup_objects_out_of_full_collections(database_url: str) -> None:
+    # (as `pgwarden api` serves it; a full collection then walks only what came after)
+    gc.unfreeze()
+    app = create_app(Config(database_url=database_url, domain="https://vault.test"), freeze_startup=True)
+    served = await serve(app)
+    try:
+        assert gc.get_freeze_count() > 10_000
+        assert not any(tracked is app for tracked in gc.get_objects())
+    finally:
+        await served.stop()
+        gc.unfreeze()
