@@ -215,7 +215,7 @@ class Config:
         "Seconds, on average, between imports (personal or into an organization) by one user, once the"
         " burst is spent.")
     import_ratelimit_max_burst: int = _setting(
-        "IMPORT_RATELIMIT_MAX_BURST", 10, _positive,
+        "IMPORT_RATELIMIT_MAX_BURST", 3, _positive,
         "Imports one user may make in a burst, before they are paced by IMPORT_RATELIMIT_SECONDS.")
     max_items_per_user: int = _setting(
         "MAX_ITEMS_PER_USER", 50_000, _positive,

@@ -20,6 +20,9 @@ __all__ = [
     "FOLDER_NAME",
     "IDENTITY",
     "IMPORT_BODY",
+    "IMPORT_COLLECTION_RELATIONSHIPS",
+    "IMPORT_FOLDERS",
+    "IMPORT_ITEMS",
     "LOGIN",
     "LOGIN_URI",
     "LOOP_SLICE",
@@ -59,6 +62,20 @@ MANAGEMENT_BODY = 256 * KiB
 #: the imports (a user's, an organization's) and the bulk share, the large bodies: it must hold at least Kestrel's default request cap
 #: (30,000,000 bytes), which the Bitwarden server keeps for its import
 IMPORT_BODY = 32 * MiB
+
+# ---- what one import may hold ----------------------------------------------------------------
+# src/Api/Tools/Controllers/ImportCiphersController.cs: Bitwarden's cloud refuses a personal
+# import of more than 7000 items, 7000 folder relationships or 2000 folders ("You cannot import
+# this much data at once."), and an organization import past its ImportCiphersLimitation
+# settings. One import is one transaction a user may start every IMPORT_RATELIMIT_SECONDS: these
+# bound what it costs, whatever MAX_ITEMS_PER_USER allows a vault to hold in all.
+
+#: items in one import, personal or into an organization
+IMPORT_ITEMS = 7_000
+#: folders, or collections of an organization, in one import
+IMPORT_FOLDERS = 2_000
+#: collection relationships of one organization import: an item in two collections on average
+IMPORT_COLLECTION_RELATIONSHIPS = 2 * IMPORT_ITEMS
 
 _BODY_LIMITS = {
     "identity/connect/token": SMALL_BODY,

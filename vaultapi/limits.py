@@ -12,6 +12,9 @@ count of the address they guess from.
 Imports take the same kind of bucket, one per user, with settings of their own
 (IMPORT_RATELIMIT_MAX_BURST, IMPORT_RATELIMIT_SECONDS): each writes thousands of rows, so one
 user importing again and again would take the database from everyone else.
+
+Each process takes from the buckets through its vaultapi.limiter.Limiter, which refuses from memory
+an attempt against a bucket it has just seen empty.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from sanic import Request
 
 from vaultapi.client import client_address
 from vaultapi.errors import TooManyRequests
-from vaultapi.models import login_limits
 
 __all__ = ["address_key", "auth_request_attempt", "import_attempt", "mail_request", "paced_import", "paces_imports",
            "password_attempt", "password_verified", "registration_attempt"]
@@ -65,7 +67,7 @@ async def _take(request: Request, *keys: tuple[str, str]) -> None:
 
 async def _take_paced(request: Request, keys: tuple[tuple[str, str], ...], period: int, burst: int,
                       refusal: str) -> None:
-    wait = await login_limits.take(request.app.ctx.pool, keys, period=period, burst=burst)
+    wait = await request.app.ctx.limiter.take(keys, period=period, burst=burst)
     if wait:
         seconds = max(1, math.ceil(wait))
         raise TooManyRequests(f"{refusal}. Try again in {seconds} seconds.", retry_after=seconds)
@@ -79,7 +81,7 @@ async def password_attempt(request: Request, email: str) -> None:
 
 async def password_verified(request: Request, email: str) -> None:
     """The right password: the account's count starts afresh."""
-    await login_limits.reset(request.app.ctx.pool, ACCOUNT, _account_key(email))
+    await request.app.ctx.limiter.reset((ACCOUNT, _account_key(email)))
 
 
 async def registration_attempt(request: Request) -> None:

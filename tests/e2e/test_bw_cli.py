@@ -1,15 +1,17 @@
 """The official `bw` CLI 2026.9.0 against pgwarden through the nginx example, TLS with a test CA.
 
 One story, as a user lives it: an operator creates the account with `pgwarden user create`;
-the CLI logs in, syncs, and creates, edits, deletes, restores and purges. After each command the
-database holds the change and published its event with the CLI's device as context; a second
-CLI session (another device) sees the same vault after `bw sync`.
+the CLI logs in, syncs, and creates, edits, deletes, restores, purges and imports. After each
+command the database holds the change and published its event with the CLI's device as
+context; a second CLI session (another device) sees the same vault after `bw sync`.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,4 +135,19 @@ async def test_bw_cli_lives_a_vault_through_the_proxy(
     assert await phone.json("list", "items") == []
     assert await phone.json("list", "items", "--trash") == []
     assert await laptop.json("list", "items") == []
+
+    # An export from elsewhere, imported whole (read by the API's import reader, a child process).
+    export = logs / "export.json"
+    export.write_text(json.dumps({"encrypted": False, "folders": [{"id": str(uuid.uuid4()), "name": "Bank"}],
+                                  "items": [{"type": 1, "name": f"Imported {n}", "notes": None, "favorite": n == 0,
+                                             "folderId": None, "reprompt": 0,
+                                             "login": {"username": "carol", "password": f"p{n}", "uris": [],
+                                                       "totp": None}} for n in range(3)]}))
+    await laptop.run("import", "bitwardenjson", str(export))
+    assert await db.fetchval("SELECT count(*) FROM ciphers WHERE user_id = $1", user_id) == 3
+    event = await events.next()
+    assert (event.type, event.device_identifier) == (PushType.SYNC_VAULT, device)
+    await phone.run("sync")
+    assert names(await phone.json("list", "items")) == ["Imported 0", "Imported 1", "Imported 2"]
+    assert "Bank" in [f["name"] for f in await phone.json("list", "folders")]
     await events.nothing()

@@ -89,3 +89,50 @@ async def test_one_more_import_is_accepted_once_the_pace_allows(database_url: st
         assert (await alice.post("/api/ciphers/import", personal(alice, "later"))).status_code == 200
         names = {alice.decrypt(row["name"]) for row in await db.fetch("SELECT data->>'name' AS name FROM ciphers")}
         assert names == {"first", "later"}
+
+
+async def test_by_default_a_fourth_import_in_a_row_is_429(database_url: str) -> None:
+    # a person imports a vault a few times (another export, a second try), not ten in a burst
+    async with running_api(database_url) as url, client_factory(url) as make:
+        alice = await signed_in(make, "alice@example.com", register=True)
+        for n in range(3):
+            assert (await alice.post("/api/ciphers/import", personal(alice, f"try {n}"))).status_code == 200
+        retry_after = assert_too_many(await alice.post("/api/ciphers/import", personal(alice, "fourth")),
+                                      oauth=False)
+        assert 60 <= retry_after <= 120
+
+
+async def test_an_import_past_bitwardens_caps_is_refused_whole(database_url: str, db: asyncpg.Connection) -> None:
+    # (each import counts against the pace, refused or not)
+    async with running_api(database_url, import_ratelimit_max_burst=10) as url, client_factory(url) as make:
+        alice = await signed_in(make, "alice@example.com", register=True)
+        item, folder = alice.login_item("many"), {"name": alice.encrypt("folder")}
+        org = await Organization.create(alice)
+        refusals = [
+            ("/api/ciphers/import", {"ciphers": [item] * 7001, "folders": [], "folderRelationships": []}, "ciphers"),
+            ("/api/ciphers/import", {"ciphers": [item], "folders": [folder] * 2001, "folderRelationships": []},
+             "folders"),
+            (f"/api/ciphers/import-organization?organizationId={org.id}",
+             {"ciphers": [alice.org_item(org.id, "many")] * 7001, "collections": [], "collectionRelationships": []},
+             "ciphers"),
+            (f"/api/ciphers/import-organization?organizationId={org.id}",
+             {"ciphers": [alice.org_item(org.id, "x")], "collections": [folder] * 2001,
+              "collectionRelationships": []}, "collections"),
+            (f"/api/ciphers/import-organization?organizationId={org.id}",
+             {"ciphers": [alice.org_item(org.id, "x")] * 7000, "collections": [folder] * 2,
+              "collectionRelationships": [{"key": n % 7000, "value": n // 7000} for n in range(14001)]},
+             "collectionRelationships"),
+        ]
+        before = await db.fetchval("SELECT count(*) FROM ciphers")
+        for path, body, field in refusals:
+            reply = await alice.post(path, body)
+            assert reply.status_code == 400, (field, reply.text)
+            assert reply.json()["message"] == "You cannot import this much data at once."
+            assert field in reply.json()["validationErrors"]
+        assert await db.fetchval("SELECT count(*) FROM ciphers") == before
+        assert await db.fetchval("SELECT count(*) FROM folders") == 0
+        # as many as Bitwarden takes at once
+        reply = await alice.post("/api/ciphers/import", {"ciphers": [item] * 7000, "folders": [folder] * 2000,
+                                                        "folderRelationships": []})
+        assert reply.status_code == 200, reply.text
+        assert await db.fetchval("SELECT count(*) FROM ciphers") == before + 7000

@@ -1,4 +1,5 @@
-"""A large sync and a large import are made in slices, and other requests are served between them.
+"""A large sync is made in slices, and other requests are served between them; a large import
+is read in a process of its own.
 
 The API runs in the test's own event loop. With body_limits.LOOP_SLICE at zero every step of a
 big job is a slice of its own and hands the loop back, so the tests count the slices and see an
@@ -9,17 +10,22 @@ other requests wait in practice is measured by bench/api_stalls.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psutil
 import pytest
 from sanic.response import json_dumps
 
+from core.config import Config
 from db.events import PushType
 from tests.support.bwclient import BitwardenClient
+from tests.support.serve import serve
 from tests.vaultapi.conftest import user_id_of
-from vaultapi import body_limits
+from vaultapi import body_limits, import_worker
+from vaultapi.app import create_app
 
 ITEMS = 2000
 NOTES = "2.QUFB|" + "Q" * 1000 + "|QUFB"
@@ -125,20 +131,74 @@ async def test_item_list_of_a_large_vault_is_made_in_slices(alice: BitwardenClie
     assert "slice" in timeline.after("alive"), "/alive waited for the whole list"
 
 
-async def test_large_import_is_read_and_written_in_slices_with_others_served_between(
-    alice: BitwardenClient, db, events, timeline: Timeline
+async def test_large_import_is_read_in_a_process_of_its_own_with_others_served_meanwhile(
+    alice: BitwardenClient, db, events
 ) -> None:
     item = {**alice.login_item("imported"), "notes": NOTES}
     body = {"ciphers": [item] * ITEMS, "folders": [{"name": item["name"]}] * 50,
             "folderRelationships": [{"key": n, "value": n % 50} for n in range(ITEMS)]}
+    me = psutil.Process()
+    seen: list[tuple[int, bool]] = []  # the reader's niceness; whether it still ran once /alive answered
 
-    reply = await alive_during(alice, timeline, lambda: alice.post("/api/ciphers/import", body))
+    def readers() -> list[psutil.Process]:
+        found = []
+        for child in me.children():
+            try:
+                if "vaultapi.import_worker" in child.cmdline():
+                    found.append(child)
+            except psutil.Error:
+                pass
+        return found
+
+    async def watch() -> None:
+        """Once the reader runs at its own priority (it sets it as it starts), ask /alive."""
+        while not seen:
+            for reader in readers():
+                try:
+                    niceness = reader.nice()
+                except psutil.Error:
+                    continue
+                if niceness != me.nice():
+                    assert (await alice.http.get("/alive")).status_code == 200
+                    seen.append((niceness, reader.is_running()))
+            await asyncio.sleep(0.002)
+
+    watching = asyncio.ensure_future(watch())
+    reply = await alice.post("/api/ciphers/import", body)
+    watching.cancel()
     assert reply.status_code == 200, reply.text
+    [(niceness, running)] = seen
+    assert niceness == min(19, me.nice() + import_worker.NICENESS)
+    assert running, "/alive waited for the import to be read"
+    assert not readers(), "the reader outlived its import"
     assert await db.fetchval("SELECT count(*) FROM ciphers") == ITEMS
     assert await db.fetchval("SELECT count(DISTINCT folders) FROM ciphers") == 50
-    # read, checked and encoded item by item: three slices each at least, each a turn for others
-    assert timeline.handed_round() >= 3 * ITEMS, timeline.handed_round()
-    assert "slice" in timeline.after("alive"), "/alive waited for the whole import"
     # about 3 MB of rows in 1 MiB statements, one SyncVault
     [event] = await events.exactly(1)
     assert event.type == PushType.SYNC_VAULT
+
+
+async def test_an_import_whose_reader_does_not_answer_in_time_is_503_and_writes_nothing(
+    alice: BitwardenClient, db, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(import_worker, "READ_TIMEOUT", 0.01)
+    secret_name = "a name nobody may log"
+    reply = await alice.post("/api/ciphers/import", {"ciphers": [alice.login_item(secret_name)], "folders": [],
+                                                    "folderRelationships": []})
+    assert reply.status_code == 503 and reply.json()["object"] == "error"
+    assert await db.fetchval("SELECT count(*) FROM ciphers") == 0
+    assert not [child for child in psutil.Process().children() if "vaultapi.import_worker" in child.cmdline()]
+    assert "import's reader ended without an answer" in caplog.text and secret_name not in caplog.text
+
+
+async def test_the_api_served_alone_keeps_its_startup_objects_out_of_full_collections(database_url: str) -> None:
+    # (as `pgwarden api` serves it; a full collection then walks only what came after)
+    gc.unfreeze()
+    app = create_app(Config(database_url=database_url, domain="https://vault.test"), freeze_startup=True)
+    served = await serve(app)
+    try:
+        assert gc.get_freeze_count() > 10_000
+        assert not any(tracked is app for tracked in gc.get_objects())
+    finally:
+        await served.stop()
+        gc.unfreeze()

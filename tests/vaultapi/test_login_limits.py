@@ -18,7 +18,8 @@ from tests.support.bwclient import BitwardenClient
 from tests.vaultapi.conftest import PASSWORD, running_api
 from vaultapi import passwords
 from vaultapi.limits import address_key
-from vaultapi.models import login_limits
+from vaultapi import limiter as limiter_module
+from vaultapi.limiter import Limiter
 
 BURST = 3
 #: registrations come from here, so they take nothing from the addresses a test watches
@@ -161,11 +162,56 @@ async def test_saturated_hashing_answers_429(database_url: str, monkeypatch: pyt
         assert (await alice.request_token()).status_code == 200
 
 
-async def test_take_prunes_buckets_that_have_refilled(db) -> None:
-    await db.execute("INSERT INTO login_limits (scope, key, tat) VALUES ('address', 'old', now() - interval '1 hour')")
+async def test_take_prunes_buckets_that_have_refilled(db, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def expired(key: str) -> None:
+        await db.execute("INSERT INTO login_limits (scope, key, tat) VALUES ('address', $1, now() - interval '1 hour')",
+                         key)
+
+    limiter = Limiter(db)
+    await expired("old")
     await db.execute("INSERT INTO login_limits (scope, key, tat) VALUES ('address', 'busy', now() + interval '1 hour')")
-    assert await login_limits.take(db, [("address", "new")], period=60, burst=10) == 0
+    assert await limiter.take([("address", "new")], period=60, burst=10) == 0
     assert {r["key"] for r in await db.fetch("SELECT key FROM login_limits")} == {"busy", "new"}
+
+    # a flood of new keys prunes the table once a second, not once per key
+    monkeypatch.setattr(limiter_module, "PRUNE_EVERY", 3600)
+    await expired("older")
+    assert await limiter.take([("address", "newer")], period=60, burst=10) == 0
+    assert {r["key"] for r in await db.fetch("SELECT key FROM login_limits")} == {"busy", "new", "older", "newer"}
+    monkeypatch.setattr(limiter_module, "PRUNE_EVERY", 0)
+    assert await limiter.take([("address", "newest")], period=60, burst=10) == 0
+    assert {r["key"] for r in await db.fetch("SELECT key FROM login_limits")} == {"busy", "new", "newer", "newest"}
+
+
+async def test_refused_attempts_are_counted_in_memory_and_written_back(
+    database_url: str, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def ahead() -> float:
+        """Seconds until the address's bucket is full again, as the table has it."""
+        return await db.fetchval("SELECT extract(epoch FROM tat - now())::float8 FROM login_limits"
+                                 " WHERE scope = 'address' AND key = '127.0.0.2'")
+
+    monkeypatch.setattr(limiter_module, "WRITE_BACK", 3600)
+    async with limited_api(database_url, seconds=60) as url, clients() as client:
+        mallory = await client(url, "alice@example.com", "127.0.0.2")
+        for _ in range(BURST):
+            assert (await wrong_grant(mallory)).status_code == 400
+        first = assert_too_many(await wrong_grant(mallory), oauth=True)
+        written = await ahead()
+        assert (BURST + 1) * 60 - 5 <= written <= (BURST + 1) * 60
+        # the bucket is known empty: refused without a write, yet each refusal still costs a period
+        later = [assert_too_many(await wrong_grant(mallory), oauth=True) for _ in range(2)]
+        assert first < later[0] < later[1]
+        assert abs(await ahead() - written) < 5
+        # another account from the same address is refused alike, without a write
+        mallory.email = "bob@example.com"
+        assert_too_many(await wrong_grant(mallory), oauth=True)
+        assert not await db.fetchval("SELECT count(*) FROM login_limits WHERE key = 'bob@example.com'")
+
+        # the next attempt after WRITE_BACK carries every refusal to the table, up to the bound
+        monkeypatch.setattr(limiter_module, "WRITE_BACK", 0)
+        assert_too_many(await wrong_grant(mallory), oauth=True)
+        assert 2 * BURST * 60 - 5 <= await ahead() <= 2 * BURST * 60
 
 
 def test_an_ipv6_client_is_limited_by_its_64_bit_prefix() -> None:

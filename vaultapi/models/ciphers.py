@@ -41,7 +41,7 @@ from core import capabilities
 from db.events import PushType
 from vaultapi import body_limits, publish
 from vaultapi.body import Body, check_enc_string
-from vaultapi.database import encode_in_batches
+from vaultapi.database import EncodedJson, encode_in_batches
 from vaultapi.dates import iso, parse_iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.models import attachment_shares, collections, folders, memberships
@@ -215,8 +215,7 @@ class VaultImport:
         raw_items, raw_folders = body.list("ciphers") or [], body.list("folders") or []
         raw_relations = body.list("folderRelationships") or []
         # counted before any entry is read: each costs work
-        if len(raw_folders) > max_items:
-            raise ApiError(f"An import may hold at most {max_items} folders.", field="folders")
+        _check_import_size(raw_items, raw_folders, "folders")
         if len(raw_relations) > len(raw_items):
             raise ApiError("An item can be placed in one folder only.", field="folderRelationships")
         items = await CipherInput.parse_many(raw_items, "ciphers", max_items, pacer)
@@ -258,8 +257,9 @@ class OrganizationImport:
         pacer = body_limits.Pacer()
         raw_items, raw_collections = body.list("ciphers") or [], body.list("collections") or []
         raw_relations = body.list("collectionRelationships") or []
-        if len(raw_collections) > max_items:
-            raise ApiError(f"An import may hold at most {max_items} collections.", field="collections")
+        _check_import_size(raw_items, raw_collections, "collections")
+        if len(raw_relations) > body_limits.IMPORT_COLLECTION_RELATIONSHIPS:
+            raise ApiError(_TOO_MUCH_AT_ONCE, field="collectionRelationships")
         # each distinct pair once; more would repeat one
         if len(raw_relations) > len(raw_items) * len(raw_collections):
             raise ApiError("A collection relationship is given twice.", field="collectionRelationships")
@@ -277,6 +277,18 @@ class OrganizationImport:
                                                  pacer):
             collections_of_item.setdefault(item, []).append(target)
         return cls(items=items, collections=sent, collections_of_item=collections_of_item)
+
+
+#: Bitwarden's words for an import past its caps
+_TOO_MUCH_AT_ONCE = "You cannot import this much data at once."
+
+
+def _check_import_size(items: list[Any], groups: list[Any], groups_field: str) -> None:
+    """An import within body_limits' caps on items and on folders (or collections)."""
+    if len(items) > body_limits.IMPORT_ITEMS:
+        raise ApiError(_TOO_MUCH_AT_ONCE, field="ciphers")
+    if len(groups) > body_limits.IMPORT_FOLDERS:
+        raise ApiError(_TOO_MUCH_AT_ONCE, field=groups_field)
 
 
 async def _relationships(raw: list[Any], field: str, items: int, targets: int,
@@ -774,69 +786,86 @@ async def set_collections(conn: asyncpg.Connection, cipher_id: uuid.UUID, user_i
     return found[0] if found else None
 
 
-async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, vault: VaultImport, *, max_items: int) -> None:
-    """Folders and items in a few large statements and one SyncVault, however many or few there are.
+async def prepared_import(kind: str, body: bytes, *, max_items: int,
+                          organization_id: str | None = None) -> tuple[list[Any], int, list[str]]:
+    """An import's body read and checked as its route checks it (``kind`` "vault" or
+    "organization"), in vaultapi.import_worker's child: its folders (given id, name) or
+    collections (given id, name, external id), its item count, and its rows in batches of JSON,
+    each row naming its folder or collections by index into those."""
+    parsed = await Body.parse_paced(body)
+    if kind == "vault":
+        vault = await VaultImport.parse(parsed, max_items)
+        for item in vault.items:
+            _check_personal(item)
+        groups: list[Any] = [list(folder) for folder in vault.folders]
+        rows = ({"type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
+                 "folder": vault.folder_of_item.get(index), "favorite": item.favorite}
+                for index, item in enumerate(vault.items))
+    else:
+        into = await OrganizationImport.parse(parsed, max_items)
+        for item in into.items:
+            if item.organization_id is not None and str(item.organization_id) != organization_id:
+                raise ApiError("Every item must be the organization's.", field="ciphers")
+        groups = [[c.given_id, c.name, c.external_id] for c in into.collections]
+        rows = ({"type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
+                 "collections": _unique(into.collections_of_item.get(index, []))}
+                for index, item in enumerate(into.items))
+    items = len(vault.items) if kind == "vault" else len(into.items)
+    return groups, items, [batch.text for batch in await encode_in_batches(rows)]
 
-    Refused when the vault would hold more than max_items items."""
+
+async def import_vault(conn: asyncpg.Connection, user_id: uuid.UUID, folders_sent: list[Any], count: int,
+                       batches: list[str], *, max_items: int) -> None:
+    """Folders and items of a prepared import (prepared_import) in a few large statements and one
+    SyncVault, however many or few there are. Refused when the vault would hold more than
+    max_items items."""
     await publish.mark_bulk_change(conn)
-    for item in vault.items:
-        _check_personal(item)
-    folder_ids = await _import_folders(conn, user_id, vault.folders)
+    folder_ids = await _import_folders(conn, user_id, [(given, name) for given, name in folders_sent])
     # after the folder locks above: every write takes folders before the user's row
-    await check_room(conn, user_id, len(vault.items), max_items)
-    batches = await encode_in_batches(
-        {
-            "type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
-            "folders": _folder_placement(user_id, folder_ids[vault.folder_of_item[index]]
-                                         if index in vault.folder_of_item else None),
-            "favorites": _favorite_placement(user_id, item.favorite),
-        }
-        for index, item in enumerate(vault.items)
-    )
+    await check_room(conn, user_id, count, max_items)
     # one statement per batch; the events of one transaction all carry its now(), so the
     # statements still publish one SyncVault
     for rows in batches:
         await conn.execute(
             """
             INSERT INTO ciphers (user_id, type, data, key, reprompt, folders, favorites)
-            SELECT $1, type, data, key, reprompt, folders, favorites
+            SELECT $1::uuid, type, data, key, reprompt,
+                   CASE WHEN folder IS NULL THEN '{}' ELSE jsonb_build_object($1::uuid::text, ($3::uuid[])[folder + 1]) END,
+                   CASE WHEN favorite THEN jsonb_build_object($1::uuid::text, true) ELSE '{}' END
               FROM jsonb_to_recordset($2::jsonb)
-                AS c(type smallint, data jsonb, key text, reprompt smallint, folders jsonb, favorites jsonb)
+                AS c(type smallint, data jsonb, key text, reprompt smallint, folder integer, favorite boolean)
             """,
-            user_id, rows)
+            user_id, EncodedJson(rows), folder_ids)
     # the inserts publish this same SyncVault (identical notifications in one transaction are
     # delivered once); this one publishes it when the import was empty
     await publish.user_event(conn, user_id, PushType.SYNC_VAULT)
 
 
-async def import_organization(conn: asyncpg.Connection, member: Member, vault: OrganizationImport, *,
-                              max_items: int) -> None:
-    """Collections and items into the organization, a few large statements, and a SyncVault to
-    the importer. New collections need the right to create them; an importer without full access
-    manages the collections it makes, and may fill only those it may edit. Refused when the
-    organization would hold more than max_items items. Call it with the organization locked
-    (memberships.require_member(..., lock=True))."""
+async def import_organization(conn: asyncpg.Connection, member: Member, collections_sent: list[Any], count: int,
+                              batches: list[str], *, max_items: int) -> None:
+    """Collections and items of a prepared import into the organization, a few large statements,
+    and a SyncVault to the importer. New collections need the right to create them; an importer
+    without full access manages the collections it makes, and may fill only those it may edit.
+    Refused when the organization would hold more than max_items items. Call it with the
+    organization locked (memberships.require_member(..., lock=True))."""
     await publish.mark_bulk_change(conn)
-    for item in vault.items:
-        if item.organization_id not in (None, member.organization_id):
-            raise ApiError("Every item must be the organization's.", field="ciphers")
-    await check_organization_room(conn, member.organization_id, len(vault.items), max_items)
-    collection_ids = await _import_collections(conn, member, vault.collections)
-    batches = await encode_in_batches(
-        {"type": item.type, "data": item.data, "key": item.key, "reprompt": item.reprompt,
-         "collection_ids": [str(c) for c in
-                            _unique([collection_ids[c] for c in vault.collections_of_item.get(index, [])])]}
-        for index, item in enumerate(vault.items)
-    )
+    await check_organization_room(conn, member.organization_id, count, max_items)
+    collection_ids = await _import_collections(
+        conn, member, [ImportedCollection(given, name, external_id) for given, name, external_id in collections_sent])
     for rows in batches:
         await conn.execute(
             """
             INSERT INTO ciphers (organization_id, type, data, key, reprompt, collection_ids)
-            SELECT $1, type, data, key, reprompt, ARRAY(SELECT jsonb_array_elements_text(collection_ids))::uuid[]
+            SELECT $1, type, data, key, reprompt,
+                   -- each collection once, in the order first named (two may be one collection)
+                   ARRAY(SELECT id FROM (SELECT ($3::uuid[])[n::integer + 1] AS id, min(o) AS first
+                                           FROM jsonb_array_elements_text(collections) WITH ORDINALITY AS e (n, o)
+                                          GROUP BY 1) AS named
+                          ORDER BY first)
               FROM jsonb_to_recordset($2::jsonb)
-                AS c(type smallint, data jsonb, key text, reprompt smallint, collection_ids jsonb)
+                AS c(type smallint, data jsonb, key text, reprompt smallint, collections jsonb)
             """,
-            member.organization_id, rows)
+            member.organization_id, EncodedJson(rows), collection_ids)
     await publish.user_event(conn, member.user_id, PushType.SYNC_VAULT)
 
 

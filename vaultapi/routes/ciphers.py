@@ -13,14 +13,14 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from vaultapi import publish
+from vaultapi import import_worker, publish
 from vaultapi.auth import authorized, check_master_password
 from vaultapi.body import Body, parse_uuid
 from vaultapi.dates import iso
 from vaultapi.errors import ApiError, NotFound
 from vaultapi.limits import paced_import
 from vaultapi.models import ciphers, memberships, users
-from vaultapi.models.ciphers import CipherInput, OrganizationImport, VaultImport, Visible
+from vaultapi.models.ciphers import CipherInput, Visible
 from vaultapi.replies import send_json_with_items
 
 __all__ = ["bp"]
@@ -185,13 +185,19 @@ async def purge(request: Request) -> HTTPResponse:
 @authorized
 @paced_import
 async def import_ciphers(request: Request) -> HTTPResponse:
-    # the one body of megabytes: read and checked in slices, so other requests keep their turns
+    # the one body of megabytes: read and checked in a process of its own (vaultapi.import_worker)
     max_items = request.app.ctx.config.max_items_per_user
-    vault = await VaultImport.parse(await Body.receive(request), max_items)
     caller = request.ctx.caller
+    folders_sent, count, batches = await import_worker.prepare("vault", await _import_body(request),
+                                                               max_items=max_items)
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
-        await ciphers.import_vault(conn, caller.user_id, vault, max_items=max_items)
+        await ciphers.import_vault(conn, caller.user_id, folders_sent, count, batches, max_items=max_items)
     return empty(status=200)
+
+
+async def _import_body(request: Request) -> bytes:
+    await request.receive_body()
+    return request.body or b"null"
 
 
 # one item or many go the same way: the statement decides between the item's event and a bulk one
@@ -274,15 +280,16 @@ async def _set_collections(request: Request, cipher_id: uuid.UUID) -> Visible | 
 @paced_import
 async def import_into_organization(request: Request) -> HTTPResponse:
     organization_id = _organization_id(request)
-    # the personal import's way: read and checked in slices, so other requests keep their turns
+    # the personal import's way
     max_items = request.app.ctx.config.max_items_per_user
-    vault = await OrganizationImport.parse(await Body.receive(request), max_items)
     caller = request.ctx.caller
+    collections_sent, count, batches = await import_worker.prepare(
+        "organization", await _import_body(request), max_items=max_items, organization_id=str(organization_id))
     async with publish.write(request.app.ctx.pool, caller.device_identifier) as conn:
         member = await memberships.require_member(conn, organization_id, caller.user_id)
         if not member.can_import:
             raise ApiError("Not enough privileges to import into this organization.")
-        await ciphers.import_organization(conn, member, vault, max_items=max_items)
+        await ciphers.import_organization(conn, member, collections_sent, count, batches, max_items=max_items)
     return empty(status=200)
 
 
