@@ -42,9 +42,10 @@ from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
 from core.tokens import VerifiedTokens
-from wshub.admission import PacedProtocol, StampLookups, admit, give_back
+from wshub.admission import StampLookups, admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
+from wshub.door import HubProtocol
 from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
 from wshub.memberships import Memberships, load_from
@@ -53,6 +54,7 @@ from wshub.pump import Clients, anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
 from wshub.tally import LocalTally, Tally
+from wshub.turns import Turns
 
 __all__ = ["HubTuning", "create_app", "serve"]
 
@@ -104,9 +106,12 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
                         on_user_arrived=memberships.connected, on_user_left=memberships.disconnected)
     delivery = Delivery(registry, metrics, memberships)
     app.ctx.config = config
-    #: the server protocol to run it with (wire.py, pacing connections as they are accepted by
-    #: admission.PacedProtocol): its upgrade hands the socket to websocket.py
-    app.ctx.protocol = PacedProtocol
+    #: the server protocol to run it with (door.py): it paces connections as they are accepted,
+    #: admits plain upgrades itself and leaves the rest to Sanic; an upgrade hands the socket to
+    #: websocket.py
+    app.ctx.protocol = HubProtocol
+    #: the steps of letting clients in, a bounded time per turn of the event loop (turns.py)
+    app.ctx.turns = Turns()
     app.ctx.clients = Clients(registry, metrics, handshake_timeout=config.hub_handshake_timeout,
                               send_buffer=config.hub_send_buffer)
     app.ctx.metrics = metrics

@@ -35,7 +35,8 @@ from wshub.registry import Registry, Slot
 from wshub.session import CloseReason, Frame, Session, State
 from wshub.websocket import WebSocket
 
-__all__ = ["ANONYMOUS_MAX_MESSAGE_SIZE", "Clients", "anonymous_socket", "hub_socket"]
+__all__ = ["ANONYMOUS_MAX_MESSAGE_SIZE", "Clients", "anonymous_socket", "hub_socket", "serve_anonymous",
+           "serve_user"]
 
 log = logging.getLogger("wshub")
 
@@ -61,24 +62,37 @@ class Clients:
 
 
 async def hub_socket(request: Request, ws: WebSocket) -> None:
-    caller: Caller = request.ctx.caller
-    _serve(request, ws, "user", request.app.ctx.config.hub_max_message_size, float(caller.claims["exp"]),
-           user_id=str(caller.user_id), device_identifier=caller.device_identifier,
-           device_id=str(caller.device_id) if caller.device_id else None)
+    serve_user(request.app, ws, _upgraded(request), request.ctx.caller)
 
 
 async def anonymous_socket(request: Request, ws: WebSocket) -> None:
-    _serve(request, ws, "anonymous", ANONYMOUS_MAX_MESSAGE_SIZE,
-           time.time() + request.app.ctx.anonymous_lifetime, auth_request_id=request.ctx.auth_request_id)
+    serve_anonymous(request.app, ws, _upgraded(request), request.ctx.auth_request_id)
 
 
-def _serve(request: Request, ws: WebSocket, hub: str, max_message_size: int, expires_at: float,
-           **identity: Any) -> None:
+def _upgraded(request: Request) -> Slot:
     slot = slot_of(request)
     # the socket gives it back at its end: the request's end (app.py) comes before that
     request.conn_info.ctx.hub_slot = None
     access_log.upgraded(request)
-    client = _Client(request.app.ctx.clients, ws, slot, hub, Session(max_message_size), expires_at, identity)
+    return slot
+
+
+def serve_user(app: Any, ws: WebSocket, slot: Slot, caller: Caller) -> None:
+    """Serve an upgraded socket of a signed-in client, which holds ``slot`` from now on."""
+    _serve(app, ws, slot, "user", app.ctx.config.hub_max_message_size, float(caller.claims["exp"]),
+           user_id=str(caller.user_id), device_identifier=caller.device_identifier,
+           device_id=str(caller.device_id) if caller.device_id else None)
+
+
+def serve_anonymous(app: Any, ws: WebSocket, slot: Slot, auth_request_id: str) -> None:
+    """Serve an upgraded socket of a device waiting for a login approval."""
+    _serve(app, ws, slot, "anonymous", ANONYMOUS_MAX_MESSAGE_SIZE, time.time() + app.ctx.anonymous_lifetime,
+           auth_request_id=auth_request_id)
+
+
+def _serve(app: Any, ws: WebSocket, slot: Slot, hub: str, max_message_size: int, expires_at: float,
+           **identity: Any) -> None:
+    client = _Client(app.ctx.clients, ws, slot, hub, Session(max_message_size), expires_at, identity)
     client.start()
     ws.serve(client, max_message_size)
 
