@@ -157,8 +157,10 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         # public keys only: the hub never signs, and its role cannot read a private key
         app.ctx.keys = KeyRing(app.ctx.pool)
         await app.ctx.keys.load()
-        # a client that reconnects with the same token skips its parse and RSA check (core/tokens.py)
-        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer, verified=VerifiedTokens())
+        # a client that reconnects with the same token skips its parse and RSA check (core/tokens.py):
+        # room for the token of every connection this worker may hold, so a storm of them coming back hits
+        verified = VerifiedTokens(max(4 << 20, config.hub_max_connections * VerifiedTokens.ENTRY_BYTES))
+        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer, verified=verified)
         await app.ctx.ingress.connect()
         app.ctx.tasks = [
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),

@@ -1,6 +1,6 @@
 """The hub's protocol on its port: where every connection comes in, and how most get past Sanic.
 
-At its accept a connection is paced by its address when the peer is the client itself (no
+Once accepted a connection is paced by its address when the peer is the client itself (no
 trusted proxy between): past the pace it gets a ready-made 429 and is closed before a byte of
 it is read, the cheapest refusal there is. A connection that sends nothing is closed within the
 request timeout (core/first_byte.py).
@@ -12,8 +12,9 @@ Sanic parsed (admission.py), in the same order, with the same answers, counts an
 token's stamp is read in the shared batch and the admission goes on from the future's callback.
 Admitted, it gets its 101 and its transport goes to the hub's WebSocket (wire.py), as after
 Sanic's upgrade; refused, it gets Sanic's answer and the connection is closed. No Sanic request,
-middleware, route or task is made for it. Its steps wait their turn (turns.py), so that a storm of
-upgrades does not hold up events for the clients already in.
+middleware, route or task is made for it. Every step from the accept on waits its turn
+(turns.py), so that a storm of connections does not hold up events for the clients already in:
+what runs where a connection's bytes arrive is only their buffering.
 
 Anything else (negotiate, /alive, /metrics, a head in several packets, larger, or not as clients
 send it) goes to Sanic as it came, on Sanic's own protocol (:class:`SanicSide`), from the first
@@ -58,8 +59,9 @@ CLOSE_TIMEOUT = 10.0
 _PACED_OUT_ANSWER = answer_bytes(429, PACED_OUT)
 _FAILED_ANSWER = answer_bytes(500, "Internal Server Error")
 
-# a connection's states
-_SILENT, _QUEUED, _CHECKING, _DONE = range(4)
+# a connection's states: accepted (its pace not checked yet), no byte yet, its head waiting for its
+# turn, its token being checked, and past the hub's protocol (a WebSocket, refused, or Sanic's)
+_ACCEPTED, _SILENT, _QUEUED, _CHECKING, _DONE = range(5)
 
 
 class SanicSide(FirstByteDeadline, WireProtocol):
@@ -124,7 +126,7 @@ class HubProtocol(asyncio.Protocol):
         self.app = sanic["app"]
         self.transport: asyncio.Transport | None = None
         self.paced = False
-        self._state = _SILENT
+        self._state = _ACCEPTED
         self._received = bytearray()
         self._deadline: asyncio.TimerHandle | None = None
         self._head: _Head | None = None
@@ -133,21 +135,10 @@ class HubProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
-        app, config = self.app, self.app.ctx.config
-        peer = transport.get_extra_info("peername")
-        self._peer = peer = peer[0] if isinstance(peer, tuple) else None
-        if not from_proxy(peer, config):
-            if not pace(app, client_address(peer, {}, config)):
-                self._state = _DONE
-                app.ctx.metrics.refused.labels("rate").inc()
-                transport.write(_PACED_OUT_ANSWER)
-                transport.close()
-                return
-            self.paced = True
         # as Sanic's protocol sets them: the WebSocket's flow control (websocket.py) follows them
         transport.set_write_buffer_limits(low=16384, high=65536)
         self.transport = transport
-        self._deadline = asyncio.get_running_loop().call_later(app.ctx.first_byte_timeout, self._silent)
+        self.app.ctx.turns.add(self._accepted)
 
     def data_received(self, data: bytes) -> None:
         if self._state is _DONE:
@@ -178,6 +169,29 @@ class HubProtocol(asyncio.Protocol):
         pass
 
     # -- the steps, each in its turn --------------------------------------------------------------
+
+    def _accepted(self) -> None:
+        """The pace of the client's address, unless a proxy of ours is the peer (then the request
+        names the client, and is paced by it)."""
+        if self._state is _DONE:
+            return
+        app, config, transport = self.app, self.app.ctx.config, self.transport
+        peer = transport.get_extra_info("peername")
+        self._peer = peer = peer[0] if isinstance(peer, tuple) else None
+        if not from_proxy(peer, config):
+            if not pace(app, client_address(peer, {}, config)):
+                self._state = _DONE
+                app.ctx.metrics.refused.labels("rate").inc()
+                transport.write(_PACED_OUT_ANSWER)
+                transport.close()
+                return
+            self.paced = True
+        if self._received:  # the request came before its turn
+            self._state = _QUEUED
+            self._read()
+        else:
+            self._state = _SILENT
+            self._deadline = asyncio.get_running_loop().call_later(app.ctx.first_byte_timeout, self._silent)
 
     def _read(self) -> None:
         if self._state is _DONE:
