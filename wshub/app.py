@@ -113,7 +113,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     #: the steps of letting clients in, a bounded time per turn of the event loop (turns.py)
     app.ctx.turns = Turns()
     app.ctx.clients = Clients(registry, metrics, handshake_timeout=config.hub_handshake_timeout,
-                              send_buffer=config.hub_send_buffer)
+                              send_buffer=config.hub_send_buffer, turns=app.ctx.turns)
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     #: the counts and paces of client addresses (tally.py), read by admission

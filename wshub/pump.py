@@ -33,6 +33,7 @@ from wshub.framing import frame
 from wshub.metrics import HubMetrics
 from wshub.registry import Registry, Slot
 from wshub.session import CloseReason, Frame, Session, State
+from wshub.turns import Turns
 from wshub.websocket import WebSocket
 
 __all__ = ["ANONYMOUS_MAX_MESSAGE_SIZE", "Clients", "anonymous_socket", "hub_socket", "serve_anonymous",
@@ -48,12 +49,16 @@ class Clients:
     """What the clients of one hub share: where they register, what counts them, their limits, and
     those still in their handshake (the registry holds only those past it)."""
 
-    def __init__(self, registry: Registry, metrics: HubMetrics, *, handshake_timeout: float, send_buffer: int) -> None:
+    def __init__(self, registry: Registry, metrics: HubMetrics, *, handshake_timeout: float, send_buffer: int,
+                 turns: Turns | None = None) -> None:
         self.registry = registry
         self.metrics = metrics
         self.handshake_timeout = handshake_timeout
         self.send_buffer = send_buffer
         self.handshaking: set[_Client] = set()
+        #: where a socket's input waits its turn until its handshake is read (turns.py), like the
+        #: steps before its upgrade: a storm's handshakes do not hold up the clients already in
+        self.turns = turns or Turns()
 
     def close_handshaking(self, reason: CloseReason) -> None:
         """End every socket still in its handshake (the hub is stopping)."""
@@ -119,6 +124,7 @@ class _Client:
 
     def start(self) -> None:
         self.clients.handshaking.add(self)
+        self.ws.turns = self.clients.turns
         self._deadline = asyncio.get_running_loop().call_later(self.clients.handshake_timeout, self._no_handshake)
 
     # -- from the socket ------------------------------------------------------------------------
@@ -179,6 +185,7 @@ class _Client:
 
     def _stop_waiting(self) -> None:
         self.clients.handshaking.discard(self)
+        self.ws.turns = None  # from now on its input is read where it arrives
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
