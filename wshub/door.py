@@ -203,6 +203,7 @@ class HubProtocol(asyncio.Protocol):
         self._head, unread = read
         self._received = bytearray(unread)
         self._started = time.perf_counter()
+        self._ip = self._peer or "unknown"  # for a failure's log line, until the client's is known
         app, head = self.app, self._head
         try:
             self._ip = ip = client_address(self._peer, head.headers, app.ctx.config)
