@@ -19,6 +19,7 @@ connected clients' p50 and p99 latency during it, over those of the quiet second
     python bench/reconnect.py [--connections 5000] [--in-flight 100] [--runs 3] [--old-hub CHECKOUT]
     python bench/reconnect.py --anonymous    # the same on the anonymous hub: no token, no database
     python bench/reconnect.py --profile hub.prof   # rounds against the hub alone, under cProfile
+    python bench/reconnect.py --hub-only --runs 1  # the hub alone, no ratios: a quick look
 
 Uses DATABASE_URL (a scratch database is created and dropped) or an embedded PostgreSQL.
 """
@@ -218,7 +219,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
         await run_server("hub-1", url, user, tokens, resident, args)
         print(f"profile written to {args.profile}")
         return
-    kinds = ["websockets"] + (["old-hub"] if args.old_hub else []) + ["hub-1"]
+    kinds = ([] if args.hub_only else ["websockets"]) + (["old-hub"] if args.old_hub else []) + ["hub-1"]
     outcomes: dict[str, list[Outcome]] = {kind: [] for kind in kinds}
     n = args.connections
     for run in range(args.runs):
@@ -240,9 +241,11 @@ async def bench(url: str, args: argparse.Namespace) -> None:
                ("warm accepted/s", 22), ("vs websockets", 18), ("warm CPU ms/conn", 20),
                (f"all {n} at once: s", 22), ("failed", 12), ("p50 storm/quiet", 18), ("p99 storm/quiet", 18)]
     print_table_head(columns)
-    base = outcomes["websockets"]
+    base = outcomes.get("websockets", [])
 
     def ratio(values: list[float], baseline: list[float]) -> str:
+        if not baseline:
+            return "-"
         return spread([v / b for v, b in zip(values, baseline, strict=True) if b > 0], ".2f")
 
     def rates(runs: list[Outcome], warm: bool) -> list[float]:
@@ -275,6 +278,8 @@ def main() -> int:
     parser.add_argument("--old-hub", metavar="CHECKOUT", help="also run the hub of this checkout")
     parser.add_argument("--anonymous", action="store_true",
                         help="clients of the anonymous hub (a device waiting for a login approval: no token)")
+    parser.add_argument("--hub-only", action="store_true",
+                        help="leave out the websockets server (no ratios to it): a quick look at the hub")
     parser.add_argument("--profile", metavar="FILE", help="run the hub alone under cProfile, write its stats here")
     args = parser.parse_args()
     if args.profile:

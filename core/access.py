@@ -20,7 +20,8 @@ import asyncpg
 from core import capabilities
 from core.tokens import TokenError, TokenVerifier
 
-__all__ = ["AccessDenied", "Caller", "access_claims", "authenticate", "bearer_token", "find_stamp"]
+__all__ = ["AccessDenied", "Caller", "access_claims", "account_of", "authenticate", "bearer_token", "caller_of",
+           "denied_token", "find_stamp"]
 
 #: Reads the account of a token's subject and the token's device (its identifier, or None): the
 #: hub the account's id and stamp, the API the whole row; both add ``device_id`` and
@@ -86,14 +87,29 @@ async def authenticate(
         raise AccessDenied("no access token")
     try:
         claims = await verifier.verify(token)
-        user_id = uuid.UUID(str(claims["sub"]))
     except TokenError as error:
-        raise AccessDenied(f"invalid access token: {error}") from None
+        raise denied_token(error) from None
+    user_id, device = account_of(claims)
+    return caller_of(claims, device, await find_user(pool, user_id, device))
+
+
+def denied_token(error: TokenError) -> AccessDenied:
+    """The refusal of a token whose check failed."""
+    return AccessDenied(f"invalid access token: {error}")
+
+
+def account_of(claims: dict[str, Any]) -> tuple[uuid.UUID, str | None]:
+    """The account and the device identifier a verified token names, for ``find_user``."""
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:
         raise AccessDenied("token subject is not a user id") from None
     device = claims.get("device")
-    device = device if isinstance(device, str) and device else None
-    user = await find_user(pool, user_id, device)
+    return user_id, device if isinstance(device, str) and device else None
+
+
+def caller_of(claims: dict[str, Any], device: str | None, user: asyncpg.Record | None) -> Caller:
+    """The caller, once ``find_user`` read the account of a verified token (None: no such account)."""
     if user is None:
         raise AccessDenied("no such user")
     if str(user["security_stamp"]) != claims.get("sstamp"):

@@ -22,7 +22,7 @@ from sanic.response import HTTPResponse
 
 from core.client_address import client_address
 
-__all__ = ["install", "upgraded"]
+__all__ = ["install", "line", "upgraded"]
 
 log = logging.getLogger("pgwarden.access")
 
@@ -48,10 +48,15 @@ def upgraded(request: Request) -> None:
 
 
 def _line(request: Request, status: int) -> None:
-    started = getattr(request.ctx, "started", None)
-    duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
     address = client_address(request.ip, request.headers, request.app.ctx.config)
-    log.info('%s "%s %s" %d %.1fms', address, request.method, _printable(request.path), status, duration)
+    line(address, request.method, request.path, status, getattr(request.ctx, "started", None))
+
+
+def line(address: str, method: str, path: str, status: int, started: float | None) -> None:
+    """One request's line, also for those Sanic never saw (the hub's plain upgrades, door.py);
+    ``started``: time.perf_counter() when the request began."""
+    duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+    log.info('%s "%s %s" %d %.1fms', address, method, _printable(path), status, duration)
 
 
 def _printable(path: str) -> str:

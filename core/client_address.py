@@ -10,6 +10,7 @@ lies left of it was written by the client and proves nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -49,8 +50,16 @@ def from_proxy(peer: str | None, config: Config) -> bool:
 def _address(text: str | None) -> IPAddress | None:
     if not text:
         return None
+    text = text.strip()
+    # no address is longer (an IPv6 one with a zone: 45 + the zone's name): nothing longer is kept
+    return _parsed(text) if len(text) <= 64 else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> IPAddress | None:
+    # remembered: a connection asks for its peer's two or three times, and a proxy's comes often
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     # an IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d

@@ -8,126 +8,203 @@ hub), and one more connection stays within the caps: then its slot is taken in t
 before the upgrade, so a socket counts from its first byte, handshake or not. An upgraded socket
 takes the slot with it and gives it back at its end (pump.py); a request that ends without an
 upgrade gives it back then, whichever way (``give_back``). Each refusal is logged and counted by
-a label, except the one at a connection's accept (``PacedProtocol``), which is only counted: in
-a flood, a line per refusal would fill the log.
+a label, except the one at a connection's accept (door.py), which is only counted: in a flood, a
+line per refusal would fill the log.
+
+The checks are steps of their own (``opening_refusal``, ``anonymous_id``, ``check_token``,
+``token_refusal``, ``take_slot``), each answering a :class:`Refusal` or letting the request on:
+the same steps, in the same order, admit a request that Sanic parsed (``admit``, its middleware)
+and the plain upgrades that the hub's protocol reads itself (door.py), so the two cannot differ
+in what they answer, count or log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json as jsonlib
 import logging
 import time
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from sanic import Request
+from sanic.helpers import STATUS_CODES
 from sanic.models.server_types import ConnInfo
 from sanic.response import HTTPResponse, json
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from websockets.server import ServerProtocol
 
-from core.access import AccessDenied, authenticate, bearer_token
-from core.client_address import client_address, from_proxy
+from core.access import AccessDenied, Caller, account_of, authenticate, bearer_token, caller_of, denied_token
+from core.client_address import client_address
 from core.database import DATABASE_ERRORS
 from core.errors import error_json
-from core.first_byte import FirstByteDeadline
-from core.headers import NO_STORE, SECURITY_HEADERS
+from core.headers import add_headers
+from core.tokens import TokenError, UnknownKeyId
 from wshub.metrics import HubMetrics
 from wshub.registry import LimitReached, Registry, Slot
 from wshub.tally import Tally
-from wshub.wire import WireProtocol
 
-__all__ = ["PacedProtocol", "StampLookups", "admit", "give_back", "slot_of"]
+__all__ = ["PACED_OUT", "Refusal", "StampLookups", "admit", "anonymous_id", "answer_bytes", "check_token",
+           "give_back", "opening_refusal", "pace", "refused", "slot_of", "take_slot", "token_refusal"]
 
 log = logging.getLogger("wshub")
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An admission check's answer: the HTTP status, the metric's label, the message of the body,
+    and what the log line says after "refused hub connection"."""
+
+    status: int
+    label: str
+    message: str
+    logged: str
+
+    @classmethod
+    def of(cls, status: int, label: str, reason: str) -> Refusal:
+        return cls(status, label, reason, f": {reason}")
+
+
 async def admit(request: Request) -> HTTPResponse | None:
     """A request middleware of the hub routes: None lets the upgrade go on."""
-    app, config = request.app, request.app.ctx.config
-    metrics: HubMetrics = app.ctx.metrics
-    if not config.websocket_enabled:
-        return _refuse(metrics, 404, "disabled", "live sync is disabled (WEBSOCKET_ENABLED=false)")
+    app = request.app
+    ip = client_address(request.ip, request.headers, app.ctx.config)
+    refusal = opening_refusal(app, ip, _paced_at_accept(request.conn_info), lambda: _upgrade_refusal(request))
+    user_id = None
+    if refusal is None and request.path.endswith("/anonymous-hub"):
+        found = anonymous_id(request.args)
+        if isinstance(found, Refusal):
+            refusal = found
+        else:
+            request.ctx.auth_request_id = found
+    elif refusal is None:
+        try:
+            caller = await check_token(app, bearer_token(request.args, request.headers, allow_query=True))
+        except Exception as error:
+            refusal = token_refusal(error, ip)
+        else:
+            request.ctx.caller = caller
+            user_id = str(caller.user_id)
+    if refusal is None:
+        give_back(app.ctx.registry, request.conn_info)  # one slot per TCP connection, never two
+        slot = take_slot(app, ip, user_id)
+        if not isinstance(slot, Refusal):
+            # on the TCP connection, not the request: the one place its end can always be seen (app.py)
+            request.conn_info.ctx.hub_slot = slot
+            return None
+        refusal = slot
+    refused(app.ctx.metrics, refusal)
+    return json(error_json(refusal.message), status=refusal.status)
+
+
+# -- the steps, shared with door.py ---------------------------------------------------------------
+
+
+def opening_refusal(app: Any, ip: str, paced: bool,
+                    upgrade_refusal: Callable[[], tuple[int, str, str] | None]) -> Refusal | None:
+    """The checks before the caller's: enabled, not stopping, the address's pace (unless the
+    connection was ``paced`` at its accept), and the upgrade itself."""
+    if not app.ctx.config.websocket_enabled:
+        return Refusal.of(404, "disabled", "live sync is disabled (WEBSOCKET_ENABLED=false)")
     if app.ctx.registry.draining:
         # a rolling restart: the client's reconnect goes to another replica, or to this one restarted
-        return _refuse(metrics, 503, "stopping", "the hub is stopping; connect again")
-    ip = client_address(request.ip, request.headers, config)
-    if not _paced_at_accept(request.conn_info) and not _pace(app, ip):
-        return _refuse(metrics, 429, "rate", PACED_OUT)
-    refused_upgrade = _upgrade_refusal(request)
-    if refused_upgrade is not None:
-        return _refuse(metrics, *refused_upgrade)
-    user_id = None
-    if request.path.endswith("/anonymous-hub"):
-        try:
-            request.ctx.auth_request_id = str(uuid.UUID(request.args.get("Token", "")))
-        except ValueError:
-            return _refuse(metrics, 400, "bad_request", "Token must be an auth request id")
-    else:
-        try:
-            token = bearer_token(request.args, request.headers, allow_query=True)
-            caller = await authenticate(token, app.ctx.verifier, app.ctx.pool, find_user=app.ctx.stamps)
-        except AccessDenied as error:
-            log.info("refused hub connection from %s: %s", ip, error.reason)
-            metrics.refused.labels("unauthorized").inc()
-            return json(error_json("Unauthorized"), status=401)
-        except DATABASE_ERRORS as error:
-            log.warning("cannot check a hub token: database unavailable (%s)", error)
-            return _refuse(metrics, 503, "unavailable", "temporarily unavailable")
-        request.ctx.caller = caller
-        user_id = str(caller.user_id)
-    registry: Registry = app.ctx.registry
-    give_back(registry, request.conn_info)  # one slot per TCP connection, never two
+        return Refusal.of(503, "stopping", "the hub is stopping; connect again")
+    if not paced and not pace(app, ip):
+        return Refusal.of(429, "rate", PACED_OUT)
+    refused_upgrade = upgrade_refusal()
+    return None if refused_upgrade is None else Refusal.of(*refused_upgrade)
+
+
+def anonymous_id(args: Mapping[str, Any]) -> str | Refusal:
+    """The auth request id an anonymous-hub client waits on."""
     try:
-        slot = registry.reserve(ip, user_id)
+        return str(uuid.UUID(args.get("Token", "")))
+    except ValueError:
+        return Refusal.of(400, "bad_request", "Token must be an auth request id")
+
+
+def check_token(app: Any, token: str | None) -> asyncio.Future[Caller]:
+    """The caller behind a hub token, as core.access.authenticate finds it, with the account's
+    stamp read in a batch (StampLookups). A future, not a coroutine: door.py goes on from its
+    callback, with no task per client. Fails with what ``token_refusal`` answers."""
+    loop = asyncio.get_running_loop()
+    verifier, pool, stamps = app.ctx.verifier, app.ctx.pool, app.ctx.stamps
+    caller: asyncio.Future[Caller] = loop.create_future()
+    try:
+        if not token:
+            raise AccessDenied("no access token")
+        try:
+            claims = verifier.check(token)
+        except UnknownKeyId:
+            # a key this process does not know yet: reloading the keys is a query (rare, after a rotation)
+            return asyncio.ensure_future(authenticate(token, verifier, pool, find_user=stamps))
+        except TokenError as error:
+            raise denied_token(error) from None
+        user_id, device = account_of(claims)
+    except AccessDenied as denied:
+        caller.set_exception(denied)
+        return caller
+
+    def found(row: asyncio.Future[asyncpg.Record | None]) -> None:
+        if caller.done():
+            return
+        if row.cancelled():
+            caller.cancel()
+        elif (error := row.exception()) is not None:
+            caller.set_exception(error)
+        else:
+            try:
+                caller.set_result(caller_of(claims, device, row.result()))
+            except AccessDenied as denied:
+                caller.set_exception(denied)
+
+    stamps.lookup(pool, user_id, device).add_done_callback(found)
+    return caller
+
+
+def token_refusal(error: Exception, ip: str) -> Refusal:
+    """The refusal for a failed ``check_token``; an error that is none (a bug) is raised again."""
+    if isinstance(error, AccessDenied):
+        return Refusal(401, "unauthorized", "Unauthorized", f" from {ip}: {error.reason}")
+    if isinstance(error, DATABASE_ERRORS):
+        log.warning("cannot check a hub token: database unavailable (%s)", error)
+        return Refusal.of(503, "unavailable", "temporarily unavailable")
+    raise error
+
+
+def take_slot(app: Any, ip: str, user_id: str | None) -> Slot | Refusal:
+    """The last check: one more connection within the caps, its slot taken."""
+    registry: Registry = app.ctx.registry
+    if registry.draining:  # it began while the token was being checked
+        return Refusal.of(503, "stopping", "the hub is stopping; connect again")
+    try:
+        return registry.reserve(ip, user_id)
     except LimitReached as limit:
-        if limit.hub_full:
-            return _refuse(metrics, 503, "full", limit.reason)
-        return _refuse(metrics, 429, "limit", limit.reason)
-    # on the TCP connection, not the request: the one place its end can always be seen (app.py)
-    request.conn_info.ctx.hub_slot = slot
-    return None
+        return Refusal.of(503 if limit.hub_full else 429, "full" if limit.hub_full else "limit", limit.reason)
 
 
-class PacedProtocol(FirstByteDeadline, WireProtocol):
-    """The hub's protocol (wire.py), pacing connections from the moment they are accepted: when
-    the peer is the client itself (no trusted proxy between), a connection past its address's pace
-    gets a ready-made 429 and is closed before Sanic reads a byte of it, the cheapest refusal there
-    is. A proxied connection is paced at its request, by the address the proxy names (admit). A
-    connection that sends nothing is closed soon (core/first_byte.py)."""
-
-    __slots__ = ("paced_out",)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.paced_out = False
-        app = self.app
-        peer = transport.get_extra_info("peername")
-        peer = peer[0] if isinstance(peer, tuple) else None
-        if from_proxy(peer, app.ctx.config):
-            super().connection_made(transport)
-            return
-        if not _pace(app, client_address(peer, {}, app.ctx.config)):
-            self.paced_out = True
-            app.ctx.metrics.refused.labels("rate").inc()
-            transport.write(_PACED_OUT_ANSWER)  # type: ignore[attr-defined]
-            transport.close()
-            return
-        super().connection_made(transport)
-        self.conn_info.ctx.paced = True
-
-    def data_received(self, data: bytes) -> None:
-        if not self.paced_out:
-            super().data_received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.paced_out:  # Sanic never saw it
-            super().connection_lost(exc)
+def refused(metrics: HubMetrics, refusal: Refusal) -> None:
+    """Log and count a refusal."""
+    log.info("refused hub connection%s", refusal.logged)
+    metrics.refused.labels(refusal.label).inc()
 
 
-def _pace(app: Any, ip: str) -> bool:
+def answer_bytes(status: int, message: str) -> bytes:
+    """A refusal written on the wire by the hub itself, as Sanic would answer it (the same JSON
+    body and headers), and the connection closed after it."""
+    response = json(error_json(message), status=status)
+    add_headers(response)
+    return (b"HTTP/1.1 %d %s\r\ncontent-length: %d\r\nconnection: close\r\n" % (
+        status, STATUS_CODES.get(status, b"UNKNOWN"), len(response.body or b""))
+        + b"".join(b"%s: %s\r\n" % header for header in response.processed_headers)
+        + b"\r\n" + (response.body or b""))
+
+
+def pace(app: Any, ip: str) -> bool:
+    """Whether the address may open one more connection now."""
     config = app.ctx.config
     tally: Tally = app.ctx.tally
     return tally.pace(ip, time.monotonic(), config.hub_ratelimit_max_burst, 60 / config.hub_ratelimit_per_minute)
@@ -142,12 +219,6 @@ def _paced_at_accept(conn_info: ConnInfo) -> bool:
 
 
 PACED_OUT = "too many new connections from this address; try again later"
-_PACED_OUT_BODY = jsonlib.dumps(error_json(PACED_OUT)).encode()
-_PACED_OUT_ANSWER = (
-    "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-    f"Content-Length: {len(_PACED_OUT_BODY)}\r\nConnection: close\r\n"
-    + "".join(f"{name}: {value}\r\n" for name, value in {**SECURITY_HEADERS, **NO_STORE}.items())
-    + "\r\n").encode() + _PACED_OUT_BODY
 
 
 class StampLookups:
@@ -162,11 +233,16 @@ class StampLookups:
 
     async def __call__(self, pool: asyncpg.Pool, user_id: uuid.UUID,
                        device_identifier: str | None = None) -> asyncpg.Record | None:
+        return await self.lookup(pool, user_id, device_identifier)
+
+    def lookup(self, pool: asyncpg.Pool, user_id: uuid.UUID,
+               device_identifier: str | None) -> asyncio.Future[asyncpg.Record | None]:
+        """The row, once the batch it goes in was read."""
         found: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault((user_id, device_identifier), []).append(found)
         if self._reader is None:
             self._reader = asyncio.create_task(self._read(pool), name="hub-stamps")
-        return await found
+        return found
 
     async def _read(self, pool: asyncpg.Pool) -> None:
         try:
@@ -250,9 +326,3 @@ def _plain_upgrade(headers: Any) -> bool:
         return len(base64.b64decode(key[0].encode(), validate=True)) == 16
     except (ValueError, UnicodeEncodeError):
         return False
-
-
-def _refuse(metrics: HubMetrics, status: int, label: str, reason: str) -> HTTPResponse:
-    log.info("refused hub connection: %s", reason)
-    metrics.refused.labels(label).inc()
-    return json(error_json(reason), status=status)

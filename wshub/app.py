@@ -43,9 +43,10 @@ from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
 from core.keyring import KeyRing
 from core.tokens import VerifiedTokens
-from wshub.admission import PacedProtocol, StampLookups, admit, give_back
+from wshub.admission import StampLookups, admit, give_back
 from wshub.connection import close_all
 from wshub.delivery import Delivery
+from wshub.door import HubProtocol
 from wshub.ingress import Ingress, IngressTuning
 from wshub.keepalive import DEFAULT_PING_INTERVAL, keep_alive
 from wshub.memberships import Memberships, load_from
@@ -54,6 +55,7 @@ from wshub.pump import Clients, anonymous_socket, hub_socket
 from wshub.registry import Registry
 from wshub.session import CloseReason
 from wshub.tally import LocalTally, Tally
+from wshub.turns import Turns
 
 __all__ = ["HubTuning", "create_app", "serve"]
 
@@ -105,11 +107,14 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
                         on_user_arrived=memberships.connected, on_user_left=memberships.disconnected)
     delivery = Delivery(registry, metrics, memberships)
     app.ctx.config = config
-    #: the server protocol to run it with (wire.py, pacing connections as they are accepted by
-    #: admission.PacedProtocol): its upgrade hands the socket to websocket.py
-    app.ctx.protocol = PacedProtocol
+    #: the server protocol to run it with (door.py): it paces connections as they are accepted,
+    #: admits plain upgrades itself and leaves the rest to Sanic; an upgrade hands the socket to
+    #: websocket.py
+    app.ctx.protocol = HubProtocol
+    #: the steps of letting clients in, a bounded time per turn of the event loop (turns.py)
+    app.ctx.turns = Turns()
     app.ctx.clients = Clients(registry, metrics, handshake_timeout=config.hub_handshake_timeout,
-                              send_buffer=config.hub_send_buffer)
+                              send_buffer=config.hub_send_buffer, turns=app.ctx.turns)
     app.ctx.metrics = metrics
     app.ctx.registry = registry
     #: the counts and paces of client addresses (tally.py), read by admission
@@ -153,8 +158,10 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         # public keys only: the hub never signs, and its role cannot read a private key
         app.ctx.keys = KeyRing(app.ctx.pool)
         await app.ctx.keys.load()
-        # a client that reconnects with the same token skips its parse and RSA check (core/tokens.py)
-        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer, verified=VerifiedTokens())
+        # a client that reconnects with the same token skips its parse and RSA check (core/tokens.py):
+        # room for the token of every connection this worker may hold, so a storm of them coming back hits
+        verified = VerifiedTokens(max(4 << 20, config.hub_max_connections * VerifiedTokens.ENTRY_BYTES))
+        app.ctx.verifier = app.ctx.keys.verifier(config.token_issuer, verified=verified)
         await app.ctx.ingress.connect()
         app.ctx.tasks = [
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),

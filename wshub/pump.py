@@ -33,9 +33,11 @@ from wshub.framing import frame
 from wshub.metrics import HubMetrics
 from wshub.registry import Registry, Slot
 from wshub.session import CloseReason, Frame, Session, State
+from wshub.turns import Turns
 from wshub.websocket import WebSocket
 
-__all__ = ["ANONYMOUS_MAX_MESSAGE_SIZE", "Clients", "anonymous_socket", "hub_socket"]
+__all__ = ["ANONYMOUS_MAX_MESSAGE_SIZE", "Clients", "anonymous_socket", "hub_socket", "serve_anonymous",
+           "serve_user"]
 
 log = logging.getLogger("wshub")
 
@@ -47,12 +49,16 @@ class Clients:
     """What the clients of one hub share: where they register, what counts them, their limits, and
     those still in their handshake (the registry holds only those past it)."""
 
-    def __init__(self, registry: Registry, metrics: HubMetrics, *, handshake_timeout: float, send_buffer: int) -> None:
+    def __init__(self, registry: Registry, metrics: HubMetrics, *, handshake_timeout: float, send_buffer: int,
+                 turns: Turns | None = None) -> None:
         self.registry = registry
         self.metrics = metrics
         self.handshake_timeout = handshake_timeout
         self.send_buffer = send_buffer
         self.handshaking: set[_Client] = set()
+        #: where a socket's input waits its turn until its handshake is read (turns.py), like the
+        #: steps before its upgrade: a storm's handshakes do not hold up the clients already in
+        self.turns = turns or Turns()
 
     def close_handshaking(self, reason: CloseReason) -> None:
         """End every socket still in its handshake (the hub is stopping)."""
@@ -61,24 +67,37 @@ class Clients:
 
 
 async def hub_socket(request: Request, ws: WebSocket) -> None:
-    caller: Caller = request.ctx.caller
-    _serve(request, ws, "user", request.app.ctx.config.hub_max_message_size, float(caller.claims["exp"]),
-           user_id=str(caller.user_id), device_identifier=caller.device_identifier,
-           device_id=str(caller.device_id) if caller.device_id else None)
+    serve_user(request.app, ws, _upgraded(request), request.ctx.caller)
 
 
 async def anonymous_socket(request: Request, ws: WebSocket) -> None:
-    _serve(request, ws, "anonymous", ANONYMOUS_MAX_MESSAGE_SIZE,
-           time.time() + request.app.ctx.anonymous_lifetime, auth_request_id=request.ctx.auth_request_id)
+    serve_anonymous(request.app, ws, _upgraded(request), request.ctx.auth_request_id)
 
 
-def _serve(request: Request, ws: WebSocket, hub: str, max_message_size: int, expires_at: float,
-           **identity: Any) -> None:
+def _upgraded(request: Request) -> Slot:
     slot = slot_of(request)
     # the socket gives it back at its end: the request's end (app.py) comes before that
     request.conn_info.ctx.hub_slot = None
     access_log.upgraded(request)
-    client = _Client(request.app.ctx.clients, ws, slot, hub, Session(max_message_size), expires_at, identity)
+    return slot
+
+
+def serve_user(app: Any, ws: WebSocket, slot: Slot, caller: Caller) -> None:
+    """Serve an upgraded socket of a signed-in client, which holds ``slot`` from now on."""
+    _serve(app, ws, slot, "user", app.ctx.config.hub_max_message_size, float(caller.claims["exp"]),
+           user_id=str(caller.user_id), device_identifier=caller.device_identifier,
+           device_id=str(caller.device_id) if caller.device_id else None)
+
+
+def serve_anonymous(app: Any, ws: WebSocket, slot: Slot, auth_request_id: str) -> None:
+    """Serve an upgraded socket of a device waiting for a login approval."""
+    _serve(app, ws, slot, "anonymous", ANONYMOUS_MAX_MESSAGE_SIZE, time.time() + app.ctx.anonymous_lifetime,
+           auth_request_id=auth_request_id)
+
+
+def _serve(app: Any, ws: WebSocket, slot: Slot, hub: str, max_message_size: int, expires_at: float,
+           **identity: Any) -> None:
+    client = _Client(app.ctx.clients, ws, slot, hub, Session(max_message_size), expires_at, identity)
     client.start()
     ws.serve(client, max_message_size)
 
@@ -105,6 +124,7 @@ class _Client:
 
     def start(self) -> None:
         self.clients.handshaking.add(self)
+        self.ws.turns = self.clients.turns
         self._deadline = asyncio.get_running_loop().call_later(self.clients.handshake_timeout, self._no_handshake)
 
     # -- from the socket ------------------------------------------------------------------------
@@ -165,6 +185,7 @@ class _Client:
 
     def _stop_waiting(self) -> None:
         self.clients.handshaking.discard(self)
+        self.ws.turns = None  # from now on its input is read where it arrives
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

@@ -5,7 +5,9 @@ transport to a :class:`WebSocket` (wire.py), which serves it from then on with n
 future of its own: an idle connection is this object, its transport, its frame reader (empty
 between frames) and what the hub keeps of its client. Each read is parsed where it arrives
 (incoming.py) and each message handed to the ``listener`` in the same callback; the hub writes
-ready-made frames (framing.py) straight to ``transport``.
+ready-made frames (framing.py) straight to ``transport``. Until the client's SignalR handshake
+is read, its reads wait their turn instead (``turns``, wshub/turns.py), reading paused meanwhile:
+in a reconnect storm, thousands of handshakes arrive in the same turns of the loop.
 
 The protocol's own duties are here:
 
@@ -36,6 +38,7 @@ from typing import Protocol
 from websockets.protocol import State
 
 from wshub.incoming import CloseFrame, FrameReader, Ping, Pong, Violation
+from wshub.turns import Turns
 
 __all__ = ["WEBSOCKET_PING", "UNANSWERED_PINGS", "Listener", "WebSocket", "close_frame"]
 
@@ -82,8 +85,8 @@ def close_frame(code: int | None, reason: str = "") -> bytes:
 class WebSocket(asyncio.Protocol):
     """One upgraded connection; see the module docstring."""
 
-    __slots__ = ("transport", "state", "writable", "on_writable", "listener", "close_timeout", "unheard",
-                 "_reader", "_unread", "_closed", "_abort_timer")
+    __slots__ = ("transport", "state", "writable", "on_writable", "listener", "close_timeout", "unheard", "turns",
+                 "_reader", "_unread", "_queued", "_closed", "_abort_timer")
 
     def __init__(self, transport: asyncio.Transport, unread: bytes, *, max_size: int, close_timeout: float) -> None:
         self.transport = transport
@@ -96,9 +99,13 @@ class WebSocket(asyncio.Protocol):
         self.close_timeout = close_timeout
         #: Keepalive ticks since the client last sent anything.
         self.unheard = 0
+        #: While set, what arrives is read in a turn of these (turns.py), not where it arrives (the
+        #: hub sets it until the client's handshake is read).
+        self.turns: Turns | None = None
         self._reader = FrameReader(max_size)
-        # what came in before a listener was set: read then
+        # what came in before a listener was set, or before its turn: read then
         self._unread = unread
+        self._queued = False
         # the end of the transport, for whoever waits for it; made when someone does
         self._closed: asyncio.Future[None] | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -125,7 +132,7 @@ class WebSocket(asyncio.Protocol):
             return
         if unread:
             self.data_received(unread)
-        if self.state is not _CLOSED:
+        if self.state is not _CLOSED and not self._queued:  # queued: reading resumes in its turn
             self.transport.resume_reading()
 
     # -- from the hub ---------------------------------------------------------------------------
@@ -189,9 +196,27 @@ class WebSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.unheard = 0
-        if self.listener is None:  # before serve: a read that was under way when reading paused
+        if self.listener is None or self._queued:  # before serve or its turn: a read under way when reading paused
             self._unread += data
             return
+        if self.turns is not None:
+            self._unread = data
+            self._queued = True
+            self.transport.pause_reading()
+            self.turns.add(self._read_in_turn)
+            return
+        self._read(data)
+
+    def _read_in_turn(self) -> None:
+        self._queued = False
+        unread, self._unread = self._unread, b""
+        if self.state is _CLOSED:
+            return
+        self.transport.resume_reading()
+        self._read(unread)
+
+    def _read(self, data: bytes) -> None:
+        assert self.listener is not None
         try:
             received = self._reader.feed(data)
         except Violation as violation:

@@ -22,7 +22,7 @@ from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
 from wshub.websocket import WebSocket
 
-__all__ = ["WireProtocol", "accept_key"]
+__all__ = ["WireProtocol", "accept_key", "hand_over"]
 
 #: RFC 6455 §1.3: what the client's key is hashed with.
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -33,20 +33,25 @@ def accept_key(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
 
 
+def hand_over(transport: Any, key: str, unread: bytes, *, max_size: int, close_timeout: float) -> WebSocket:
+    """Answer an admitted upgrade with its 101, and serve the transport as a WebSocket from now on."""
+    transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(key).encode())
+    return WebSocket.take_over(transport, unread, max_size=max_size, close_timeout=close_timeout)
+
+
 class WireProtocol(WebSocketProtocol):
     __slots__ = ()
 
     async def websocket_handshake(self, request: Any, subprotocols: Sequence[str] | None = None) -> WebSocket:
         transport = self.transport
         assert transport is not None
-        transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(request.headers["sec-websocket-key"]).encode())
         # Sanic no longer holds the connection: its shutdown leaves it to the hub's goodbye
         self.connections.discard(self)
         unread = bytes(self.recv_buffer)
         self.recv_buffer.clear()
-        return WebSocket.take_over(transport, unread, max_size=self.websocket_max_size or 2**20,
-                                   close_timeout=self.websocket_timeout)
+        return hand_over(transport, request.headers["sec-websocket-key"], unread,
+                         max_size=self.websocket_max_size or 2**20, close_timeout=self.websocket_timeout)
 
     def close(self, timeout: float | None = None) -> None:
         # Sanic closes the connection when its request task ends: an upgraded one lives on

@@ -198,10 +198,11 @@ async def test_an_internal_error_ends_that_connection_only_and_its_log_has_no_ur
 async def test_a_failure_before_the_upgrade_is_a_500_whose_log_has_no_url(hub, make_user, caplog, monkeypatch) -> None:
     caplog.set_level(logging.DEBUG)
 
-    async def failing(*args: object) -> None:
+    def failing(*args: object) -> None:
         raise RuntimeError("a bug in the token check")
 
-    monkeypatch.setattr("wshub.admission.authenticate", failing)
+    monkeypatch.setattr("wshub.admission.check_token", failing)
+    monkeypatch.setattr("wshub.door.check_token", failing)
     user = await make_user()
     token = user.token()
     with pytest.raises(websockets.InvalidStatus) as refused:

@@ -95,8 +95,12 @@ async def test_a_request_that_never_reaches_its_socket_handler_gives_its_slot_ba
     registry = hub.app.ctx.registry
     host, port = hub.base.split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET /notifications/anonymous-hub?Token={uuid.uuid4()} HTTP/1.1\r\nHost: {hub.base}\r\n".encode()
-                 + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items()).encode() + b"\r\n")
+    # in two packets: a head that Sanic reads (the hub's protocol reads only a head that comes whole)
+    writer.write(f"GET /notifications/anonymous-hub?Token={uuid.uuid4()} HTTP/1.1\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(f"Host: {hub.base}\r\n".encode() + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items()).encode()
+                 + b"\r\n")
     if upgrade == "fails":
         assert (await reader.readline()).startswith(b"HTTP/1.1 500 ")
         await eventually(lambda: registry.slots == 0, "the slot went back with the error answer")
@@ -104,6 +108,20 @@ async def test_a_request_that_never_reaches_its_socket_handler_gives_its_slot_ba
         await eventually(lambda: registry.slots == 1, "admitted")
         writer.close()
         await eventually(lambda: registry.slots == 0, "the slot went back when the client left")
+    writer.close()
+
+
+async def test_a_plain_upgrade_whose_hand_over_fails_is_a_500_and_gives_its_slot_back(hub, monkeypatch) -> None:
+    def hand_over(*args, **kwargs):
+        raise RuntimeError("the upgrade failed after admission")
+
+    monkeypatch.setattr("wshub.door.hand_over", hand_over)
+    host, port = hub.base.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /notifications/anonymous-hub?Token={uuid.uuid4()} HTTP/1.1\r\nHost: {hub.base}\r\n".encode()
+                 + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE.items()).encode() + b"\r\n")
+    assert (await reader.readline()).startswith(b"HTTP/1.1 500 ")
+    assert hub.app.ctx.registry.slots == 0
     writer.close()
 
 
