@@ -52,6 +52,7 @@ from db.events import CHANNEL  # noqa: E402
 DOMAIN = "https://bench.invalid"
 CLIENT_PROCESSES = 2
 PUBLISHERS = 4
+SLOW = 50.0  # ms
 QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0))
 
 
@@ -87,6 +88,9 @@ class Run:
     expected: int  # messages, published x per user
     delivered: int
     hub_cpu: float  # seconds, while publishing and draining
+    #: second of publishing -> messages published in it that took over SLOW ms: where the tail is
+    slow: dict[int, int]
+    hub_age: float  # seconds from the hub's start to the first event
 
 
 async def seed(url: str, users: int, per_user: int) -> tuple[list[str], list[list[str]]]:
@@ -125,8 +129,9 @@ def _cpu(pid: int) -> float:
     return total
 
 
-async def _publish(url: str, users: list[str], rate: float, seconds: float) -> int:
-    """NOTIFYs at ``rate`` per second for ``seconds``, to the users in turn; how many went."""
+async def _publish(url: str, users: list[str], rate: float, seconds: float) -> tuple[float, int]:
+    """NOTIFYs at ``rate`` per second for ``seconds``, to the users in turn; when they began, and
+    how many went."""
     count = round(rate * seconds)
     publishers = [await asyncpg.connect(url) for _ in range(PUBLISHERS)]
     start = time.time() + 0.1
@@ -143,7 +148,7 @@ async def _publish(url: str, users: list[str], rate: float, seconds: float) -> i
     finally:
         for conn in publishers:
             await conn.close()
-    return count
+    return start, count
 
 
 async def run_once(url: str, tokens: list[list[str]], users: list[str], args: argparse.Namespace) -> Run:
@@ -151,6 +156,7 @@ async def run_once(url: str, tokens: list[list[str]], users: list[str], args: ar
     paths = [f"/notifications/hub?access_token={token}" for of_user in tokens for token in of_user]
     port = free_port()
     hub = _start_hub(url, port, connections, args.hub_workers)
+    hub_started = time.time()
     ctx = mp.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
     floor = ctx.Process(target=floor_process, args=(url, ready, stop, results))
@@ -167,7 +173,7 @@ async def run_once(url: str, tokens: list[list[str]], users: list[str], args: ar
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)  # idle: let the connects settle
         cpu_before = _cpu(hub.pid)
-        published = await _publish(url, users, args.rate, args.seconds)
+        start, published = await _publish(url, users, args.rate, args.seconds)
         await asyncio.sleep(args.drain)
         hub_cpu = _cpu(hub.pid) - cpu_before
         stop.set()
@@ -184,9 +190,15 @@ async def run_once(url: str, tokens: list[list[str]], users: list[str], args: ar
             hub.wait(30)
         except subprocess.TimeoutExpired:
             hub.kill()
+    slow: dict[int, int] = {}
+    for origin, ms in (entry for part in received for entry in part.latencies):
+        if ms > SLOW:
+            second = int(origin - start)
+            slow[second] = slow.get(second, 0) + 1
     return Run(hub=[ms for part in received for _, ms in part.latencies], floor=[ms for _, ms in floor_latencies],
                published=published, expected=published * len(tokens[0]),
-               delivered=sum(part.counts[-1][1] for part in received if part.counts), hub_cpu=hub_cpu)
+               delivered=sum(part.counts[-1][1] for part in received if part.counts), hub_cpu=hub_cpu,
+               slow=dict(sorted(slow.items())), hub_age=start - hub_started)
 
 
 # -- the whole benchmark ------------------------------------------------------------------------
@@ -201,7 +213,8 @@ async def bench(url: str, args: argparse.Namespace) -> None:
         print(f"run {number + 1}: delivered {run.delivered}/{run.expected}, floor heard {len(run.floor)}/"
               f"{run.published}; " + ", ".join(
                   f"{name} {percentile(run.hub, q):.2f}/{percentile(run.floor, q):.2f} ms" for name, q in QUANTILES)
-              + f" (hub/floor); hub CPU {run.hub_cpu:.1f} s", flush=True)
+              + f" (hub/floor); hub CPU {run.hub_cpu:.1f} s; messages over {SLOW:g} ms by second of publishing"
+              f" (the hub started {run.hub_age:.1f} s before it): {run.slow or 'none'}", flush=True)
 
     print(f"\ncommit -> client: {args.connections} connections ({args.per_user} per user), {args.rate:g} events/s "
           f"for {args.seconds:g} s (each a NOTIFY of its own, to the users in turn), hub workers "
