@@ -11,8 +11,9 @@ Clients run in separate processes (bench/wsclients.c, in C so that they outpace 
 and count every message; one connection in 20 also notes for each the time from its publication
 (the event's date) to its arrival. A step is sustained when at least 99.9% of
 its messages arrived and their p99 is within ``--p99`` ms; a server's figure is the highest step
-it sustained. Also measured: server CPU per 100,000 messages at that step, and resident memory
-per idle handshaken connection (RSS after connecting minus before, over the connections).
+it sustained. Also measured: server CPU per message (and, per step, the share of it spent in the
+kernel), and resident memory per idle handshaken connection (RSS after connecting minus before,
+over the connections).
 
 Prints, for each server, the median and spread of ``--runs`` runs and the ratio to the baseline
 of the same run. Asserts nothing.
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -37,7 +37,6 @@ import time
 import uuid
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,12 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scratch import (  # noqa: E402
-    free_port, percentile, print_row, print_table_head,
+    folder_event, free_port, percentile, print_row, print_table_head,
     run_on_scratch_database, spread, until_alive)
 from bench.wsclients import ClientProcess  # noqa: E402
 from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
-from db.events import CHANNEL, PushType  # noqa: E402
+from db.events import CHANNEL  # noqa: E402
 
 DOMAIN = "https://bench.invalid"
 CLIENT_PROCESSES = 2
@@ -111,6 +110,7 @@ class Step:
     received: int
     p99: float
     cpu: float  # server CPU seconds during the step and its drain
+    system: float  # of which in the kernel (its socket writes, mostly)
 
     def sustained(self, p99_limit: float) -> bool:
         return self.received >= 0.999 * self.sent and self.p99 <= p99_limit
@@ -150,15 +150,17 @@ def _processes(pid: int) -> list[psutil.Process]:
     return [parent, *parent.children(recursive=True)]
 
 
-def _cpu(pid: int) -> float:
-    total = 0.0
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the server's processes so far: in all, and in the kernel."""
+    total = system = 0.0
     for process in _processes(pid):
         try:
             times = process.cpu_times()
             total += times.user + times.system
+            system += times.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return total, system
 
 
 def _rss(pid: int) -> int:
@@ -185,7 +187,7 @@ async def run_server(kind: str, url: str, user: str, tokens: list[str], rates: l
         rss_per_connection = (_rss(server.pid) - rss_before) / connections
 
         publisher = await asyncpg.connect(url)
-        windows: list[tuple[int, float, float, int, float]] = []
+        windows: list[tuple[int, float, float, int, float, float]] = []
         try:
             for rate in rates:
                 events_per_second = rate / connections
@@ -197,14 +199,12 @@ async def run_server(kind: str, url: str, user: str, tokens: list[str], rates: l
                     delay = start + n * interval - time.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    now = datetime.now(timezone.utc)
-                    await publisher.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps({
-                        "type": int(PushType.SYNC_FOLDER_UPDATE), "user": user, "org": None,
-                        "item": str(uuid.uuid4()), "date": now.isoformat(), "device": None,
-                        "collections": None, "moved_from": None}))
+                    await publisher.execute("SELECT pg_notify($1, $2)", CHANNEL, folder_event(user))
                 end = time.time()
                 await asyncio.sleep(drain)
-                windows.append((rate, start - 0.001, end + 0.001, count, _cpu(server.pid) - cpu_before))
+                cpu_after = _cpu(server.pid)
+                windows.append((rate, start - 0.001, end + 0.001, count, cpu_after[0] - cpu_before[0],
+                                cpu_after[1] - cpu_before[1]))
         finally:
             await publisher.close()
         received = [client.stop() for client in clients]
@@ -226,12 +226,12 @@ async def run_server(kind: str, url: str, user: str, tokens: list[str], rates: l
         return total
 
     latencies = sorted((origin, ms) for part in received for origin, ms in part.latencies)
-    for number, (rate, start, end, count, cpu) in enumerate(windows):
+    for number, (rate, start, end, count, cpu, system) in enumerate(windows):
         following = windows[number + 1][1] if number + 1 < len(windows) else float("inf")
         in_step = [ms for origin, ms in latencies[bisect_left(latencies, (start, -1.0)):
                                                    bisect_left(latencies, (end, -1.0))]]
         steps.append(Step(rate, count * connections, messages_by(min(following, end + drain)) - messages_by(start),
-                          percentile(in_step, 0.99) if in_step else float("inf"), cpu))
+                          percentile(in_step, 0.99) if in_step else float("inf"), cpu, system))
     return Outcome(kind, steps, rss_per_connection)
 
 
@@ -262,7 +262,8 @@ async def bench(url: str, args: argparse.Namespace) -> None:
             outcome = await run_server(kind, url, user, tokens, args.rates, args.step, args.drain, args.old_hub)
             outcomes[kind].append(outcome)
             print(f"run {run + 1} {kind}: " + ", ".join(
-                f"{s.rate // 1000}k:{s.received / s.sent:.3f}/{s.p99:.0f}ms/{s.cpu:.1f}s" for s in outcome.steps)
+                f"{s.rate // 1000}k:{s.received / s.sent:.3f}/{s.p99:.0f}ms/{s.cpu:.1f}s"
+                f"({s.system / max(s.cpu, 1e-9):.0%} sys)" for s in outcome.steps)
                 + f"; idle RSS {outcome.rss_per_connection / 1024:.1f} KiB/connection", flush=True)
 
     limit = args.p99
@@ -302,7 +303,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--hub-workers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2])
     parser.add_argument("--rates", type=lambda s: [int(n) for n in s.split(",")],
-                        default=[20_000, 40_000, 60_000, 80_000, 100_000, 130_000, 160_000])
+                        default=[20_000, 40_000, 60_000, 80_000, 100_000, 130_000, 160_000, 200_000, 250_000, 320_000, 400_000])
     parser.add_argument("--step", type=float, default=2.0, help="seconds per step")
     parser.add_argument("--drain", type=float, default=1.0, help="seconds after each step")
     parser.add_argument("--p99", type=float, default=100.0, help="ms")

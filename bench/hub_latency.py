@@ -1,18 +1,22 @@
-"""How fast and how lean the notifications hub is, beside a bare LISTEN on the same database.
+"""Commit -> client latency through the hub under a steady load of events, beside a bare asyncpg
+LISTEN callback on the same commits (the floor), measured in the same run.
 
-Starts the hub (`pgwarden hub`) and N SignalR client connections spread over worker processes,
-then measures, in one run:
+``--connections`` clients (bench/wsclients.c, two processes) sign in as ``--per-user`` devices of
+each of connections / per-user users. Events are published at ``--rate`` per second for
+``--seconds``, each a NOTIFY of its own (one autocommit ``pg_notify``, from a few publishing
+connections), to the users in turn: every event goes to that user's ``--per-user`` connections.
+Each event's date is taken just before its statement is sent; every client notes each message's
+arrival against that date (its RevisionDate), and a bare LISTEN connection in a process of its own
+notes each notification's arrival in its callback against the same date. So both clocks start at
+the same instant, and the ratio of the hub's percentiles to the floor's is the hub's cost.
 
-- commit-to-receive latency p50/p99 of single-item changes through the hub, and for the same
-  events on a bare asyncpg LISTEN connection in its own process (the floor); both clocks start
-  just before the committing statement is sent;
-- messages delivered per second when each event goes to every one of the N connections (all N
-  belong to one user: every device of one account);
-- resident memory of the hub process per idle connection.
+A run lasts long enough to include the hub's keepalive tick (a Ping to every connection every 15 s),
+as a real hub's load does.
 
-Prints a table; asserts nothing.
+Prints, for each percentile, the median [min-max] of ``--runs`` runs and of the per-run ratio
+to the floor; asserts nothing.
 
-    python bench/hub_latency.py [--connections 1000] [--events 300] [--fanout-events 20]
+    python bench/hub_latency.py [--connections 10000] [--per-user 2] [--rate 2000] [--seconds 20] [--runs 3]
 
 Uses DATABASE_URL (a scratch database is created and dropped) or an embedded PostgreSQL.
 """
@@ -24,225 +28,219 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import statistics
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import psutil
-import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import free_port, percentile, scratch_database, until_alive  # noqa: E402
-from db.events import CHANNEL  # noqa: E402
+from bench.scratch import (  # noqa: E402
+    folder_event, free_port, percentile, print_row, print_table_head, run_on_scratch_database, spread, until_alive)
+from bench.wsclients import ClientProcess  # noqa: E402
 from core.keystore import ensure_signing_key, load_signing_key  # noqa: E402
 from core.tokens import TokenIssuer  # noqa: E402
-from wshub.codec import Invocation, MessagePackProtocol, MessageReader  # noqa: E402
+from db.events import CHANNEL  # noqa: E402
 
 DOMAIN = "https://bench.invalid"
-WORKERS = 4
+CLIENT_PROCESSES = 2
+PUBLISHERS = 4
+SLOW = 50.0  # ms
+QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0))
 
 
-# -- client worker processes ----------------------------------------------------------------------
+# -- the floor: a bare LISTEN in a process of its own -------------------------------------------
 
 
-def _notifications(reader: MessageReader, frame: bytes) -> list[dict[str, Any]]:
-    return [m.arguments[0] for m in reader.feed(frame) if isinstance(m, Invocation)]
-
-
-async def _client_worker(url: str, tokens: list[str], ready: Any, stop: Any, results: Any) -> None:
-    received: list[tuple[str | None, float]] = []
-    sockets = []
-    for token in tokens:
-        ws = await websockets.connect(f"{url}?access_token={token}", max_size=None, ping_interval=None)
-        await ws.send('{"protocol":"messagepack","version":1}\x1e')
-        assert await ws.recv() == "{}\x1e"
-        sockets.append(ws)
-
-    async def read(ws: Any) -> None:
-        reader = MessageReader(MessagePackProtocol(), 1 << 20)
-        async for frame in ws:
-            if isinstance(frame, bytes):
-                now = time.time()
-                received.extend((n["Payload"].get("Id"), now) for n in _notifications(reader, frame))
-
-    readers = [asyncio.create_task(read(ws)) for ws in sockets]
-    ready.release()
-    while not stop.is_set():
-        await asyncio.sleep(0.05)
-    for task in readers:
-        task.cancel()
-    results.put(("hub", received))
-
-
-def client_worker(url: str, tokens: list[str], ready: Any, stop: Any, results: Any) -> None:
-    asyncio.run(_client_worker(url, tokens, ready, stop, results))
-
-
-async def _floor_worker(database_url: str, ready: Any, stop: Any, results: Any) -> None:
-    received: list[tuple[str | None, float]] = []
+async def _floor(database_url: str, ready: Any, stop: Any, results: Any) -> None:
+    arrivals: list[tuple[str, float]] = []
     conn = await asyncpg.connect(database_url)
-    await conn.add_listener(CHANNEL, lambda *args: received.append((json.loads(args[3])["item"], time.time())))
-    ready.release()
+    await conn.add_listener(CHANNEL, lambda _c, _p, _ch, payload: arrivals.append((payload, time.time())))
+    ready.set()
     while not stop.is_set():
         await asyncio.sleep(0.05)
     await conn.close()
-    results.put(("floor", received))
+    # after the run: the callback itself did nothing but note the time
+    results.put([(origin, (at - origin) * 1000)
+                 for payload, at in arrivals
+                 for origin in (datetime.fromisoformat(json.loads(payload)["date"]).timestamp(),)])
 
 
-def floor_worker(database_url: str, ready: Any, stop: Any, results: Any) -> None:
-    asyncio.run(_floor_worker(database_url, ready, stop, results))
+def floor_process(database_url: str, ready: Any, stop: Any, results: Any) -> None:
+    asyncio.run(_floor(database_url, ready, stop, results))
 
 
-class Listeners:
-    """Client worker processes, one per shard of tokens, and a bare LISTEN worker beside them."""
-
-    def __init__(self) -> None:
-        self.ctx = mp.get_context("spawn")
-        self.stop, self.results, self.ready = self.ctx.Event(), self.ctx.Queue(), self.ctx.Semaphore(0)
-        self.workers: list[Any] = []
-
-    async def start(self, ws_url: str, shards: list[list[str]], database_url: str) -> None:
-        """Returns once every worker is connected and listening."""
-        self.workers = [self.ctx.Process(target=client_worker, args=(ws_url, shard, self.ready, self.stop, self.results))
-                        for shard in shards]
-        self.workers.append(self.ctx.Process(target=floor_worker,
-                                             args=(database_url, self.ready, self.stop, self.results)))
-        for worker in self.workers:
-            worker.start()
-        for _ in self.workers:
-            while not self.ready.acquire(timeout=0.1):
-                await asyncio.sleep(0.05)
-
-    def collect(self) -> list[tuple[str, list[tuple[str | None, float]]]]:
-        """What each worker received: ("hub" or "floor", [(item id, epoch seconds)])."""
-        self.stop.set()
-        return [self.results.get(timeout=120) for _ in self.workers]
-
-    def join(self) -> None:
-        self.stop.set()
-        for worker in self.workers:
-            worker.join(30)
+# -- one run ------------------------------------------------------------------------------------
 
 
-# -- the run ------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    hub: list[float]  # ms, every message a client received
+    floor: list[float]  # ms, every notification the bare LISTEN heard
+    published: int
+    expected: int  # messages, published x per user
+    delivered: int
+    hub_cpu: float  # seconds, while publishing and draining
+    #: second of publishing -> messages published in it that took over SLOW ms: where the tail is
+    slow: dict[int, int]
+    hub_age: float  # seconds from the hub's start to the first event
 
 
-async def seed(url: str, fan_connections: int) -> tuple[str, str, list[str], list[str]]:
+async def seed(url: str, users: int, per_user: int) -> tuple[list[str], list[list[str]]]:
+    """``users`` accounts: their ids, and each one's ``per_user`` tokens, one per device."""
     conn = await asyncpg.connect(url)
     try:
         await ensure_signing_key(conn)
-        issuer = TokenIssuer(await load_signing_key(conn, None), f"{DOMAIN}|login", 3600)
-        users = []
-        for name in ("probe", "fan"):
-            row = await conn.fetchrow(
-                "INSERT INTO users (email, password_hash, key) VALUES ($1, 'h', 'k') RETURNING id::text, security_stamp::text",
-                f"{name}@bench")
-            users.append(row)
-        tokens = {row["id"]: [issuer.issue({"sub": row["id"], "sstamp": row["security_stamp"],
-                                            "device": str(uuid.uuid4())})
-                              for _ in range(1 if i == 0 else fan_connections)]
-                  for i, row in enumerate(users)}
-        return users[0]["id"], users[1]["id"], tokens[users[0]["id"]], tokens[users[1]["id"]]
+        issuer = TokenIssuer(await load_signing_key(conn, None), f"{DOMAIN}|login", 3600 * 6)
+        rows = await conn.fetch(
+            "INSERT INTO users (email, password_hash, key) SELECT 'u' || n || '@bench', 'h', 'k'"
+            " FROM generate_series(1, $1) AS n RETURNING id::text, security_stamp::text", users)
+        return [row["id"] for row in rows], [
+            [issuer.issue({"sub": row["id"], "sstamp": row["security_stamp"], "device": str(uuid.uuid4())})
+             for _ in range(per_user)] for row in rows]
     finally:
         await conn.close()
 
 
-async def run(url: str, connections: int, events: int, fanout_events: int) -> None:
-    probe_user, fan_user, probe_tokens, fan_tokens = await seed(url, connections - 1)
-    port = free_port()
+def _start_hub(url: str, port: int, connections: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
-           "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_MAX_CONNECTIONS_PER_USER": str(connections + 10),
+           "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_WORKERS": str(workers),
            "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
-           "HUB_RATELIMIT_MAX_BURST": str(connections + 10),
-           # room for every fan-out event in flight, at well over a notification's ~250 bytes each
-           "HUB_SEND_BUFFER": str(max(65536, fanout_events * 2 * 512)),
-           # one process: its RSS is what the table shows (HUB_WORKERS defaults to one per core)
-           "HUB_WORKERS": "1"}
-    hub = subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
-    listeners = Listeners()
+           "HUB_RATELIMIT_MAX_BURST": str(connections + 10)}
+    return subprocess.Popen([sys.executable, "-m", "pgwarden.cli", "hub"], env=env)
+
+
+def _cpu(pid: int) -> float:
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def _publish(url: str, users: list[str], rate: float, seconds: float) -> tuple[float, int]:
+    """NOTIFYs at ``rate`` per second for ``seconds``, to the users in turn; when they began, and
+    how many went."""
+    count = round(rate * seconds)
+    publishers = [await asyncpg.connect(url) for _ in range(PUBLISHERS)]
+    start = time.time() + 0.1
+
+    async def publish(k: int, conn: asyncpg.Connection) -> None:
+        for n in range(k, count, PUBLISHERS):
+            delay = start + n / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, folder_event(users[n % len(users)]))
+
+    try:
+        await asyncio.gather(*(publish(k, conn) for k, conn in enumerate(publishers)))
+    finally:
+        for conn in publishers:
+            await conn.close()
+    return start, count
+
+
+async def run_once(url: str, tokens: list[list[str]], users: list[str], args: argparse.Namespace) -> Run:
+    connections = sum(len(of_user) for of_user in tokens)
+    paths = [f"/notifications/hub?access_token={token}" for of_user in tokens for token in of_user]
+    port = free_port()
+    hub = _start_hub(url, port, connections, args.hub_workers)
+    hub_started = time.time()
+    ctx = mp.get_context("spawn")
+    ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    floor = ctx.Process(target=floor_process, args=(url, ready, stop, results))
+    clients: list[ClientProcess] = []
     try:
         await until_alive(port, "hub")
-        await asyncio.sleep(1.0)
-        hub_process = psutil.Process(hub.pid)
-        rss_before = hub_process.memory_info().rss
-
-        ws_url = f"ws://127.0.0.1:{port}/notifications/hub"
-        shards = [probe_tokens + fan_tokens[0::WORKERS]] + [fan_tokens[i::WORKERS] for i in range(1, WORKERS)]
-        await listeners.start(ws_url, shards, url)
-        await asyncio.sleep(3.0)  # idle: let allocations settle
-        rss_idle = hub_process.memory_info().rss
-
-        writer = await asyncpg.connect(url)
-        sent: dict[str, float] = {}
-        for _ in range(events):
-            item = uuid.uuid4()
-            sent[str(item)] = time.time()
-            await writer.execute("INSERT INTO folders (id, user_id, name) VALUES ($1, $2, 'n')", item,
-                                 uuid.UUID(probe_user))
-            await asyncio.sleep(0.01)
-        fan_sent: dict[str, float] = {}
-        fan_start = time.time()
-        for _ in range(fanout_events):
-            item = uuid.uuid4()
-            fan_sent[str(item)] = time.time()
-            await writer.execute("INSERT INTO folders (id, user_id, name) VALUES ($1, $2, 'n')", item,
-                                 uuid.UUID(fan_user))
-        await writer.close()
-        await asyncio.sleep(5.0)
-        collected = listeners.collect()
+        floor.start()
+        clients = [ClientProcess(port, paths[i::CLIENT_PROCESSES], probe_every=1) for i in range(CLIENT_PROCESSES)]
+        await asyncio.gather(*(client.ready() for client in clients))
+        failed = sum(client.failed for client in clients)
+        if failed:
+            raise RuntimeError(f"{failed} connections failed")
+        while not ready.wait(0):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.0)  # idle: let the connects settle
+        cpu_before = _cpu(hub.pid)
+        start, published = await _publish(url, users, args.rate, args.seconds)
+        await asyncio.sleep(args.drain)
+        hub_cpu = _cpu(hub.pid) - cpu_before
+        stop.set()
+        floor_latencies = await asyncio.to_thread(results.get, True, 120)
+        received = [client.stop() for client in clients]
     finally:
-        listeners.join()
+        stop.set()
+        for client in clients:
+            client.kill()
+        if floor.pid is not None:
+            floor.join(30)
         hub.terminate()
-        hub.wait(30)
+        try:
+            hub.wait(30)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+    slow: dict[int, int] = {}
+    for origin, ms in (entry for part in received for entry in part.latencies):
+        if ms > SLOW:
+            second = int(origin - start)
+            slow[second] = slow.get(second, 0) + 1
+    return Run(hub=[ms for part in received for _, ms in part.latencies], floor=[ms for _, ms in floor_latencies],
+               published=published, expected=published * len(tokens[0]),
+               delivered=sum(part.counts[-1][1] for part in received if part.counts), hub_cpu=hub_cpu,
+               slow=dict(sorted(slow.items())), hub_age=start - hub_started)
 
-    floor_received = [entry for kind, entries in collected if kind == "floor" for entry in entries]
-    client_received = [entry for kind, entries in collected if kind == "hub" for entry in entries]
-    hub_latency = [(t - sent[i]) * 1000 for i, t in client_received if i in sent]
-    floor_latency = [(t - sent[i]) * 1000 for i, t in floor_received if i in sent]
-    fan_times = [t for i, t in client_received if i in fan_sent]
-    expected_fan = fanout_events * (connections - 1)
-    fan_elapsed = max(fan_times) - fan_start if fan_times else float("nan")
-    per_connection = (rss_idle - rss_before) / connections
 
-    def row(name: str, value: str, ratio: str = "") -> None:
-        print(f"| {name:<48} | {value:>14} | {ratio:>16} |")
+# -- the whole benchmark ------------------------------------------------------------------------
 
-    print(f"\nhub benchmark: {connections} connections ({connections - 1} of one user + 1 probe), "
-          f"{events} latency events, {fanout_events} fan-out events, {WORKERS} client processes\n")
-    print(f"| {'measure':<48} | {'value':>14} | {'vs bare LISTEN':>16} |")
-    print(f"|{'-' * 50}|{'-' * 16}|{'-' * 18}|")
-    f50, f99 = percentile(floor_latency, 0.5), percentile(floor_latency, 0.99)
-    h50, h99 = percentile(hub_latency, 0.5), percentile(hub_latency, 0.99)
-    row("bare asyncpg LISTEN p50 (floor)", f"{f50:.2f} ms", "1.00x")
-    row("bare asyncpg LISTEN p99 (floor)", f"{f99:.2f} ms", "1.00x")
-    row("commit -> client through the hub p50", f"{h50:.2f} ms", f"{h50 / f50:.2f}x")
-    row("commit -> client through the hub p99", f"{h99:.2f} ms", f"{h99 / f99:.2f}x")
-    row("latency events received (hub / floor)", f"{len(hub_latency)} / {len(floor_latency)}")
-    row(f"fan-out messages delivered (of {expected_fan})", f"{len(fan_times)}")
-    row("fan-out messages per second", f"{len(fan_times) / fan_elapsed:,.0f}")
-    row("hub RSS before clients", f"{rss_before / 2**20:.1f} MiB")
-    row(f"hub RSS with {connections} idle connections", f"{rss_idle / 2**20:.1f} MiB")
-    row("hub RSS per idle connection", f"{per_connection / 1024:.1f} KiB")
-    print(f"\n(statistics: hub mean {statistics.mean(hub_latency):.2f} ms, floor mean "
-          f"{statistics.mean(floor_latency):.2f} ms)")
+
+async def bench(url: str, args: argparse.Namespace) -> None:
+    users, tokens = await seed(url, args.connections // args.per_user, args.per_user)
+    runs: list[Run] = []
+    for number in range(args.runs):
+        run = await run_once(url, tokens, users, args)
+        runs.append(run)
+        print(f"run {number + 1}: delivered {run.delivered}/{run.expected}, floor heard {len(run.floor)}/"
+              f"{run.published}; " + ", ".join(
+                  f"{name} {percentile(run.hub, q):.2f}/{percentile(run.floor, q):.2f} ms" for name, q in QUANTILES)
+              + f" (hub/floor); hub CPU {run.hub_cpu:.1f} s; messages over {SLOW:g} ms by second of publishing"
+              f" (the hub started {run.hub_age:.1f} s before it): {run.slow or 'none'}", flush=True)
+
+    print(f"\ncommit -> client: {args.connections} connections ({args.per_user} per user), {args.rate:g} events/s "
+          f"for {args.seconds:g} s (each a NOTIFY of its own, to the users in turn), hub workers "
+          f"{args.hub_workers}; median [min-max] of {args.runs} runs, ratios within each run\n")
+    columns = [("percentile", 10), ("hub ms", 24), ("bare LISTEN ms (floor)", 24), ("hub / floor", 20)]
+    print_table_head(columns)
+    for name, q in QUANTILES:
+        hub = [percentile(run.hub, q) for run in runs]
+        floor = [percentile(run.floor, q) for run in runs]
+        print_row([name, spread(hub, ".2f"), spread(floor, ".2f"),
+                   spread([h / f for h, f in zip(hub, floor, strict=True)], ".2f")], columns)
+    cpu = [run.hub_cpu / run.published * 1e6 for run in runs]
+    print(f"\nmessages delivered: {spread([r.delivered / r.expected for r in runs], '.4f')} of those due; "
+          f"hub CPU per event (its {args.per_user} messages): {spread(cpu, '.0f')} µs")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--events", type=int, default=300)
-    parser.add_argument("--fanout-events", type=int, default=20)
-    args = parser.parse_args()
-
-    with scratch_database() as url:
-        asyncio.run(run(url, args.connections, args.events, args.fanout_events))
-    return 0
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--per-user", type=int, default=2, help="connections (devices) per user")
+    parser.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of publishing per run")
+    parser.add_argument("--drain", type=float, default=2.0, help="seconds after publishing")
+    parser.add_argument("--hub-workers", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    return run_on_scratch_database(bench, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -1,24 +1,29 @@
 """What the benchmarks share: a scratch database for one run, a free loopback port, waiting for
-a server to answer /alive, percentiles, and the median and spread of runs."""
+a server to answer /alive, a user's event as the triggers publish it, percentiles, and the median
+and spread of runs."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
 import tempfile
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from db import migrate
 from db.embedded import resolve_database_url
+from db.events import PushType
 
-__all__ = ["execute", "free_port", "percentile", "print_row", "print_table_head", "run_on_scratch_database",
+__all__ = ["execute", "folder_event", "free_port", "percentile", "print_row", "print_table_head", "run_on_scratch_database",
            "scratch_database", "spread", "until_alive"]
 
 
@@ -65,6 +70,13 @@ async def until_alive(port: int, what: str) -> None:
             pass
         await asyncio.sleep(0.05)
     raise RuntimeError(f"the {what} did not start")
+
+
+def folder_event(user: str) -> str:
+    """A NOTIFY payload: a folder of ``user`` changed, dated now (the time its clients measure from)."""
+    return json.dumps({"type": int(PushType.SYNC_FOLDER_UPDATE), "user": user, "org": None,
+                       "item": str(uuid.uuid4()), "date": datetime.now(timezone.utc).isoformat(), "device": None,
+                       "collections": None, "moved_from": None})
 
 
 async def execute(url: str, statement: str) -> None:

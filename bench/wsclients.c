@@ -2,14 +2,14 @@
  * clients must read far more messages per second than the server under test writes, or the
  * benchmark measures the clients.
  *
- *   wsclients PORT PATHS_FILE OUT_FILE [AT_ONCE]
+ *   wsclients PORT PATHS_FILE OUT_FILE [AT_ONCE] [PROBE_EVERY]
  *
  * Opens one connection per line of PATHS_FILE (a request path with its token) on 127.0.0.1:PORT,
  * AT_ONCE (100) at a time: WebSocket upgrade, then the SignalR MessagePack handshake. Prints
  * "ready <seconds>" once all are through it (or "failed <n>" for those that were not), then
  * reads until its standard input closes: answers WebSocket pings, counts binary messages of 16
- * bytes or more (SignalR pings are shorter), and on one connection in 20 (the probes) notes for
- * each message its RevisionDate (a MessagePack timestamp: when the benchmark published the event)
+ * bytes or more (SignalR pings are shorter), and on one connection in PROBE_EVERY (20; the
+ * probes) notes for each message its RevisionDate (a MessagePack timestamp: when the benchmark published the event)
  * and how long after it the message arrived. Then writes OUT_FILE:
  *   C <time> <messages so far>     every 50 ms
  *   L <publication time> <ms>      for each message a probe received
@@ -32,7 +32,6 @@
 
 #define LEFT 1024
 #define SCRATCH (1 << 20)
-#define PROBE_EVERY 20
 #define MESSAGE_MIN 16
 
 enum { CONNECTING, UPGRADING, HANDSHAKING, OPEN, CLOSED };
@@ -50,7 +49,7 @@ static double now(void) {
 
 static client_t *clients;
 static char **paths;
-static int port, total, opened, failed, started, closed_by_server;
+static int port, total, opened, failed, started, closed_by_server, probe_every = 20;
 static long messages;
 static double *lat; /* pairs: origin, ms */
 static size_t nlat, caplat;
@@ -86,7 +85,7 @@ static void note(const unsigned char *p, size_t n, double at) {
 static int start_one(int epfd) {
     if (started >= total) return 0;
     client_t *c = &clients[started];
-    c->probe = started % PROBE_EVERY == 0;
+    c->probe = started % probe_every == 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -165,9 +164,10 @@ keep:
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) { fprintf(stderr, "usage: wsclients PORT PATHS_FILE OUT_FILE [AT_ONCE]\n"); return 2; }
+    if (argc < 4) { fprintf(stderr, "usage: wsclients PORT PATHS_FILE OUT_FILE [AT_ONCE] [PROBE_EVERY]\n"); return 2; }
     port = atoi(argv[1]);
     int at_once = argc > 4 ? atoi(argv[4]) : 100;
+    if (argc > 5 && atoi(argv[5]) > 0) probe_every = atoi(argv[5]);
     FILE *f = fopen(argv[2], "r");
     if (!f) { perror("paths"); return 2; }
     char line[4096];

@@ -36,15 +36,16 @@ class Received:
 
 
 class ClientProcess:
-    """One wsclients process opening a connection per request path, ``at_once`` at a time."""
+    """One wsclients process opening a connection per request path, ``at_once`` at a time; one
+    connection in ``probe_every`` notes each message's latency."""
 
-    def __init__(self, port: int, paths: list[str], at_once: int = 100) -> None:
+    def __init__(self, port: int, paths: list[str], at_once: int = 100, probe_every: int = 20) -> None:
         self._folder = tempfile.TemporaryDirectory()
         folder = Path(self._folder.name)
         (folder / "paths").write_text("\n".join(paths) + "\n")
         self._out = folder / "out"
         self.process = subprocess.Popen(
-            [str(build()), str(port), str(folder / "paths"), str(self._out), str(at_once)],
+            [str(build()), str(port), str(folder / "paths"), str(self._out), str(at_once), str(probe_every)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.failed = 0
 

@@ -66,6 +66,10 @@ _app_numbers = itertools.count(1)
 #: Allocations between young collections, and collections between older ones.
 GC_THRESHOLDS = (50_000, 20, 100)
 
+#: Resident memory an open connection holds (4.9 KiB idle, docs/performance.md, and some room):
+#: the hub's growth up to this much per connection is live, and calls for no full collection.
+CONNECTION_BYTES = 8 * 1024
+
 #: Connections the kernel holds for the hub before it accepts them (capped by net.core.somaxconn).
 BACKLOG = 4096
 
@@ -167,7 +171,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
             asyncio.create_task(keep_alive(registry, tuning.ping_interval, sent=metrics.messages_out.inc), name="hub-keepalive"),
             asyncio.create_task(app.ctx.keys.keep_fresh(), name="hub-keys"),
-            asyncio.create_task(trim_periodically(), name="hub-trim"),
+            asyncio.create_task(trim_periodically(in_use=lambda: len(registry) * CONNECTION_BYTES), name="hub-trim"),
         ]
         keep_large_blocks_returnable()
         log.info("hub listening for events on database %s", redact_dsn(url))

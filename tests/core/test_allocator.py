@@ -58,6 +58,8 @@ CYCLES = textwrap.dedent("""
     import asyncio, gc
     from core import allocator
 
+    import sys
+    IN_USE = int(sys.argv[1])  # bytes the server says it holds for live work
     gc.disable()  # the burst's garbage must outlive it, as a quiet server's does
     allocator.keep_large_blocks_returnable()
 
@@ -67,7 +69,8 @@ CYCLES = textwrap.dedent("""
             self.protocol = {"connection": self}
 
     async def main():
-        maintenance = asyncio.create_task(allocator.trim_periodically(0.2, collect_after=16 << 20))
+        maintenance = asyncio.create_task(allocator.trim_periodically(0.2, collect_after=16 << 20,
+                                                                      in_use=lambda: IN_USE))
         await asyncio.sleep(0)  # started at rest, as a server's maintenance is
         before = allocator.resident()
         for _ in range(2000):
@@ -83,7 +86,15 @@ CYCLES = textwrap.dedent("""
 
 @pytest.mark.skipif(allocator._libc is None, reason="the allocator is not glibc's")
 def test_a_server_at_rest_frees_what_closed_connections_left_in_cycles() -> None:
-    burst, kept = map(int, subprocess.run([sys.executable, "-c", CYCLES], cwd=ROOT, check=True,
+    burst, kept = map(int, subprocess.run([sys.executable, "-c", CYCLES, "0"], cwd=ROOT, check=True,
                                           capture_output=True, text=True).stdout.split())
     assert burst > 48 << 20, "the burst left less garbage than the test means to free"
     assert kept < 8 << 20, f"{kept / 2**20:.1f} MiB of {burst / 2**20:.1f} MiB kept"
+
+
+@pytest.mark.skipif(allocator._libc is None, reason="the allocator is not glibc's")
+def test_growth_the_server_holds_for_live_work_starts_no_full_collection() -> None:
+    # a hub's open connections: a full collection would stop its event loop and free nothing
+    burst, kept = map(int, subprocess.run([sys.executable, "-c", CYCLES, str(256 << 20)], cwd=ROOT, check=True,
+                                          capture_output=True, text=True).stdout.split())
+    assert kept > burst // 2, f"collected: {kept / 2**20:.1f} MiB of {burst / 2**20:.1f} MiB kept"
