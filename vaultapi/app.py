@@ -29,6 +29,7 @@ from core.allocator import keep_large_blocks_returnable, trim_periodically
 from core.config import Config, redact_dsn
 from core.first_byte import FirstByteDeadline, wait_for_requests
 from core.negotiate import NEGOTIATE_PATH, negotiate
+from core.request import QuietRequest
 from core.keyring import REFRESH_INTERVAL, KeyRing
 from core.server_secrets import PRELOGIN, load_server_secret
 from core.tokens import VerifiedTokens
@@ -81,7 +82,7 @@ class ApiProtocol(FirstByteDeadline, HttpProtocol):
     __slots__ = ()
 
 
-class LimitedRequest(Request):
+class LimitedRequest(QuietRequest):
     """A request whose body is read only from a known caller and up to its route's limit, and
     whose form is bounded."""
 

@@ -23,6 +23,7 @@ import os
 import struct
 import sys
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 from vaultapi.errors import ApiError
@@ -34,8 +35,12 @@ __all__ = ["IMPORTS_AT_ONCE", "NICENESS", "prepare"]
 NICENESS = 10
 #: children of one API process at once; the next import waits for its turn
 IMPORTS_AT_ONCE = 1
-#: seconds a child may take to read an import (32 MiB take a few at most, on a busy core)
-READ_TIMEOUT = 120.0
+#: seconds a child may take to read an import (32 MiB take a few at most, on a busy core); under
+#: Sanic's RESPONSE_TIMEOUT (60 s), so that the client gets this module's answer, not Sanic's
+READ_TIMEOUT = 45.0
+#: what the child's environment keeps of the API's: no database URL, key passphrase or mail
+#: password goes to a process that parses a stranger's JSON
+_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE")
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ async def prepare(kind: str, body: bytes, **limits: Any) -> tuple[list[Any], int
             # a traceback could quote what the client sent: the child's failure is logged here
             stderr=asyncio.subprocess.DEVNULL,
             # the modules where this process found them, whatever its working folder
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+            env=child_environment())
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 return await _exchange(child, kind, body, limits)
@@ -72,6 +77,12 @@ async def prepare(kind: str, body: bytes, **limits: Any) -> tuple[list[Any], int
     raise ApiError("The import could not be read. Try again.", status=503)
 
 
+def child_environment() -> dict[str, str]:
+    """The child's environment: this process's modules, wherever it found them, and little else."""
+    return {**{name: os.environ[name] for name in _ENVIRONMENT if name in os.environ},
+            "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
 async def _exchange(child: asyncio.subprocess.Process, kind: str, body: bytes,
                     limits: dict[str, Any]) -> tuple[list[Any], int, list[str]]:
     assert child.stdin is not None and child.stdout is not None
@@ -79,21 +90,28 @@ async def _exchange(child: asyncio.subprocess.Process, kind: str, body: bytes,
     child.stdin.write(body)
     await child.stdin.drain()
     child.stdin.close()
-    kind_of, head = await _frame(child.stdout)
+    # its rows are the body's, and JSON's escapes take at most six bytes for one
+    frames = _frames(child.stdout, 6 * len(body) + 2**20)
+    kind_of, head = await anext(frames)
     if kind_of == b"E":
         error = json.loads(head)
         raise ApiError(error["message"], status=error["status"], field=error["field"])
     shape = json.loads(head)
     batches = []
     for _ in range(shape["batches"]):
-        _, batch = await _frame(child.stdout)
+        _, batch = await anext(frames)
         batches.append(batch.decode())
     return shape["groups"], shape["count"], batches
 
 
-async def _frame(stream: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    kind, length = _HEADER.unpack(await stream.readexactly(_HEADER.size))
-    return kind, await stream.readexactly(length)
+async def _frames(stream: asyncio.StreamReader, limit: int) -> AsyncIterator[tuple[bytes, bytes]]:
+    """The child's frames, up to ``limit`` bytes in all: a child gone wrong is ended, not buffered."""
+    while True:
+        kind, length = _HEADER.unpack(await stream.readexactly(_HEADER.size))
+        limit -= _HEADER.size + length
+        if limit < 0:
+            raise ValueError("the import's reader answered more than it was sent")
+        yield kind, await stream.readexactly(length)
 
 
 def _write_frame(kind: bytes, payload: bytes) -> None:

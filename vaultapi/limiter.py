@@ -66,8 +66,14 @@ class Limiter:
                 empty.full_at = min(max(empty.full_at, now) + period, now + 2 * burst * period)
                 empty.unwritten += 1
             return max(empty.full_at for empty in refusing) - now - (burst - 1) * period
-        charges = [1 + (empty.unwritten if (empty := self._empty.pop(key, None)) else 0) for key in keys]
-        backlogs = await login_limits.take(self._pool, keys, charges, period=period, burst=burst)
+        held = {key: self._empty.pop(key) for key in keys if key in self._empty}
+        charges = [1 + (held[key].unwritten if key in held else 0) for key in keys]
+        try:
+            backlogs = await login_limits.take(self._pool, keys, charges, period=period, burst=burst)
+        except BaseException:
+            for key, empty in held.items():  # their charges go with a later attempt
+                self._remember(key, empty)
+            raise
         now = time.monotonic()
         for key, backlog in zip(keys, backlogs):
             if backlog > burst * period + login_limits.EPSILON:

@@ -41,6 +41,7 @@ from core.database import nothing_to_reset
 from core.first_byte import wait_for_requests
 from core.headers import add_headers
 from core.negotiate import NEGOTIATE_PATH, negotiate
+from core.request import QuietRequest
 from core.keyring import KeyRing
 from core.tokens import VerifiedTokens
 from wshub.admission import StampLookups, admit, give_back
@@ -70,6 +71,10 @@ GC_THRESHOLDS = (50_000, 20, 100)
 #: the hub's growth up to this much per connection is live, and calls for no full collection.
 CONNECTION_BYTES = 8 * 1024
 
+#: Seconds a query of the hub's pool may take (a token's stamp, the keys): past it, a connection
+#: waiting on its token check is answered 503 rather than held while the database does not answer.
+COMMAND_TIMEOUT = 10.0
+
 #: Connections the kernel holds for the hub before it accepts them (capped by net.core.somaxconn).
 BACKLOG = 4096
 
@@ -95,7 +100,8 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
         raise ValueError("the hub needs a database URL")
     tuning = tuning or HubTuning()
 
-    app = Sanic(f"pgwarden_hub_{next(_app_numbers)}", configure_logging=False, error_handler=_ErrorHandler())
+    app = Sanic(f"pgwarden_hub_{next(_app_numbers)}", configure_logging=False, error_handler=_ErrorHandler(),
+                request_class=QuietRequest)
     app.config.WEBSOCKET_MAX_SIZE = config.hub_max_message_size
     app.config.KEEP_ALIVE_TIMEOUT = 30
     wait_for_requests(app, config.request_header_timeout)
@@ -158,7 +164,8 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
     async def _start(app: Sanic) -> None:
         # Plain SELECTs that leave no session state behind: a connection needs no reset query (a
         # round trip) each time it goes back to the pool.
-        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4, reset=nothing_to_reset)
+        app.ctx.pool = await asyncpg.create_pool(url, min_size=1, max_size=4, reset=nothing_to_reset,
+                                                 command_timeout=COMMAND_TIMEOUT)
         # public keys only: the hub never signs, and its role cannot read a private key
         app.ctx.keys = KeyRing(app.ctx.pool)
         await app.ctx.keys.load()

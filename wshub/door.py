@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,10 @@ MAX_HEAD = 8192
 #: What a WebSocket gets to close cleanly (Sanic's ``websocket_timeout``, which wire.py follows).
 CLOSE_TIMEOUT = 10.0
 
+#: Bytes that Sanic's parser refuses in a head (a tab only in the target): such a request is its
+#: to answer.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
 _PACED_OUT_ANSWER = answer_bytes(429, PACED_OUT)
 _FAILED_ANSWER = answer_bytes(500, "Internal Server Error")
 
@@ -83,18 +88,18 @@ def read_head(data: bytes | bytearray) -> tuple[_Head, bytes] | None:
     """The head of a plain upgrade to one of the hubs, and what came after it; None for anything
     else. Parsed as Sanic parses a head (http1.py: names lowercased, values left-stripped), over
     a subset of what Sanic takes: a request outside it goes to Sanic, never refused here."""
-    end = data.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+    end = data.find(b"\r\n\r\n", 0, MAX_HEAD + 3)  # Sanic answers 413 from MAX_HEAD on
     if end < 0 or not data.startswith(b"GET /notifications/"):
         return None
     head = bytes(data[:end])
-    if not head.isascii():
+    if not head.isascii() or _CONTROL.search(head.replace(b"\r\n", b"")):
         return None
     request_line, *lines = head.decode("ascii").split("\r\n")
     parts = request_line.split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1":
         return None
     path, _, query = parts[1].partition("?")
-    if path not in (HUB_PATH, ANONYMOUS_HUB_PATH) or "#" in query:
+    if path not in (HUB_PATH, ANONYMOUS_HUB_PATH) or "#" in query or "\t" in query:
         return None
     headers = []
     for line in lines:
@@ -235,6 +240,9 @@ class HubProtocol(asyncio.Protocol):
             return
         assert self._caller is not None
         try:
+            if self._caller.cancelled():  # the stamps' reader was stopped: the hub is going down
+                self._refuse(Refusal.of(503, "unavailable", "temporarily unavailable"))
+                return
             try:
                 caller = self._caller.result()
             except Exception as error:

@@ -52,7 +52,7 @@ class Turns:
         while steps:
             try:
                 steps.popleft()()
-            except Exception:  # a step's own handling failed: the others go on
+            except (Exception, asyncio.CancelledError):  # a step's own handling failed: the others go on
                 log.exception("a step of letting a client in failed")
             if time.perf_counter() >= until:
                 break

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 import urllib.parse
 import uuid
@@ -635,3 +636,21 @@ async def test_malformed_requests_on_organization_routes(org_arena: Organization
         await org_arena.targets()
         arena.alice_seen = await vault_bytes(arena.alice)
     assert await org_arena.bob_state() == arena.bob_seen, (method, template)
+
+
+async def test_a_url_that_cannot_be_parsed_is_a_plain_400_quoting_nothing(api: str, caplog) -> None:
+    """Sanic once answered such a URL with an error quoting it, then logged a traceback quoting
+    it: a URL may carry a secret (the hub's access_token, a signed download)."""
+    caplog.set_level(logging.DEBUG)
+    url = urllib.parse.urlsplit(api)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        writer.write(f"GET /alive?secret=s3cr3tvalue&z=\x00 HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"s3cr3tvalue" not in answer
+    logged = "\n".join(record.getMessage() + str(record.exc_info) for record in caplog.records)
+    assert "s3cr3tvalue" not in logged
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

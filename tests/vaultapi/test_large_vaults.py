@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -189,6 +190,23 @@ async def test_an_import_whose_reader_does_not_answer_in_time_is_503_and_writes_
     assert await db.fetchval("SELECT count(*) FROM ciphers") == 0
     assert not [child for child in psutil.Process().children() if "vaultapi.import_worker" in child.cmdline()]
     assert "import's reader ended without an answer" in caplog.text and secret_name not in caplog.text
+
+
+def test_an_import_s_reader_gets_no_secret_of_the_api_s_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # it parses a stranger's JSON: the database URL, the key passphrase and the mail password stay here
+    monkeypatch.setenv("DATABASE_URL", "postgresql://pgwarden:hunter2@db/pgwarden")
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2")
+    environment = import_worker.child_environment()
+    assert "hunter2" not in "".join(environment.values())
+    assert environment["PYTHONPATH"]
+
+
+async def test_an_import_s_reader_that_answers_more_than_it_was_sent_is_cut_off() -> None:
+    stream = asyncio.StreamReader()
+    stream.feed_data(struct.pack("!cI", b"B", 10_000) + b"x" * 10_000)
+    stream.feed_eof()
+    with pytest.raises(ValueError):
+        await anext(import_worker._frames(stream, 5_000))
 
 
 async def test_the_api_served_alone_keeps_its_startup_objects_out_of_full_collections(database_url: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
+import asyncpg
 import pytest
 
 from tests.support.bwclient import BitwardenClient
@@ -219,3 +220,20 @@ def test_an_ipv6_client_is_limited_by_its_64_bit_prefix() -> None:
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("::ffff:192.0.2.7") == address_key("192.0.2.7") == "192.0.2.7"
     assert address_key("") == address_key("not an address") == "unknown"
+
+
+async def test_refusals_counted_in_memory_outlive_a_failed_write_back(
+    database_url: str, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = ("address", "192.0.2.9")
+    await db.execute("INSERT INTO login_limits (scope, key, tat) VALUES ($1, $2, now() + interval '1 hour')", *key)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    limiter = Limiter(pool)
+    monkeypatch.setattr(limiter_module, "WRITE_BACK", 3600)
+    for _ in range(3):  # the first read from the table, then two from memory
+        assert await limiter.take([key], period=60, burst=10) > 0
+    await pool.close()  # the database is gone when the refusals are to be written back
+    monkeypatch.setattr(limiter_module, "WRITE_BACK", 0)
+    with pytest.raises(asyncpg.InterfaceError):
+        await limiter.take([key], period=60, burst=10)
+    assert limiter._empty[key].unwritten == 2  # kept, for the next attempt to write

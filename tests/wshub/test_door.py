@@ -174,6 +174,29 @@ async def test_odd_requests_are_answered_by_sanic_with_a_client_error(hub, reque
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+_ANONYMOUS = f"GET /notifications/anonymous-hub?Token={uuid.UUID(int=7)}"
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # bytes in the target that Sanic's parser refuses
+    f"{_ANONYMOUS}&z=\x00 HTTP/1.1\r\n{UPGRADE}\r\n".encode(),
+    f"GET /notifications/hub?access_token=s3cr3tvalue&z=\x00 HTTP/1.1\r\n{UPGRADE}\r\n".encode(),
+    f"{_ANONYMOUS}&z=\t HTTP/1.1\r\n{UPGRADE}\r\n".encode(),
+    # a head of exactly Sanic's limit (413)
+    (lambda head: head + b"X-Padding: " + b"a" * (8192 - len(head) - len("X-Padding: ")) + b"\r\n\r\n")(
+        f"{_ANONYMOUS} HTTP/1.1\r\n{UPGRADE}".encode()),
+])
+async def test_what_sanic_refuses_the_hub_s_reader_does_not_let_in(hub, request_bytes, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    try:
+        status = (await _ask(hub, request_bytes, split=False))[0]
+    except asyncio.IncompleteReadError:
+        status = None  # closed without an answer
+    assert status is None or 400 <= status < 500
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "s3cr3tvalue" not in "\n".join(r.getMessage() + str(r.exc_info) for r in caplog.records)
+
+
 async def test_steps_run_in_order_a_failing_one_alone_lost(caplog) -> None:
     turns = Turns(budget=0.0)  # one step per turn of the loop
     ran: list[int] = []
@@ -188,3 +211,19 @@ async def test_steps_run_in_order_a_failing_one_alone_lost(caplog) -> None:
     await eventually(lambda: len(turns) == 0, "every step ran")
     assert ran == [0, 1, 3, 4]
     assert any("failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_a_cancelled_step_does_not_stop_the_steps_after_it(caplog) -> None:
+    turns = Turns(budget=0.0)
+    ran: list[int] = []
+
+    def step(n: int) -> None:
+        if n == 1:
+            raise asyncio.CancelledError  # what a cancelled token check's result() raises
+        ran.append(n)
+
+    for n in range(3):
+        turns.add(lambda n=n: step(n))
+    await eventually(lambda: len(turns) == 0, "every step ran")
+    turns.add(lambda: ran.append(3))
+    await eventually(lambda: ran == [0, 2, 3], "a step added afterwards ran too")
