@@ -112,13 +112,13 @@ def _start(kind: str, url: str, port: int, connections: int, old_hub: str | None
 
 async def _round(server: subprocess.Popen[bytes], port: int, paths: list[str], in_flight: int,
                  all_in: asyncio.Event | None = None) -> Round:
-    cpu_before = _cpu(server.pid)
+    cpu_before = _cpu(server.pid)[0]
     client = ClientProcess(port, paths, in_flight)
     try:
         seconds = await client.ready()
         if all_in is not None:
             all_in.set()
-        cpu = _cpu(server.pid) - cpu_before
+        cpu = _cpu(server.pid)[0] - cpu_before
         client.stop()
     finally:
         client.kill()
@@ -179,9 +179,9 @@ async def _publish(publisher: asyncpg.Connection, user: str, going_on: Callable[
 
 async def _until_idle(pid: int) -> None:
     for _ in range(60):
-        before = _cpu(pid)
+        before = _cpu(pid)[0]
         await asyncio.sleep(0.5)
-        if _cpu(pid) - before < 0.02:
+        if _cpu(pid)[0] - before < 0.02:
             return
 
 
