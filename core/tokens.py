@@ -297,7 +297,7 @@ def _kid_of(token: str) -> object:
         if isinstance(parsed, dict):
             return parsed.get("kid")
     except (ValueError, binascii.Error):  # JSON and UTF-8 errors are ValueErrors
-        pass
+        pass  # not ours to judge: PyJWT's own parse below answers it
     return jwt.get_unverified_header(token).get("kid")
 
 

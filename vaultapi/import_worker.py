@@ -68,7 +68,7 @@ async def prepare(kind: str, body: bytes, **limits: Any) -> tuple[list[Any], int
             async with asyncio.timeout(READ_TIMEOUT):
                 return await _exchange(child, kind, body, limits)
         except (TimeoutError, asyncio.IncompleteReadError, ValueError, KeyError, ConnectionError):
-            pass
+            pass  # answered below, once the child is gone
         finally:
             if child.returncode is None:
                 child.kill()

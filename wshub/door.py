@@ -167,6 +167,8 @@ class HubProtocol(asyncio.Protocol):
             self._deadline.cancel()
             self._deadline = None
 
+    # Before the hand-over this protocol writes only an answer of a few hundred bytes, and then
+    # closes: there is nothing to hold back while the client is slow to read it.
     def pause_writing(self) -> None:
         pass
 
