@@ -18,8 +18,10 @@ trim below hands back, for more CPU per object (docs/performance.md, "Under atta
 
 And Python's collector: a closed connection's objects (Sanic's protocol, transport, request and
 the buffers they hold) form reference cycles that only a full garbage collection frees, which
-runs when enough new objects have been made, and a server at rest after a burst makes few. So a
-server that grew by ``COLLECT_AFTER`` collects, then trims (``trim_periodically``).
+runs when enough new objects have been made, and a server at rest after a burst makes few (and
+one whose collections tenure their survivors, core/collector.py, never walks them again). So a
+server that grew by ``COLLECT_AFTER`` collects everything, frozen objects included, then trims
+(``trim_periodically``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import gc
 import logging
 import os
 from collections.abc import Callable
+
+from core.collector import collect_everything
 
 __all__ = ["keep_large_blocks_returnable", "trim", "trim_periodically"]
 
@@ -112,7 +115,7 @@ async def trim_periodically(interval: float = TRIM_INTERVAL, collect_after: int 
         await asyncio.sleep(interval)
         grown = resident()
         if grown - floor - in_use() >= collect_after and loop.time() >= next_collection:
-            collected = gc.collect()
+            collected = collect_everything()
             await asyncio.to_thread(trim)
             settled = resident()
             wait = interval if grown - settled >= collect_after // 2 else min(max(wait, interval) * 2, MAX_COLLECT_WAIT)

@@ -21,7 +21,6 @@ log line is replaced by one with the path alone).
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import logging
 import socket
@@ -36,6 +35,7 @@ from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 
 from core import access_log
 from core.allocator import keep_large_blocks_returnable, trim_periodically
+from core.collector import collect_young_periodically, tenure_survivors
 from core.config import Config, redact_dsn
 from core.database import nothing_to_reset
 from core.first_byte import wait_for_requests
@@ -63,9 +63,6 @@ __all__ = ["HubTuning", "create_app", "serve"]
 log = logging.getLogger("wshub")
 
 _app_numbers = itertools.count(1)
-
-#: Allocations between young collections, and collections between older ones.
-GC_THRESHOLDS = (50_000, 20, 100)
 
 #: Resident memory an open connection holds (4.9 KiB idle, docs/performance.md, and some room):
 #: the hub's growth up to this much per connection is live, and calls for no full collection.
@@ -179,6 +176,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             asyncio.create_task(keep_alive(registry, tuning.ping_interval, sent=metrics.messages_out.inc), name="hub-keepalive"),
             asyncio.create_task(app.ctx.keys.keep_fresh(), name="hub-keys"),
             asyncio.create_task(trim_periodically(in_use=lambda: len(registry) * CONNECTION_BYTES), name="hub-trim"),
+            asyncio.create_task(collect_young_periodically(), name="hub-collect"),
         ]
         keep_large_blocks_returnable()
         log.info("hub listening for events on database %s", redact_dsn(url))
@@ -264,10 +262,9 @@ def _refuse_transaction_pooler_first(url: str) -> None:
 def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally | None = None) -> None:
     """Run one hub on a bound socket in this process until interrupted."""
     app = create_app(config, url, tally=tally)
-    # Every connection allocates some hundreds of objects (Sanic's tasks and futures among them):
-    # with the default threshold of 700 the collector runs every few connections, and its full
-    # passes walk every object of every open connection, which cost as much CPU as letting the
-    # clients in (bench/reconnect.py). Cycles are rare here; reference counting frees the rest.
-    gc.set_threshold(*GC_THRESHOLDS)
+    # Every connection holds some hundreds of objects for as long as it is open: collections
+    # that walked them again stopped the loop for 20-200 ms at 10,000 connections while events
+    # waited. Survivors are tenured instead; reference counting frees them when they close.
+    tenure_survivors()
     # a backlog for a reconnect storm: clients past a full one wait seconds for their SYN's retry
     app.run(sock=sock, single_process=True, protocol=app.ctx.protocol, backlog=BACKLOG, access_log=False, motd=False)

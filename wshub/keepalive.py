@@ -8,9 +8,12 @@ invisible to browser JavaScript, so the ping is a data frame: MessagePack ``[6]`
 The same tick has each socket send a WebSocket Ping and drop a client that answered none of the
 last ones (websocket.py): a link that died silently is found within a few ticks.
 
-A tick pings its connections a slice at a time (``TICK_SLICE``), giving the event loop back
-between slices: an event that arrives during a tick waits for one slice, not for every
-connection's ping.
+A tick's pings are spread over the second half of its interval, a slice every ``PING_PAUSE``:
+written all at once, 10,000 Pings and the 10,000 Pongs they bring back held the event loop for a
+third of a second in slices of several milliseconds, and events waited behind them
+(docs/performance.md, "Latency"). The first half is a wait, so that no connection, however the
+registry changed since the last tick, goes more than one and a half intervals without a ping:
+22.5 s at 15 s, within the 30 s after which clients give up on a silent server.
 
 Expiry rides on the same tick rather than a timer per connection: the registry hands out the
 connections whose second has passed, so a token is honoured at most one tick past its ``exp``.
@@ -28,30 +31,31 @@ from wshub.registry import Registry
 from wshub.session import CloseReason
 from wshub.websocket import WEBSOCKET_PING
 
-__all__ = ["DEFAULT_PING_INTERVAL", "keep_alive"]
+__all__ = ["DEFAULT_PING_INTERVAL", "PING_PAUSE", "keep_alive"]
 
 DEFAULT_PING_INTERVAL = 15.0
 
-#: Connections pinged in one turn of the event loop; events are delivered between the turns.
-TICK_SLICE = 200
+#: seconds between the slices of a tick
+PING_PAUSE = 0.02
 
 
 async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL, *,
                      clock: Callable[[], float] = time.time, sent: Callable[[int], None] = lambda count: None) -> None:
     """Runs until cancelled. ``clock`` gives seconds since the epoch, as a token's ``exp`` does;
     ``sent`` counts the pings written."""
+    slices = max(1, round(interval / 2 / PING_PAUSE))
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval / 2)
         for connection in registry.expired(clock()):
             connection.close(CloseReason.EXPIRED)
         ping = EncodedOnce(Ping())
+        connections = list(registry)
         count = 0
-        for number, connection in enumerate(list(registry), 1):
-            if connection.ws.keep_alive():
-                count += connection.send(ping.for_connection(connection))
-                connection.send(WEBSOCKET_PING)  # written with the SignalR Ping, in one system call
-            if number % TICK_SLICE == 0:
-                # a write per connection, and a Pong read back from each: at 10,000 connections a
-                # third of a second of the loop, which events would wait behind taken at once
-                await asyncio.sleep(0)
+        for number in range(slices):
+            for connection in connections[len(connections) * number // slices:len(connections) * (number + 1) // slices]:
+                if connection.ws.keep_alive():
+                    count += connection.send(ping.for_connection(connection))
+                    connection.send(WEBSOCKET_PING)  # written with the SignalR Ping, in one system call
+            await asyncio.sleep(interval / 2 / slices)
+        del connections  # the closed ones among them are freed now, not a tick later
         sent(count)

@@ -49,3 +49,27 @@ async def test_each_tick_pings_everyone_and_closes_who_expired() -> None:
     assert sockets[1].ticks > 0  # each tick also asked its socket for a WebSocket Ping
     lasting.lost()
     await served[1]
+
+
+async def test_a_tick_pings_a_slice_at_a_time_and_events_get_turns_between() -> None:
+    """Pinging every connection at once held the loop for a third of a second at 10,000: a tick
+    pings a slice, gives the loop back, and goes on, so something else runs between the slices."""
+    registry = Registry(max_connections=100, max_anonymous=10, max_per_user=100, max_per_ip=100)
+    sockets = [MemorySocket() for _ in range(40)]
+    connections = [make_connection(ALICE, ws=ws) for ws in sockets]
+    served = [asyncio.create_task(serve(c)) for c in connections]
+    for connection in connections:
+        registry.add(connection)
+    seen: list[int] = []  # connections pinged so far, each time another task got a turn
+    ticking = asyncio.create_task(keep_alive(registry, 0.4))  # 10 slices of 4
+    try:
+        while not seen or seen[-1] < len(sockets):
+            seen.append(sum(ws.ticks > 0 for ws in sockets))
+            await asyncio.sleep(0)
+    finally:
+        ticking.cancel()
+    assert len({count for count in seen if 0 < count < len(sockets)}) >= 5
+    assert all(later >= earlier for earlier, later in zip(seen, seen[1:]))
+    for connection in connections:
+        connection.lost()
+    await asyncio.gather(*served)
