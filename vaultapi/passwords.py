@@ -11,7 +11,10 @@ of guesses, until the login limits stop them) leaves a core to the event loops o
 hub and to PostgreSQL, and every other request keeps its pace; more would only share the same
 cores. They run in threads of their own: each thread that hashes keeps a malloc arena sized for argon2's
 19 MiB, so the number of such threads is what bounds that memory. A hash that finds no free slot within
-HASHING_WAIT seconds is refused with a 429 rather than queued behind a burst.
+HASHING_WAIT seconds is refused with a 429 rather than queued behind a burst. Those threads also
+run at a lower CPU priority (``HASHING_NICENESS``, Linux): a core busy hashing guesses is handed
+to the event loops and PostgreSQL whenever they have work, while on an idle machine a login hashes
+as fast as before.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import functools
 import os
 import secrets
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from vaultapi.errors import TooManyRequests
 
-__all__ = ["HASHING_SLOTS", "HASHING_WAIT", "hash_password", "hashing_slot", "verify_password"]
+__all__ = ["HASHING_NICENESS", "HASHING_SLOTS", "HASHING_WAIT", "hash_password", "hashing_slot", "verify_password"]
 
 HASHING_SLOTS = max(1, len(os.sched_getaffinity(0)) - 1)
 #: seconds a hash may wait for a slot; a login takes a few tens of milliseconds
@@ -40,7 +44,18 @@ HASHING_WAIT = 2.0
 T = TypeVar("T")
 
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-_hashing_threads = ThreadPoolExecutor(HASHING_SLOTS, thread_name_prefix="argon2")
+#: added to a hashing thread's nice value: the cores go first to everything else a server does
+HASHING_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    try:  # on Linux a thread's nice value is its own, its native id naming it
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + HASHING_NICENESS)
+    except (AttributeError, OSError):
+        pass  # elsewhere hashing keeps the process's priority: the slots alone bound it
+
+
+_hashing_threads = ThreadPoolExecutor(HASHING_SLOTS, thread_name_prefix="argon2", initializer=_lower_priority)
 # a semaphore belongs to one event loop; tests run several loops in one process
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 

@@ -22,9 +22,17 @@ async def test_unknown_account_never_verifies() -> None:
     assert not await verify_password("not an argon2 hash", "client-hash")
 
 
-
 async def test_a_burst_of_hashes_leaves_a_core_to_everything_else() -> None:
     cores = len(os.sched_getaffinity(0))
     await asyncio.gather(*(hash_password(f"client-hash-{n}") for n in range(4 * cores)))
     hashing = [thread for thread in threading.enumerate() if thread.name.startswith("argon2")]
     assert 1 <= len(hashing) <= max(1, cores - 1)
+
+
+async def test_hashing_threads_yield_the_cores_to_the_event_loop() -> None:
+    """A burst of guesses hashes at a lower CPU priority than the loop that serves everyone else."""
+    from vaultapi.passwords import HASHING_NICENESS, _in_hashing_thread
+
+    await hash_password("client-hash")  # the pool's threads are started by their first work
+    in_hashing_thread = await _in_hashing_thread(os.getpriority, os.PRIO_PROCESS, 0)
+    assert in_hashing_thread == min(19, os.getpriority(os.PRIO_PROCESS, 0) + HASHING_NICENESS)
