@@ -88,13 +88,13 @@ def serve_websockets(port: int, database_url: str) -> None:
         listener = await asyncpg.connect(database_url)
         await listener.add_listener(CHANNEL, on_notify)
         async with serve(handler, "127.0.0.1", port, ping_interval=None, compression=None,
-                         process_request=_alive):
+                         process_request=answer_alive):
             await asyncio.Future()
 
     uvloop.run(main())
 
 
-def _alive(connection: Any, request: Any) -> Any:
+def answer_alive(connection: Any, request: Any) -> Any:
     if request.path == "/alive":
         return connection.respond(200, "ok\n")
     return None
@@ -167,6 +167,15 @@ def _rss(pid: int) -> int:
     return sum(process.memory_info().rss for process in _processes(pid))
 
 
+class SetupFailed(RuntimeError):
+    """Clients could not all connect before the first step (a loaded machine's SYN queue, most
+    often): nothing was measured, and the server is started again."""
+
+
+#: starts of a server per run before giving up
+SETUP_ATTEMPTS = 3
+
+
 async def run_server(kind: str, url: str, user: str, tokens: list[str], rates: list[int], step_seconds: float,
                      drain: float, old_hub: str | None) -> Outcome:
     connections = len(tokens)
@@ -182,7 +191,7 @@ async def run_server(kind: str, url: str, user: str, tokens: list[str], rates: l
         clients = [ClientProcess(port, paths[i::CLIENT_PROCESSES]) for i in range(CLIENT_PROCESSES)]
         await asyncio.gather(*(client.ready() for client in clients))
         if sum(client.failed for client in clients):
-            raise RuntimeError(f"{kind}: {sum(client.failed for client in clients)} connections failed")
+            raise SetupFailed(f"{kind}: {sum(client.failed for client in clients)} connections failed")
         await asyncio.sleep(2.0)  # idle: let allocations settle
         rss_per_connection = (_rss(server.pid) - rss_before) / connections
 
@@ -259,7 +268,14 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     outcomes: dict[str, list[Outcome]] = {kind: [] for kind in kinds}
     for run in range(args.runs):
         for kind in kinds:
-            outcome = await run_server(kind, url, user, tokens, args.rates, args.step, args.drain, args.old_hub)
+            for attempt in range(1, SETUP_ATTEMPTS + 1):
+                try:
+                    outcome = await run_server(kind, url, user, tokens, args.rates, args.step, args.drain, args.old_hub)
+                    break
+                except SetupFailed as error:
+                    if attempt == SETUP_ATTEMPTS:
+                        raise
+                    print(f"run {run + 1} {error} before the first step: started again", flush=True)
             outcomes[kind].append(outcome)
             print(f"run {run + 1} {kind}: " + ", ".join(
                 f"{s.rate // 1000}k:{s.received / s.sent:.3f}/{s.p99:.0f}ms/{s.cpu:.1f}s"

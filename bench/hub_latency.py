@@ -10,13 +10,20 @@ arrival against that date (its RevisionDate), and a bare LISTEN connection in a 
 notes each notification's arrival in its callback against the same date. So both clocks start at
 the same instant, and the ratio of the hub's percentiles to the floor's is the hub's cost.
 
+Then the same run again with a minimal relay in place of the hub (``--relay``, on by default): a
+``websockets`` server on uvloop with its own LISTEN, which sends each event, encoded once, to its
+user's connections with ``websockets.broadcast``, and does nothing else (no token check, no
+keepalive, no limits, no metrics). It pays what any server pays and the bare callback does not:
+the hop from the LISTEN process to a client process through a WebSocket. Its ratio to the floor is
+what that hop costs on this machine, and the hub's ratio to it what the hub adds.
+
 A run lasts long enough to include the hub's keepalive tick (a Ping to every connection every 15 s),
 as a real hub's load does.
 
 Prints, for each percentile, the median [min-max] of ``--runs`` runs and of the per-run ratio
 to the floor; asserts nothing.
 
-    python bench/hub_latency.py [--connections 10000] [--per-user 2] [--rate 2000] [--seconds 20] [--runs 3]
+    python bench/hub_latency.py [--connections 10000] [--per-user 2] [--rate 2000] [--seconds 20] [--runs 3] [--no-relay]
 
 Uses DATABASE_URL (a scratch database is created and dropped) or an embedded PostgreSQL.
 """
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing as mp
 import os
@@ -36,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import psutil
@@ -77,20 +86,62 @@ def floor_process(database_url: str, ready: Any, stop: Any, results: Any) -> Non
     asyncio.run(_floor(database_url, ready, stop, results))
 
 
+# -- the relay: a minimal websockets server that forwards each event to its user -----------------
+
+
+def serve_relay(port: int, database_url: str) -> None:
+    import uvloop
+    from websockets.asyncio.server import broadcast, serve
+
+    from bench.fanout import answer_alive
+    from db.events import decode_event
+    from wshub.codec import MessagePackProtocol
+    from wshub.notifications import receive_message
+
+    async def main() -> None:
+        by_user: dict[str, set[Any]] = {}
+        protocol = MessagePackProtocol()
+
+        async def handler(ws: Any) -> None:
+            token = parse_qs(urlsplit(ws.request.path).query)["access_token"][0]
+            user = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["sub"]  # unverified
+            await ws.recv()
+            await ws.send("{}\x1e")
+            by_user.setdefault(user, set()).add(ws)
+            try:
+                await ws.wait_closed()
+            finally:
+                by_user[user].discard(ws)
+
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            event = decode_event(payload)
+            connections = by_user.get(event.user_id or "")
+            if connections:
+                broadcast(connections, protocol.encode(receive_message(event)))
+
+        listener = await asyncpg.connect(database_url)
+        await listener.add_listener(CHANNEL, on_notify)
+        async with serve(handler, "127.0.0.1", port, ping_interval=None, compression=None,
+                         process_request=answer_alive, max_queue=None):
+            await asyncio.Future()
+
+    uvloop.run(main())
+
+
 # -- one run ------------------------------------------------------------------------------------
 
 
 @dataclass
 class Run:
-    hub: list[float]  # ms, every message a client received
+    server: list[float]  # ms, every message a client received
     floor: list[float]  # ms, every notification the bare LISTEN heard
     published: int
     expected: int  # messages, published x per user
     delivered: int
-    hub_cpu: float  # seconds, while publishing and draining
+    server_cpu: float  # seconds, while publishing and draining
     #: second of publishing -> messages published in it that took over SLOW ms: where the tail is
     slow: dict[int, int]
-    hub_age: float  # seconds from the hub's start to the first event
+    server_age: float  # seconds from the server's start to the first event
 
 
 async def seed(url: str, users: int, per_user: int) -> tuple[list[str], list[list[str]]]:
@@ -109,7 +160,9 @@ async def seed(url: str, users: int, per_user: int) -> tuple[list[str], list[lis
         await conn.close()
 
 
-def _start_hub(url: str, port: int, connections: int, workers: int) -> subprocess.Popen[bytes]:
+def _start_server(kind: str, url: str, port: int, connections: int, workers: int) -> subprocess.Popen[bytes]:
+    if kind == "relay":
+        return subprocess.Popen([sys.executable, __file__, "--serve-relay", str(port), url])
     env = {**os.environ, "DATABASE_URL": url, "WEBSOCKET_ADDRESS": "127.0.0.1", "WEBSOCKET_PORT": str(port),
            "DOMAIN": DOMAIN, "LOG_LEVEL": "warning", "HUB_WORKERS": str(workers),
            "HUB_MAX_CONNECTIONS_PER_IP": str(connections + 10), "HUB_MAX_CONNECTIONS": str(connections + 10),
@@ -151,18 +204,18 @@ async def _publish(url: str, users: list[str], rate: float, seconds: float) -> t
     return start, count
 
 
-async def run_once(url: str, tokens: list[list[str]], users: list[str], args: argparse.Namespace) -> Run:
+async def run_once(kind: str, url: str, tokens: list[list[str]], users: list[str], args: argparse.Namespace) -> Run:
     connections = sum(len(of_user) for of_user in tokens)
     paths = [f"/notifications/hub?access_token={token}" for of_user in tokens for token in of_user]
     port = free_port()
-    hub = _start_hub(url, port, connections, args.hub_workers)
-    hub_started = time.time()
+    server = _start_server(kind, url, port, connections, args.hub_workers)
+    server_started = time.time()
     ctx = mp.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
     floor = ctx.Process(target=floor_process, args=(url, ready, stop, results))
     clients: list[ClientProcess] = []
     try:
-        await until_alive(port, "hub")
+        await until_alive(port, kind)
         floor.start()
         clients = [ClientProcess(port, paths[i::CLIENT_PROCESSES], probe_every=1) for i in range(CLIENT_PROCESSES)]
         await asyncio.gather(*(client.ready() for client in clients))
@@ -172,10 +225,10 @@ async def run_once(url: str, tokens: list[list[str]], users: list[str], args: ar
         while not ready.wait(0):
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)  # idle: let the connects settle
-        cpu_before = _cpu(hub.pid)
+        cpu_before = _cpu(server.pid)
         start, published = await _publish(url, users, args.rate, args.seconds)
         await asyncio.sleep(args.drain)
-        hub_cpu = _cpu(hub.pid) - cpu_before
+        server_cpu = _cpu(server.pid) - cpu_before
         stop.set()
         floor_latencies = await asyncio.to_thread(results.get, True, 120)
         received = [client.stop() for client in clients]
@@ -185,20 +238,20 @@ async def run_once(url: str, tokens: list[list[str]], users: list[str], args: ar
             client.kill()
         if floor.pid is not None:
             floor.join(30)
-        hub.terminate()
+        server.terminate()
         try:
-            hub.wait(30)
+            server.wait(30)
         except subprocess.TimeoutExpired:
-            hub.kill()
+            server.kill()
     slow: dict[int, int] = {}
     for origin, ms in (entry for part in received for entry in part.latencies):
         if ms > SLOW:
             second = int(origin - start)
             slow[second] = slow.get(second, 0) + 1
-    return Run(hub=[ms for part in received for _, ms in part.latencies], floor=[ms for _, ms in floor_latencies],
+    return Run(server=[ms for part in received for _, ms in part.latencies], floor=[ms for _, ms in floor_latencies],
                published=published, expected=published * len(tokens[0]),
-               delivered=sum(part.counts[-1][1] for part in received if part.counts), hub_cpu=hub_cpu,
-               slow=dict(sorted(slow.items())), hub_age=start - hub_started)
+               delivered=sum(part.counts[-1][1] for part in received if part.counts), server_cpu=server_cpu,
+               slow=dict(sorted(slow.items())), server_age=start - server_started)
 
 
 # -- the whole benchmark ------------------------------------------------------------------------
@@ -206,29 +259,41 @@ async def run_once(url: str, tokens: list[list[str]], users: list[str], args: ar
 
 async def bench(url: str, args: argparse.Namespace) -> None:
     users, tokens = await seed(url, args.connections // args.per_user, args.per_user)
-    runs: list[Run] = []
+    kinds = ["hub", "relay"] if args.relay else ["hub"]
+    runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
     for number in range(args.runs):
-        run = await run_once(url, tokens, users, args)
-        runs.append(run)
-        print(f"run {number + 1}: delivered {run.delivered}/{run.expected}, floor heard {len(run.floor)}/"
-              f"{run.published}; " + ", ".join(
-                  f"{name} {percentile(run.hub, q):.2f}/{percentile(run.floor, q):.2f} ms" for name, q in QUANTILES)
-              + f" (hub/floor); hub CPU {run.hub_cpu:.1f} s; messages over {SLOW:g} ms by second of publishing"
-              f" (the hub started {run.hub_age:.1f} s before it): {run.slow or 'none'}", flush=True)
+        for kind in kinds:
+            run = await run_once(kind, url, tokens, users, args)
+            runs[kind].append(run)
+            print(f"run {number + 1} {kind}: delivered {run.delivered}/{run.expected}, floor heard {len(run.floor)}/"
+                  f"{run.published}; " + ", ".join(
+                      f"{name} {percentile(run.server, q):.2f}/{percentile(run.floor, q):.2f} ms" for name, q in QUANTILES)
+                  + f" ({kind}/floor); {kind} CPU {run.server_cpu:.1f} s; messages over {SLOW:g} ms by second of"
+                  f" publishing (the {kind} started {run.server_age:.1f} s before it): {run.slow or 'none'}", flush=True)
 
     print(f"\ncommit -> client: {args.connections} connections ({args.per_user} per user), {args.rate:g} events/s "
           f"for {args.seconds:g} s (each a NOTIFY of its own, to the users in turn), hub workers "
-          f"{args.hub_workers}; median [min-max] of {args.runs} runs, ratios within each run\n")
-    columns = [("percentile", 10), ("hub ms", 24), ("bare LISTEN ms (floor)", 24), ("hub / floor", 20)]
+          f"{args.hub_workers}; median [min-max] of {args.runs} runs, ratios within each run (the relay's to the"
+          f" floor of its own run, the hub's to the relay's to those of the same run number)\n")
+    columns = [("percentile", 10), ("hub ms", 22), ("floor ms", 22), ("hub / floor", 20)]
+    if args.relay:
+        columns += [("relay ms", 22), ("relay / floor", 20), ("hub / relay", 20)]
     print_table_head(columns)
     for name, q in QUANTILES:
-        hub = [percentile(run.hub, q) for run in runs]
-        floor = [percentile(run.floor, q) for run in runs]
-        print_row([name, spread(hub, ".2f"), spread(floor, ".2f"),
-                   spread([h / f for h, f in zip(hub, floor, strict=True)], ".2f")], columns)
-    cpu = [run.hub_cpu / run.published * 1e6 for run in runs]
-    print(f"\nmessages delivered: {spread([r.delivered / r.expected for r in runs], '.4f')} of those due; "
-          f"hub CPU per event (its {args.per_user} messages): {spread(cpu, '.0f')} µs")
+        hub = [percentile(run.server, q) for run in runs["hub"]]
+        floor = [percentile(run.floor, q) for run in runs["hub"]]
+        row = [name, spread(hub, ".2f"), spread(floor, ".2f"), spread([h / f for h, f in zip(hub, floor, strict=True)], ".2f")]
+        if args.relay:
+            relay = [percentile(run.server, q) for run in runs["relay"]]
+            relay_floor = [percentile(run.floor, q) for run in runs["relay"]]
+            row += [spread(relay, ".2f"), spread([r / f for r, f in zip(relay, relay_floor, strict=True)], ".2f"),
+                    spread([h / r for h, r in zip(hub, relay, strict=True)], ".2f")]
+        print_row(row, columns)
+    for kind in kinds:
+        cpu = [run.server_cpu / run.published * 1e6 for run in runs[kind]]
+        print(f"\n{kind}: messages delivered {spread([r.delivered / r.expected for r in runs[kind]], '.4f')} of those"
+              f" due; CPU per event (its {args.per_user} messages): {spread(cpu, '.0f')} µs", end="")
+    print()
 
 
 def main() -> int:
@@ -240,7 +305,14 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=2.0, help="seconds after publishing")
     parser.add_argument("--hub-workers", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
-    return run_on_scratch_database(bench, parser.parse_args())
+    parser.add_argument("--relay", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the minimal relay")
+    parser.add_argument("--serve-relay", nargs=2, metavar=("PORT", "DATABASE_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_relay:
+        serve_relay(int(args.serve_relay[0]), args.serve_relay[1])
+        return 0
+    return run_on_scratch_database(bench, args)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ log = logging.getLogger("wshub")
 _app_numbers = itertools.count(1)
 
 #: Resident memory an open connection holds (4.9 KiB idle, docs/performance.md, and some room):
-#: the hub's growth up to this much per connection is live, and calls for no full collection.
+#: the hub's growth up to this much per connection it has held at once is live memory, or memory
+#: kept for the next connections, and calls for no full collection.
 CONNECTION_BYTES = 8 * 1024
 
 #: Seconds a query of the hub's pool may take (a token's stamp, the keys): past it, a connection
@@ -175,7 +176,7 @@ def create_app(config: Config, database_url: str | None = None, *, tuning: HubTu
             asyncio.create_task(app.ctx.ingress.run(), name="hub-listen"),
             asyncio.create_task(keep_alive(registry, tuning.ping_interval, sent=metrics.messages_out.inc), name="hub-keepalive"),
             asyncio.create_task(app.ctx.keys.keep_fresh(), name="hub-keys"),
-            asyncio.create_task(trim_periodically(in_use=lambda: len(registry) * CONNECTION_BYTES), name="hub-trim"),
+            asyncio.create_task(trim_periodically(in_use=lambda: registry.peak * CONNECTION_BYTES), name="hub-trim"),
             asyncio.create_task(collect_young_periodically(), name="hub-collect"),
         ]
         keep_large_blocks_returnable()

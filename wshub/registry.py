@@ -68,6 +68,9 @@ class Registry:
         self._users: dict[str, set[Connection]] = {}
         self._auth_requests: dict[str, set[Connection]] = {}
         self._count = 0
+        #: The most connections held at once since the start: the memory they took stays with the
+        #: process (Python's allocator keeps its arenas) for the next ones.
+        self.peak = 0
         # slots, by what they count toward
         self._slots = 0
         self._anonymous_slots = 0
@@ -134,6 +137,7 @@ class Registry:
                 self.on_user_arrived(key)
         connections.add(connection)
         self._count += 1
+        self.peak = max(self.peak, self._count)
         if connection.expires_at is not None:
             second = math.ceil(connection.expires_at)
             bucket = self._expiring.get(second)

@@ -65,6 +65,18 @@ def test_removing_every_connection_leaves_nothing_behind() -> None:
     assert registry.expired(3000.0) == []  # nor anything waiting to expire
 
 
+def test_the_peak_remembers_the_most_connections_held_at_once() -> None:
+    """The memory upkeep counts the peak as live: the allocator keeps what those connections took."""
+    registry = _registry()
+    connections = [make_connection(ALICE) for _ in range(3)]
+    for connection in connections:
+        registry.add(connection)
+    for connection in connections[:2]:
+        registry.remove(connection)
+    registry.add(make_connection(BOB))
+    assert len(registry) == 2 and registry.peak == 3
+
+
 def test_removing_twice_or_an_unknown_connection_changes_nothing() -> None:
     registry = _registry()
     kept, gone = make_connection(ALICE), make_connection(ALICE)
