@@ -22,16 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["YOUNG_INTERVAL", "YOUNG_OBJECTS", "collect_everything", "collect_young_periodically", "tenure_survivors"]
+__all__ = ["YOUNG_INTERVAL", "YOUNG_INTERVAL_IDLE", "YOUNG_OBJECTS", "collect_everything", "collect_young_periodically", "tenure_survivors"]
 
 #: new objects (allocations less deallocations) that start a collection; each walks about as many
 YOUNG_OBJECTS = 2_000
 #: seconds between young collections however the count goes: what a loop allocates and keeps in
 #: that time is walked in well under a millisecond
 YOUNG_INTERVAL = 0.02
+#: a collection this quick found next to nothing: the next one may wait twice as long, up to
+#: ``YOUNG_INTERVAL_IDLE``, so that an idle server wakes a few times a second, not fifty
+QUICK_COLLECTION = 0.0002
+YOUNG_INTERVAL_IDLE = 0.16
 
 
 def _tenure(phase: str, info: dict[str, Any]) -> None:
@@ -56,14 +61,18 @@ def tenure_survivors(young: int = YOUNG_OBJECTS) -> Callable[[], None]:
     return undo
 
 
-async def collect_young_periodically(interval: float = YOUNG_INTERVAL) -> None:
-    """Where survivors are tenured, a young collection every ``interval`` seconds until cancelled;
-    elsewhere nothing (the collector's own thresholds hold there)."""
+async def collect_young_periodically(interval: float = YOUNG_INTERVAL, idle: float = YOUNG_INTERVAL_IDLE) -> None:
+    """Where survivors are tenured, a young collection every ``interval`` seconds, or up to ``idle``
+    while they find nothing, until cancelled; elsewhere nothing (the collector's own thresholds
+    hold there)."""
     if _tenure not in gc.callbacks:
         return
+    wait = interval
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(wait)
+        started = time.perf_counter()
         gc.collect(0)
+        wait = min(wait * 2, idle) if time.perf_counter() - started < QUICK_COLLECTION else interval
 
 
 def collect_everything() -> int:

@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_PING_INTERVAL", "PING_PAUSE", "keep_alive"]
 
 DEFAULT_PING_INTERVAL = 15.0
 
-#: seconds between the slices of a tick
+#: seconds between the slices of a tick (when there are connections enough for that many slices)
 PING_PAUSE = 0.02
 
 
@@ -43,13 +43,13 @@ async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL
                      clock: Callable[[], float] = time.time, sent: Callable[[int], None] = lambda count: None) -> None:
     """Runs until cancelled. ``clock`` gives seconds since the epoch, as a token's ``exp`` does;
     ``sent`` counts the pings written."""
-    slices = max(1, round(interval / 2 / PING_PAUSE))
     while True:
         await asyncio.sleep(interval / 2)
         for connection in registry.expired(clock()):
             connection.close(CloseReason.EXPIRED)
         ping = EncodedOnce(Ping())
         connections = list(registry)
+        slices = max(1, min(len(connections), round(interval / 2 / PING_PAUSE)))  # no pause for nobody
         count = 0
         for number in range(slices):
             for connection in connections[len(connections) * number // slices:len(connections) * (number + 1) // slices]:
