@@ -273,8 +273,8 @@ async def bench(url: str, args: argparse.Namespace) -> None:
 
     print(f"\ncommit -> client: {args.connections} connections ({args.per_user} per user), {args.rate:g} events/s "
           f"for {args.seconds:g} s (each a NOTIFY of its own, to the users in turn), hub workers "
-          f"{args.hub_workers}; median [min-max] of {args.runs} runs, ratios within each run (the relay's to the"
-          f" floor of its own run, the hub's to the relay's to those of the same run number)\n")
+          f"{args.hub_workers}; median [min-max] of {args.runs} runs, ratios within each run (hub / relay: the"
+          f" hub's ratio to its floor over the relay's to the floor of its own run, of the same run number)\n")
     columns = [("percentile", 10), ("hub ms", 22), ("floor ms", 22), ("hub / floor", 20)]
     if args.relay:
         columns += [("relay ms", 22), ("relay / floor", 20), ("hub / relay", 20)]
@@ -286,8 +286,9 @@ async def bench(url: str, args: argparse.Namespace) -> None:
         if args.relay:
             relay = [percentile(run.server, q) for run in runs["relay"]]
             relay_floor = [percentile(run.floor, q) for run in runs["relay"]]
-            row += [spread(relay, ".2f"), spread([r / f for r, f in zip(relay, relay_floor, strict=True)], ".2f"),
-                    spread([h / r for h, r in zip(hub, relay, strict=True)], ".2f")]
+            relay_ratio = [r / f for r, f in zip(relay, relay_floor, strict=True)]
+            row += [spread(relay, ".2f"), spread(relay_ratio, ".2f"),
+                    spread([h / f / r for h, f, r in zip(hub, floor, relay_ratio, strict=True)], ".2f")]
         print_row(row, columns)
     for kind in kinds:
         cpu = [run.server_cpu / run.published * 1e6 for run in runs[kind]]

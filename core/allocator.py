@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 from core.collector import collect_everything
 
-__all__ = ["keep_large_blocks_returnable", "trim", "trim_periodically"]
+__all__ = ["keep_large_blocks_returnable", "resident", "trim", "trim_periodically", "watches_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,11 @@ def trim() -> None:
         _libc.malloc_trim(0)
 
 
+def watches_memory() -> bool:
+    """Whether this process can read its resident set (Linux), which ``trim_periodically`` needs."""
+    return os.path.exists("/proc/self/statm")
+
+
 def resident() -> int:
     """This process's resident set, in bytes (Linux)."""
     with open("/proc/self/statm", "rb") as statm:
@@ -99,14 +104,15 @@ async def trim_periodically(interval: float = TRIM_INTERVAL, collect_after: int 
                             in_use: Callable[[], int] = lambda: 0) -> None:
     """Every ``interval`` seconds until cancelled, a trim, off the event loop (it walks the heap);
     before it, a full collection when the process is ``collect_after`` above the smallest size it
-    settled at, not counting ``in_use()``: bytes it is known to hold for live work (a hub's open
-    connections), which no collection frees. A full collection walks every object and stops the
+    settled at, not counting ``in_use()``: bytes it is known to hold for live work (the most
+    connections a hub has held), which no collection frees. A full collection walks every object and stops the
     event loop meanwhile (a fifth of a second with 10,000 hub connections): it should run when
     there is garbage to find, not because the live work grew. A collection that frees little (the
     memory is in use) doubles the wait before the next one, up to ``MAX_COLLECT_WAIT``; one that
     frees much brings it back to ``interval``, so the garbage a burst leaves is collected soon
-    after it, however many collections ran during it."""
-    if _libc is None:
+    after it, however many collections ran during it. Without glibc the collections still run,
+    and nothing is trimmed."""
+    if not watches_memory():
         return
     floor = resident()
     wait = next_collection = 0.0

@@ -15,7 +15,8 @@ connections close and others open, as in a reconnect storm, new objects piled up
 the collection that came at last walked 200,000 of them (68 ms). Reference counting still frees a tenured object as soon
 as the last reference goes; what it cannot free, cyclic garbage that happened to be alive at a
 collection, stays until ``collect_everything``, which the memory upkeep runs when the process has
-grown past what its live work accounts for (core/allocator.py).
+grown past what its live work accounts for (core/allocator.py): so survivors are tenured only
+where that upkeep runs, and tenured garbage takes at most its threshold.
 """
 
 from __future__ import annotations
@@ -76,12 +77,9 @@ async def collect_young_periodically(interval: float = YOUNG_INTERVAL, idle: flo
 
 
 def collect_everything() -> int:
-    """A full collection that also walks the frozen objects: the one pause that finds cyclic
-    garbage among long-lived ones. What survives is frozen again if anything was frozen before.
-    Returns the number of objects found unreachable."""
-    frozen = gc.get_freeze_count() > 0
-    gc.unfreeze()
-    collected = gc.collect()
-    if frozen:
-        gc.freeze()
-    return collected
+    """A full collection; where survivors are tenured, of the frozen objects too: the one pause
+    that finds cyclic garbage among them (its callback freezes what survives again). Objects the
+    process froze itself (the API's startup) stay frozen. Returns the number found unreachable."""
+    if _tenure in gc.callbacks:
+        gc.unfreeze()
+    return gc.collect()

@@ -13,8 +13,9 @@ cores. They run in threads of their own: each thread that hashes keeps a malloc 
 19 MiB, so the number of such threads is what bounds that memory. A hash that finds no free slot within
 HASHING_WAIT seconds is refused with a 429 rather than queued behind a burst. Those threads also
 run at a lower CPU priority (``HASHING_NICENESS``, Linux): a core busy hashing guesses is handed
-to the event loops and PostgreSQL whenever they have work, while on an idle machine a login hashes
-as fast as before.
+to the API's event loop whenever it has work, and to the other processes that share the API's
+scheduling group (PostgreSQL and the hub on one machine without cgroups of their own), while on
+an idle machine a login hashes as fast as before.
 """
 
 from __future__ import annotations

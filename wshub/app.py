@@ -34,7 +34,7 @@ from sanic.models.server_types import ConnInfo
 from sanic.response import BaseHTTPResponse, HTTPResponse, raw, text
 
 from core import access_log
-from core.allocator import keep_large_blocks_returnable, trim_periodically
+from core.allocator import keep_large_blocks_returnable, trim_periodically, watches_memory
 from core.collector import collect_young_periodically, tenure_survivors
 from core.config import Config, redact_dsn
 from core.database import nothing_to_reset
@@ -266,6 +266,7 @@ def serve_socket(config: Config, url: str, sock: socket.socket, *, tally: Tally 
     # Every connection holds some hundreds of objects for as long as it is open: collections
     # that walked them again stopped the loop for 20-200 ms at 10,000 connections while events
     # waited. Survivors are tenured instead; reference counting frees them when they close.
-    tenure_survivors()
+    if watches_memory():  # the memory upkeep is what finds the cyclic garbage among them
+        tenure_survivors()
     # a backlog for a reconnect storm: clients past a full one wait seconds for their SYN's retry
     app.run(sock=sock, single_process=True, protocol=app.ctx.protocol, backlog=BACKLOG, access_log=False, motd=False)

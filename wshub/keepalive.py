@@ -42,9 +42,12 @@ PING_PAUSE = 0.02
 async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL, *,
                      clock: Callable[[], float] = time.time, sent: Callable[[int], None] = lambda count: None) -> None:
     """Runs until cancelled. ``clock`` gives seconds since the epoch, as a token's ``exp`` does;
-    ``sent`` counts the pings written."""
+    ``sent`` counts the pings written. Each slice keeps to its own time in the tick, however late
+    the loop ran the ones before: a busy loop makes slices late, not the tick longer."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     while True:
-        await asyncio.sleep(interval / 2)
+        await _until(loop, start + interval / 2)
         for connection in registry.expired(clock()):
             connection.close(CloseReason.EXPIRED)
         ping = EncodedOnce(Ping())
@@ -56,6 +59,11 @@ async def keep_alive(registry: Registry, interval: float = DEFAULT_PING_INTERVAL
                 if connection.ws.keep_alive():
                     count += connection.send(ping.for_connection(connection))
                     connection.send(WEBSOCKET_PING)  # written with the SignalR Ping, in one system call
-            await asyncio.sleep(interval / 2 / slices)
+            await _until(loop, start + interval / 2 * (1 + (number + 1) / slices))
         del connections  # the closed ones among them are freed now, not a tick later
         sent(count)
+        start = max(start + interval, loop.time() - interval / 2)  # after a stall, no burst of ticks
+
+
+async def _until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - loop.time()))

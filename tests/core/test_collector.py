@@ -100,3 +100,16 @@ async def test_young_collections_come_on_time_even_when_the_count_does_not_grow(
 
 async def test_without_tenuring_nothing_is_paced() -> None:
     await asyncio.wait_for(collect_young_periodically(0.01), 1)
+
+
+def test_without_tenuring_what_the_process_froze_stays_frozen() -> None:
+    """The API freezes its startup objects once: the upkeep's full collection must not walk them."""
+    kept = _Node()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        collect_everything()
+        assert gc.get_freeze_count() == frozen
+        assert not any(obj is kept for generation in range(3) for obj in gc.get_objects(generation))
+    finally:
+        gc.unfreeze()
