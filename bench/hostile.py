@@ -35,7 +35,9 @@ of before. Asserts nothing.
 
     python bench/hostile.py [--runs 3] [--quiet 20] [--attack 30] [--after 20] [--attacks flood,silent]
 
-``--attacks`` narrows the mix to some of its parts, to see which one costs the real client what.
+``--attacks`` narrows the mix to some of its parts, to see which one costs the real client what;
+``--attacks flood,silent,bodies,passwords`` is the mix the hardening issue names, without this
+bench's own importer.
 
 Uses DATABASE_URL (a scratch database is created and dropped) or an embedded PostgreSQL.
 """
