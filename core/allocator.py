@@ -105,9 +105,9 @@ async def trim_periodically(interval: float = TRIM_INTERVAL, collect_after: int 
     """Every ``interval`` seconds until cancelled, a trim, off the event loop (it walks the heap);
     before it, a full collection when the process is ``collect_after`` above the smallest size it
     settled at, not counting ``in_use()``: bytes it is known to hold for live work (the most
-    connections a hub has held), which no collection frees. A full collection walks every object and stops the
-    event loop meanwhile (a fifth of a second with 10,000 hub connections): it should run when
-    there is garbage to find, not because the live work grew. A collection that frees little (the
+    connections a hub has held), which no collection frees. A full collection walks every object
+    and stops the event loop meanwhile (a fifth of a second with 10,000 hub connections): it
+    should run when there is garbage to find, not because the live work grew. A collection that frees little (the
     memory is in use) doubles the wait before the next one, up to ``MAX_COLLECT_WAIT``; one that
     frees much brings it back to ``interval``, so the garbage a burst leaves is collected soon
     after it, however many collections ran during it. Without glibc the collections still run,

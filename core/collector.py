@@ -12,11 +12,13 @@ automatic collector, and no pause walks more than the objects made since the las
 bounded twice: by count (``YOUNG_OBJECTS``), and by time (``collect_young_periodically``), because
 the collector's count is of allocations less deallocations, tenured objects' included: while
 connections close and others open, as in a reconnect storm, new objects piled up uncounted, and
-the collection that came at last walked 200,000 of them (68 ms). Reference counting still frees a tenured object as soon
-as the last reference goes; what it cannot free, cyclic garbage that happened to be alive at a
-collection, stays until ``collect_everything``, which the memory upkeep runs when the process has
-grown past what its live work accounts for (core/allocator.py): so survivors are tenured only
-where that upkeep runs, and tenured garbage takes at most its threshold.
+the collection that came at last walked 200,000 of them (68 ms).
+
+Reference counting still frees a tenured object as soon as the last reference goes; what it
+cannot free, cyclic garbage that happened to be alive at a collection, stays until
+``collect_everything``, which the memory upkeep runs when the process has grown past what its live
+work accounts for (core/allocator.py): so survivors are tenured only where that upkeep runs, and
+tenured garbage takes at most its threshold.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["YOUNG_INTERVAL", "YOUNG_INTERVAL_IDLE", "YOUNG_OBJECTS", "collect_everything", "collect_young_periodically", "tenure_survivors"]
+__all__ = [
+    "YOUNG_INTERVAL", "YOUNG_INTERVAL_IDLE", "YOUNG_OBJECTS",
+    "collect_everything", "collect_young_periodically", "tenure_survivors",
+]
 
 #: new objects (allocations less deallocations) that start a collection; each walks about as many
 YOUNG_OBJECTS = 2_000
